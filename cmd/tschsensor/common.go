@@ -1,0 +1,85 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor"
+)
+
+// commonFlags are the flags replay and run share.
+type commonFlags struct {
+	observer    string
+	credentials string
+	maxMessage  int
+	maxStub     int
+	maxCalls    int
+	maxFiles    int
+	idle        time.Duration
+	window      time.Duration
+	quiet       bool
+}
+
+func addCommonFlags(fs *flag.FlagSet) *commonFlags {
+	c := &commonFlags{}
+	host, _ := os.Hostname()
+	fs.StringVar(&c.observer, "observer", envOr("TSCHSENSOR_OBSERVER", host), "observer.name in events (env TSCHSENSOR_OBSERVER)")
+	fs.StringVar(&c.credentials, "credentials", os.Getenv("TSCHSENSOR_CREDENTIALS"), "file of DOMAIN\\user:password or DOMAIN\\user:nt:HASH lines to open sealed RPC and SMB3 (env TSCHSENSOR_CREDENTIALS)")
+	fs.IntVar(&c.maxMessage, "max-message", sensor.DefaultMaxMessage, "largest SMB message or RPC PDU buffered per direction (bytes)")
+	fs.IntVar(&c.maxStub, "max-stub", sensor.DefaultMaxStub, "largest reassembled RPC stub per call (bytes)")
+	fs.IntVar(&c.maxCalls, "max-calls", sensor.DefaultMaxCalls, "RPC calls awaiting a response per channel")
+	fs.IntVar(&c.maxFiles, "max-files", sensor.DefaultMaxFiles, "open SMB files, pipes and trees per connection")
+	fs.DurationVar(&c.idle, "idle-timeout", sensor.DefaultIdleTimeout, "end TCP connections idle this long (capture time)")
+	fs.DurationVar(&c.window, "atexec-window", detect.DefaultAtExecWindow, "time from task registration to the last step of an AtExec chain")
+	fs.BoolVar(&c.quiet, "quiet", false, "no summary or progress on stderr")
+	return c
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
+	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle}
+	d := detect.Options{Observer: c.observer, AtExecWindow: c.window}
+	if c.credentials != "" {
+		creds, warn, err := loadCredentials(c.credentials)
+		if err != nil {
+			return o, d, err
+		}
+		if warn != "" {
+			fmt.Fprintln(os.Stderr, "tschsensor: warning:", warn)
+		}
+		o.Credentials = creds
+	}
+	return o, d, nil
+}
+
+// loadCredentials reads the credentials file; a file readable by others
+// draws a warning (it holds passwords).
+func loadCredentials(path string) (*dissect.Credentials, string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("credentials: %w", err)
+	}
+	warn := ""
+	if fi.Mode().Perm()&0o077 != 0 {
+		warn = fmt.Sprintf("credentials file %s is accessible by group or others (mode %04o); use chmod 600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("credentials: %w", err)
+	}
+	creds, err := dissect.ParseCredentials(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("credentials file %s: %w", path, err)
+	}
+	return creds, warn, nil
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/tschsensor/tschsensor/sensor"
+)
+
+// openNATS connects the NATS sink when --nats (or its variable) is set.
+func openNATS(ctx context.Context, o *sensor.NATSOptions, observer string, stderr io.Writer) (sensor.Sink, error) {
+	if len(o.URLs) == 0 && !o.Embedded {
+		return nil, nil
+	}
+	if o.SensorID == "" {
+		o.SensorID = observer
+	}
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := sensor.NewNATSSink(ctx, *o, log)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,112 @@
+// Package detect turns dissected MS-TSCH calls and SMB file operations into
+// events and alerts: naming, MITRE mapping, rules and the AtExec correlation.
+// It reads only finished records and uses capture time, never the wall clock,
+// so the same capture always gives the same output.
+package detect
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// Transports of an RPC call (MS-RPCE protocol sequences).
+const (
+	TransportNamedPipe = "ncacn_np"
+	TransportTCP       = "ncacn_ip_tcp"
+)
+
+// Endpoints names the RPC client and server of a connection.
+type Endpoints struct {
+	Client, Server         netip.Addr
+	ClientPort, ServerPort uint16
+	VLAN                   uint16
+	// ClientName and ServerName are NetBIOS names from an NBSS session
+	// request (port 139), when seen.
+	ClientName, ServerName string
+}
+
+// Identity is who authenticated, as far as the wire shows.
+type Identity struct {
+	User, Domain, Workstation string
+	// Mechanism is "NTLMSSP", "NTLM" (raw, SMB1), "Kerberos" or "anonymous".
+	Mechanism string
+	// From is where it was seen: "smb_session" or "rpc_bind".
+	From   string
+	Realm  string
+	SPN    string
+	NTLMv2 *bool
+}
+
+// SMBContext is where in SMB a named-pipe call travelled.
+type SMBContext struct {
+	Version   int // 1 or 2 (SMB2 and SMB3)
+	Dialect   string
+	SessionID uint64
+	Tree      string
+	Pipe      string
+	FileID    string
+	Signed    bool
+}
+
+// Call is one DCE-RPC call on a MS-TSCH (or unknown, on the atsvc pipe)
+// interface: the request joined with its response.
+type Call struct {
+	Time, ResponseTime time.Time
+	Endpoints
+	Transport string
+	SMB       *SMBContext
+	User      *Identity
+
+	Iface        dissect.Iface
+	IfaceUUID    string
+	IfaceVersion string
+	Opnum        uint16
+	CallID       uint32
+	ContextID    uint16
+	Syntax       dissect.Syntax
+	AuthType     uint8
+	AuthLevel    uint8
+	HasAuth      bool
+	Encrypted    bool
+	Decrypted    bool
+	// DecryptError says why sealed stubs could not be opened with the
+	// supplied credentials.
+	DecryptError string
+
+	RequestFragments, ResponseFragments int
+	RequestStubLen, ResponseStubLen     int
+	Truncated                           bool
+
+	Responded bool
+	// Fault is the status of a fault PDU answering the call.
+	Fault *uint32
+
+	Tsch        *dissect.TschInfo
+	DecodeError string
+
+	PcapFile string
+	Frames   []uint64
+	// Seq orders records from one flow; it makes event ids unique.
+	Seq uint64
+}
+
+// FileOp is an SMB operation on a file of a disk share (not a pipe), the
+// part of SMB that the AtExec output retrieval and task-file rules read.
+type FileOp struct {
+	Time time.Time
+	Endpoints
+	SMB  SMBContext
+	Op   string // "open", "read", "write", "delete", "close"
+	Path string // share-relative, as sent ("Temp\\x.tmp")
+	// Share is the share name without the server ("ADMIN$").
+	Share  string
+	Bytes  uint64
+	Status uint32
+	User   *Identity
+
+	PcapFile string
+	Frames   []uint64
+	Seq      uint64
+}

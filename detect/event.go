@@ -1,0 +1,377 @@
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// Event is one output line: a decoded call ("event"), an alert or a metric,
+// shaped after ECS so that SIEMs map it without glue. docs/events.md lists
+// every field; docs/event.schema.json is what the tests validate against.
+type Event struct {
+	Timestamp   string        `json:"@timestamp"`
+	Event       EventMeta     `json:"event"`
+	Observer    Observer      `json:"observer"`
+	Source      *Endpoint     `json:"source,omitempty"`
+	Destination *Endpoint     `json:"destination,omitempty"`
+	Network     *Network      `json:"network,omitempty"`
+	User        *User         `json:"user,omitempty"`
+	Rule        *Rule         `json:"rule,omitempty"`
+	Threat      *Threat       `json:"threat,omitempty"`
+	SMB         *SMBFields    `json:"smb,omitempty"`
+	DCERPC      *DCERPCFields `json:"dcerpc,omitempty"`
+	Tsch        any           `json:"tsch,omitempty"`
+	File        *FileFields   `json:"file,omitempty"`
+	AtExec      *AtExecFields `json:"atexec,omitempty"`
+	Related     *Related      `json:"related,omitempty"`
+	Pcap        *Pcap         `json:"pcap,omitempty"`
+	Metric      any           `json:"metric,omitempty"`
+}
+
+// EventMeta is the ECS "event" object.
+type EventMeta struct {
+	Kind     string   `json:"kind"`
+	ID       string   `json:"id"`
+	Category []string `json:"category,omitempty"`
+	Type     []string `json:"type,omitempty"`
+	Action   string   `json:"action,omitempty"`
+	Outcome  string   `json:"outcome,omitempty"`
+	Severity int      `json:"severity,omitempty"`
+	Dataset  string   `json:"dataset"`
+	Reason   string   `json:"reason,omitempty"`
+	Start    string   `json:"start,omitempty"`
+	End      string   `json:"end,omitempty"`
+}
+
+// Observer names the sensor.
+type Observer struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Product string `json:"product"`
+}
+
+// Endpoint is ECS source/destination.
+type Endpoint struct {
+	IP      string `json:"ip"`
+	Port    uint16 `json:"port,omitempty"`
+	Domain  string `json:"domain,omitempty"`
+	Address string `json:"address,omitempty"`
+}
+
+// Network is ECS network.
+type Network struct {
+	Transport string `json:"transport"`
+	Protocol  string `json:"protocol,omitempty"`
+	VLAN      *VLAN  `json:"vlan,omitempty"`
+}
+
+// VLAN is the outer 802.1Q tag.
+type VLAN struct {
+	ID uint16 `json:"id"`
+}
+
+// User is ECS user plus how it was learnt.
+type User struct {
+	Name          string `json:"name,omitempty"`
+	Domain        string `json:"domain,omitempty"`
+	Authenticator string `json:"authentication,omitempty"`
+	Source        string `json:"source,omitempty"`
+	Realm         string `json:"kerberos_realm,omitempty"`
+	SPN           string `json:"service_principal,omitempty"`
+	Note          string `json:"note,omitempty"`
+}
+
+// Rule is ECS rule for alerts.
+type Rule struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Reference   string `json:"reference,omitempty"`
+	Ruleset     string `json:"ruleset"`
+}
+
+// Threat is the MITRE ATT&CK mapping.
+type Threat struct {
+	Framework string          `json:"framework"`
+	Technique ThreatTechnique `json:"technique"`
+	Tactic    ThreatTactic    `json:"tactic"`
+}
+
+// ThreatTechnique is an ATT&CK technique (or sub-technique).
+type ThreatTechnique struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Reference string `json:"reference,omitempty"`
+}
+
+// ThreatTactic is an ATT&CK tactic.
+type ThreatTactic struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// SMBFields locates a call or file operation within SMB.
+type SMBFields struct {
+	Version   int    `json:"version"`
+	Dialect   string `json:"dialect,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	Tree      string `json:"tree,omitempty"`
+	Pipe      string `json:"pipe,omitempty"`
+	FileID    string `json:"file_id,omitempty"`
+	Signed    bool   `json:"signed,omitempty"`
+}
+
+// DCERPCFields describes the RPC call.
+type DCERPCFields struct {
+	Interface      DCERPCInterface `json:"interface"`
+	Operation      string          `json:"operation,omitempty"`
+	Opnum          uint16          `json:"opnum"`
+	CallID         uint32          `json:"call_id"`
+	ContextID      uint16          `json:"context_id"`
+	Transport      string          `json:"transport"`
+	TransferSyntax string          `json:"transfer_syntax,omitempty"`
+	Auth           *DCERPCAuth     `json:"auth,omitempty"`
+	Encrypted      bool            `json:"encrypted"`
+	Decrypted      bool            `json:"decrypted"`
+	DecryptError   string          `json:"decrypt_error,omitempty"`
+	Fragments      Pair            `json:"fragments"`
+	StubLength     Pair            `json:"stub_length"`
+	Truncated      bool            `json:"truncated,omitempty"`
+	Responded      bool            `json:"responded"`
+	Fault          string          `json:"fault,omitempty"`
+	FaultCode      *uint32         `json:"fault_code,omitempty"`
+	DecodeError    string          `json:"decode_error,omitempty"`
+}
+
+// DCERPCInterface names the interface a call's presentation context bound.
+type DCERPCInterface struct {
+	Name    string `json:"name"`
+	UUID    string `json:"uuid,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// DCERPCAuth is the call's auth verifier.
+type DCERPCAuth struct {
+	Type    string `json:"type"`
+	TypeID  uint8  `json:"type_id"`
+	Level   string `json:"level"`
+	LevelID uint8  `json:"level_id"`
+}
+
+// Pair holds a request and a response figure.
+type Pair struct {
+	Request  int `json:"request"`
+	Response int `json:"response"`
+}
+
+// FileFields is ECS file for SMB file operations in alerts.
+type FileFields struct {
+	Path      string `json:"path"`
+	Name      string `json:"name,omitempty"`
+	Directory string `json:"directory,omitempty"`
+	Share     string `json:"share,omitempty"`
+	BytesRead uint64 `json:"bytes_read,omitempty"`
+	Deleted   bool   `json:"deleted,omitempty"`
+}
+
+// AtExecFields says how much of the AtExec chain was seen.
+type AtExecFields struct {
+	OutputRead  bool   `json:"output_read"`
+	OutputFile  string `json:"output_file,omitempty"`
+	TaskDeleted bool   `json:"task_deleted"`
+	Polled      bool   `json:"polled"`
+	Sealed      bool   `json:"sealed"`
+}
+
+// Related links an alert to the events behind it.
+type Related struct {
+	Events []string `json:"events,omitempty"`
+	IP     []string `json:"ip,omitempty"`
+	User   []string `json:"user,omitempty"`
+}
+
+// Pcap locates a record in the replayed file.
+type Pcap struct {
+	File   string   `json:"file"`
+	Frames []uint64 `json:"frames,omitempty"`
+}
+
+// Subject returns the record's subject below the sink prefix.
+func (e *Event) Subject() string {
+	switch e.Event.Kind {
+	case "alert":
+		if e.Rule != nil {
+			return "alert." + e.Rule.ID
+		}
+		return "alert.unknown"
+	case "metric":
+		return "stats"
+	}
+	iface, op := "unknown", "unknown"
+	if e.DCERPC != nil {
+		if e.DCERPC.Interface.Name != "" {
+			iface = strings.ToLower(e.DCERPC.Interface.Name)
+		}
+		if e.DCERPC.Operation != "" {
+			op = strings.ToLower(e.DCERPC.Operation)
+		} else {
+			op = fmt.Sprintf("opnum%d", e.DCERPC.Opnum)
+		}
+	}
+	return "event." + iface + "." + op
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") }
+
+// eventID derives a stable identifier from what identifies a record on the
+// wire, so a replay of the same capture yields the same ids (de-duplication
+// in JetStream relies on it).
+func eventID(kind string, t time.Time, ep Endpoints, parts ...uint64) string {
+	h := sha256.New()
+	var b [8]byte
+	h.Write([]byte(kind))
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	h.Write(b[:])
+	c, s := ep.Client.As16(), ep.Server.As16()
+	h.Write(c[:])
+	h.Write(s[:])
+	binary.BigEndian.PutUint32(b[:4], uint32(ep.ClientPort)<<16|uint32(ep.ServerPort))
+	h.Write(b[:4])
+	for _, p := range parts {
+		binary.BigEndian.PutUint64(b[:], p)
+		h.Write(b[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func endpoints(ep Endpoints) (*Endpoint, *Endpoint, *Network) {
+	src := &Endpoint{IP: ep.Client.String(), Port: ep.ClientPort, Domain: ep.ClientName}
+	dst := &Endpoint{IP: ep.Server.String(), Port: ep.ServerPort, Domain: ep.ServerName}
+	n := &Network{Transport: "tcp"}
+	if ep.VLAN != 0 {
+		n.VLAN = &VLAN{ID: ep.VLAN}
+	}
+	return src, dst, n
+}
+
+func userFields(id *Identity) *User {
+	if id == nil {
+		return nil
+	}
+	u := &User{Name: id.User, Domain: id.Domain, Authenticator: id.Mechanism, Source: id.From, Realm: id.Realm, SPN: id.SPN}
+	if id.Mechanism == "Kerberos" && id.User == "" {
+		u.Note = "Kerberos: the client principal is encrypted in the ticket and not visible"
+	}
+	return u
+}
+
+func smbFields(s *SMBContext) *SMBFields {
+	if s == nil {
+		return nil
+	}
+	f := &SMBFields{Version: s.Version, Dialect: s.Dialect, Tree: s.Tree, Pipe: s.Pipe, FileID: s.FileID, Signed: s.Signed}
+	if s.SessionID != 0 {
+		f.SessionID = fmt.Sprintf("0x%016x", s.SessionID)
+	}
+	return f
+}
+
+// CallEvent renders a call as an event.
+func CallEvent(c *Call, observer string) *Event {
+	src, dst, nw := endpoints(c.Endpoints)
+	nw.Protocol = "dce_rpc"
+	op := dissect.OpName(c.Iface, c.Opnum)
+	ev := &Event{
+		Timestamp: rfc3339(c.Time),
+		Event: EventMeta{
+			Kind:     "event",
+			ID:       eventID("call", c.Time, c.Endpoints, uint64(c.CallID), c.Seq),
+			Category: []string{"network"},
+			Type:     []string{"protocol"},
+			Action:   op,
+			Dataset:  "tschsensor.call",
+			Start:    rfc3339(c.Time),
+		},
+		Observer:    Observer{Name: observer, Type: "sensor", Product: "tschsensor"},
+		Source:      src,
+		Destination: dst,
+		Network:     nw,
+		User:        userFields(c.User),
+		SMB:         smbFields(c.SMB),
+	}
+	if c.Responded {
+		ev.Event.End = rfc3339(c.ResponseTime)
+	}
+	d := &DCERPCFields{
+		Interface:      DCERPCInterface{Name: c.Iface.String(), UUID: c.IfaceUUID, Version: c.IfaceVersion},
+		Operation:      op,
+		Opnum:          c.Opnum,
+		CallID:         c.CallID,
+		ContextID:      c.ContextID,
+		Transport:      c.Transport,
+		TransferSyntax: c.Syntax.String(),
+		Encrypted:      c.Encrypted,
+		Decrypted:      c.Decrypted,
+		DecryptError:   c.DecryptError,
+		Fragments:      Pair{c.RequestFragments, c.ResponseFragments},
+		StubLength:     Pair{c.RequestStubLen, c.ResponseStubLen},
+		Truncated:      c.Truncated,
+		Responded:      c.Responded,
+		DecodeError:    c.DecodeError,
+	}
+	if d.Interface.Name == "" {
+		d.Interface.Name = "unknown"
+	}
+	if c.HasAuth {
+		d.Auth = &DCERPCAuth{Type: dissect.AuthTypeName(c.AuthType), TypeID: c.AuthType, Level: dissect.AuthLevelName(c.AuthLevel), LevelID: c.AuthLevel}
+	}
+	ev.DCERPC = d
+	switch {
+	case c.Fault != nil:
+		d.FaultCode = c.Fault
+		d.Fault = FaultName(*c.Fault)
+		ev.Event.Outcome = "failure"
+	case !c.Responded:
+		ev.Event.Outcome = "unknown"
+	case c.Tsch != nil && c.Tsch.Outcome() != "":
+		ev.Event.Outcome = c.Tsch.Outcome()
+	default:
+		ev.Event.Outcome = "unknown"
+	}
+	if c.Tsch != nil {
+		ev.Tsch = c.Tsch
+	}
+	if c.PcapFile != "" {
+		ev.Pcap = &Pcap{File: c.PcapFile, Frames: c.Frames}
+	}
+	return ev
+}
+
+// FaultName names the common DCE-RPC fault statuses.
+func FaultName(s uint32) string {
+	switch s {
+	case 0x00000005:
+		return "access_denied"
+	case 0x1c010002:
+		return "nca_s_op_rng_error"
+	case 0x1c010003:
+		return "nca_s_unknown_if"
+	case 0x1c00001a:
+		return "nca_s_proto_error"
+	case 0x000006f7:
+		return "rpc_x_bad_stub_data"
+	case 0x1c000021:
+		return "nca_s_fault_context_mismatch"
+	case 0x000006d8:
+		return "rpc_s_fault_ndr"
+	case 0x00000721:
+		return "rpc_s_sec_pkg_error"
+	}
+	return fmt.Sprintf("0x%08x", s)
+}

@@ -1,0 +1,193 @@
+package dissect
+
+import (
+	"bytes"
+	"crypto/des"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"unicode/utf16"
+
+	"golang.org/x/crypto/md4"
+)
+
+// Credential is one account the sensor may use to follow an NTLM-protected
+// exchange passively. Its String, GoString and LogValue never show a hash.
+type Credential struct {
+	Domain, User string // empty Domain matches any domain
+	NTHash       [16]byte
+	// LMHash is the LMOWFv1 value, known only when the credential came from
+	// a password of at most 14 characters; NTLMv1 with NTLMSSP_NEGOTIATE_LM_KEY
+	// or REQUEST_NON_NT_SESSION_KEY needs it.
+	LMHash    [16]byte
+	HasLMHash bool
+}
+
+func (c Credential) String() string {
+	return c.Domain + `\` + c.User + ":<redacted>"
+}
+
+// GoString keeps %#v from printing the hash fields.
+func (c Credential) GoString() string {
+	return fmt.Sprintf("dissect.Credential{Domain:%q, User:%q, NTHash:<redacted>}", c.Domain, c.User)
+}
+
+// LogValue logs the account, never the secret.
+func (c Credential) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("domain", c.Domain), slog.String("user", c.User))
+}
+
+// Credentials is a parsed credential file.
+type Credentials struct {
+	list []Credential
+}
+
+// MaxCredentialLineLen bounds one line of a credential file: longer lines are
+// not credentials and are refused rather than kept.
+const MaxCredentialLineLen = 4096
+
+// ParseCredentials reads one credential per line:
+//
+//	DOMAIN\user:password
+//	DOMAIN\user:nt:<32 hex digits>
+//	\user:password   or   user:password   (any domain)
+//
+// Blank lines and lines starting with '#' are skipped. Everything after the
+// first ':' is the password, spaces included, so passwords may contain ':'
+// (only a trailing "\r" is dropped). Errors name the line, never its secret.
+func ParseCredentials(data []byte) (*Credentials, error) {
+	c := &Credentials{}
+	for n, line := range bytes.Split(data, []byte{'\n'}) {
+		lineNo := n + 1
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if t := bytes.TrimSpace(line); len(t) == 0 || t[0] == '#' {
+			continue
+		}
+		if len(line) > MaxCredentialLineLen {
+			return nil, fmt.Errorf("credentials line %d: longer than %d bytes", lineNo, MaxCredentialLineLen)
+		}
+		account, secret, ok := strings.Cut(string(line), ":")
+		if !ok {
+			return nil, fmt.Errorf("credentials line %d: no ':' after the account name", lineNo)
+		}
+		account = strings.TrimSpace(account)
+		var cred Credential
+		if dom, user, ok := strings.Cut(account, `\`); ok {
+			cred.Domain, cred.User = strings.TrimSpace(dom), strings.TrimSpace(user)
+		} else {
+			cred.User = account
+		}
+		if cred.User == "" {
+			return nil, fmt.Errorf("credentials line %d: empty user name", lineNo)
+		}
+		if h, isHash := strings.CutPrefix(secret, "nt:"); isHash {
+			h = strings.TrimSpace(h)
+			raw, err := hex.DecodeString(h)
+			if err != nil || len(raw) != 16 {
+				return nil, fmt.Errorf("credentials line %d: NT hash must be 32 hex digits", lineNo)
+			}
+			copy(cred.NTHash[:], raw)
+		} else {
+			cred.NTHash = NTHashFromPassword(secret)
+			cred.LMHash, cred.HasLMHash = lmHashFromPassword(secret)
+		}
+		c.list = append(c.list, cred)
+	}
+	return c, nil
+}
+
+// Len is the number of credentials.
+func (c *Credentials) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.list)
+}
+
+// Lookup returns the credentials that may belong to domain\user, compared
+// case-insensitively: exact domain matches first, then entries whose domain
+// matches on its first DNS label (LAB vs lab.example), then entries with an
+// empty domain. The caller verifies each candidate against the exchange.
+func (c *Credentials) Lookup(domain, user string) []Credential {
+	if c == nil {
+		return nil
+	}
+	var exact, label, any []Credential
+	for _, cr := range c.list {
+		if !strings.EqualFold(cr.User, user) {
+			continue
+		}
+		switch {
+		case cr.Domain == "":
+			any = append(any, cr)
+		case strings.EqualFold(cr.Domain, domain):
+			exact = append(exact, cr)
+		case domain != "" && strings.EqualFold(firstLabel(cr.Domain), firstLabel(domain)):
+			label = append(label, cr)
+		}
+	}
+	return append(append(exact, label...), any...)
+}
+
+func firstLabel(d string) string {
+	l, _, _ := strings.Cut(d, ".")
+	return l
+}
+
+// NTHashFromPassword is NTOWFv1 (MS-NLMP 3.3.1): MD4 of the UTF-16LE password.
+func NTHashFromPassword(pw string) [16]byte {
+	h := md4.New()
+	h.Write(utf16le(pw))
+	var out [16]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// lmHashFromPassword is LMOWFv1 (MS-NLMP 3.3.1): DES of "KGS!@#$%" under the
+// two halves of the upper-cased, zero-padded 14-byte password. Windows keeps
+// no LM hash for longer or non-ASCII passwords, so neither do we.
+func lmHashFromPassword(pw string) ([16]byte, bool) {
+	var out [16]byte
+	if len(pw) > 14 {
+		return out, false
+	}
+	var p [14]byte
+	for i := 0; i < len(pw); i++ {
+		if pw[i] >= 0x80 {
+			return out, false
+		}
+	}
+	copy(p[:], strings.ToUpper(pw))
+	magic := []byte("KGS!@#$%")
+	desEncrypt7(out[:8], p[:7], magic)
+	desEncrypt7(out[8:], p[7:], magic)
+	return out, true
+}
+
+// desEncrypt7 encrypts one block under a 56-bit key given as 7 bytes,
+// spreading the key bits over 8 bytes as DES expects (MS-NLMP 6, DES()).
+func desEncrypt7(dst, key7, block []byte) {
+	var k [8]byte
+	k[0] = key7[0]
+	k[1] = key7[0]<<7 | key7[1]>>1
+	k[2] = key7[1]<<6 | key7[2]>>2
+	k[3] = key7[2]<<5 | key7[3]>>3
+	k[4] = key7[3]<<4 | key7[4]>>4
+	k[5] = key7[4]<<3 | key7[5]>>5
+	k[6] = key7[5]<<2 | key7[6]>>6
+	k[7] = key7[6] << 1
+	c, _ := des.NewCipher(k[:]) // 8-byte key: cannot fail
+	c.Encrypt(dst, block)
+}
+
+// utf16le encodes s as UTF-16LE.
+func utf16le(s string) []byte {
+	u := utf16.Encode([]rune(s))
+	b := make([]byte, 2*len(u))
+	for i, v := range u {
+		binary.LittleEndian.PutUint16(b[2*i:], v)
+	}
+	return b
+}

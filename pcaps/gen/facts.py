@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""facts: writes pcaps/<name>.json for one capture made by make-captures.sh.
+
+The facts come from three independent places and are cross-checked:
+  * what the client says it sent (tsch_client.py's JSON, or atexec's output),
+  * what the lab server decoded (tsch_lab.py --events JSON lines),
+  * what tshark dissects in the pcap (frame numbers of every DCE-RPC PDU).
+Exit status is non-zero when they disagree, so a broken capture fails the run.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+OPS = {
+    "ITaskSchedulerService": {0: "SchRpcHighestVersion", 1: "SchRpcRegisterTask", 12: "SchRpcRun",
+                              13: "SchRpcDelete", 16: "SchRpcGetLastRunInfo"},
+    "ATSVC": {0: "NetrJobAdd", 1: "NetrJobDel"},
+    "SASec": {0: "SASetAccountInformation"},
+    "EPM": {3: "ept_map"},
+}
+PKT = {"0": "request", "2": "response", "3": "fault", "11": "bind", "12": "bind_ack", "13": "bind_nak",
+       "14": "alter_context", "15": "alter_context_resp", "16": "auth3"}
+
+
+def tshark_rows(pcap, password, tcp_port):
+    fields = ["frame.number", "ip.src", "tcp.srcport", "tcp.dstport", "tcp.stream", "dcerpc.pkt_type",
+              "dcerpc.cn_call_id", "dcerpc.opnum", "dcerpc.auth_level", "dcerpc.cn_ctx_id", "smb.cmd", "smb2.cmd"]
+    cmd = ["tshark", "-n", "-r", pcap, "-o", "ntlmssp.nt_password:" + password, "-d", "tcp.port==%d,dcerpc" % tcp_port,
+           "-Y", "dcerpc", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=\t"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    pdus = []
+    for line in out.splitlines():
+        col = dict(zip(fields, line.split("\t")))
+        types = col["dcerpc.pkt_type"].split(",")
+        calls = col["dcerpc.cn_call_id"].split(",")
+        opnums = [o for o in col["dcerpc.opnum"].split(",") if o]
+        levels = [x for x in col["dcerpc.auth_level"].split(",") if x]
+        oi = 0
+        for i, t in enumerate(types):
+            ptype = PKT.get(t, t)
+            op = None
+            if ptype in ("request", "response") and oi < len(opnums):
+                op = int(opnums[oi])
+                oi += 1
+            pdus.append({"frame": int(col["frame.number"]), "src": col["ip.src"], "sport": int(col["tcp.srcport"]),
+                         "dport": int(col["tcp.dstport"]), "tcp_stream": int(col["tcp.stream"]), "pdu": ptype,
+                         "call_id": int(calls[i]) if i < len(calls) and calls[i] else None, "opnum": op,
+                         "auth_level": int(levels[0]) if levels else None})
+    return pdus
+
+
+def tshark_version():
+    return subprocess.run(["tshark", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+
+def decrypted_count(pcap, password):
+    out = subprocess.run(["tshark", "-n", "-r", pcap, "-o", "ntlmssp.nt_password:" + password, "-Y",
+                          "dcerpc.decrypted_stub_data", "-T", "fields",
+                          "-e", "frame.number"], capture_output=True, text=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--name", required=True)
+    p.add_argument("--pcap", required=True)
+    p.add_argument("--events", required=True)
+    p.add_argument("--client-json", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--tcp-port", type=int, default=49667)
+    p.add_argument("--extra", default="{}", help="JSON object merged into the facts")
+    a = p.parse_args()
+
+    client = json.load(open(a.client_json))
+    events = [json.loads(l) for l in open(a.events) if l.strip()]
+    for e in events:
+        e.pop("ts", None)
+    calls = [e for e in events if "op" in e]
+    pdus = tshark_rows(a.pcap, a.password, a.tcp_port)
+
+    # Tie each server-decoded call to the frames of its request/response.
+    problems = []
+    key_calls = []
+    for e in calls:
+        frames = [d for d in pdus if d["call_id"] == e["call_id"] and d["opnum"] == e["opnum"]
+                  and d["pdu"] in ("request", "response")]
+        # Several associations can reuse call ids: keep the ones in the right transport.
+        if e["endpoint"].startswith("ncacn_ip_tcp:"):
+            port = int(e["endpoint"].split(":")[1])
+            frames = [d for d in frames if port in (d["sport"], d["dport"])]
+        else:
+            frames = [d for d in frames if d["sport"] in (445, 139) or d["dport"] in (445, 139)]
+        req = [d["frame"] for d in frames if d["pdu"] == "request"]
+        resp = [d["frame"] for d in frames if d["pdu"] == "response"]
+        if not req or not resp:
+            problems.append("no request/response frames for %s call %d" % (e["op"], e["call_id"]))
+        kc = {"op": e["op"], "interface": e["interface"], "opnum": e["opnum"], "call_id": e["call_id"],
+              "request_frames": req, "response_frames": resp}
+        for k in ("path", "command", "arguments", "user_id", "creds", "logon_type", "flags", "job_id",
+                  "job_name", "account", "password", "job_flags", "server_name", "ndr64", "requested",
+                  "xml_sha256_utf16le", "job_time", "days_of_month", "days_of_week", "session_id", "sddl"):
+            if k in e:
+                kc[k] = e[k]
+        key_calls.append(kc)
+    if client.get("op_sequence"):
+        got = [c["op"] for c in calls if c["interface"] != "EPM"]
+        if got != client["op_sequence"]:
+            problems.append("server saw %s, client meant %s" % (got, client["op_sequence"]))
+
+    binds = [d for d in pdus if d["pdu"] in ("bind", "bind_ack", "auth3", "alter_context", "alter_context_resp")]
+    data = open(a.pcap, "rb").read()
+    facts = {
+        "pcap": os.path.basename(a.pcap),
+        "pcap_sha256": hashlib.sha256(data).hexdigest(),
+        "pcap_bytes": len(data),
+        "generator": "pcaps/gen/make-captures.sh (lab server pcaps/gen/tsch_lab.py)",
+        "network_mode": "netns",
+        "client_ip": "10.77.0.1",
+        "server_ip": "10.77.0.2",
+        "server_name": "TSCH-LAB-SRV",
+        "user": client.get("user", "alice"),
+        "domain": client.get("domain", "LAB"),
+        "password": a.password,
+        "nt_hash": hashlib.new("md4", a.password.encode("utf-16le")).hexdigest() if "md4" in hashlib.algorithms_available
+        else __import__("impacket.ntlm", fromlist=["x"]).compute_nthash(a.password).hex(),
+        "client": client,
+        "server_decoded": events,
+        "calls": key_calls,
+        "rpc_setup_frames": binds,
+        "dcerpc_pdus": pdus,
+        "tshark_version": tshark_version(),
+        "tshark_decrypt_option": "-o 'ntlmssp.nt_password:%s'" % a.password,
+        "problems": problems,
+    }
+    # Whether the interesting strings are readable off the wire (false when sealed).
+    seen = {}
+    for c in key_calls:
+        for k in ("path", "command", "arguments", "job_name"):
+            v = c.get(k)
+            if v:
+                seen["%s %s (utf16le)" % (c["op"], k)] = v.encode("utf-16le") in data
+    facts["cleartext_in_pcap"] = seen
+    facts.update(json.loads(a.extra))
+    if any(d["auth_level"] == 6 for d in pdus):
+        facts["tshark_decrypted_frames"] = decrypted_count(a.pcap, a.password)
+        sealed = sorted(f for c in key_calls for f in c["request_frames"] + c["response_frames"])
+        if facts["tshark_decrypted_frames"] != sealed:
+            problems.append("tshark decrypted %s, sealed PDUs are in %s" % (facts["tshark_decrypted_frames"], sealed))
+        # Paths may show in SMB file names (atexec reads ADMIN$\\Temp\\<task>.tmp); commands must not.
+        if any(v for k, v in seen.items() if "command" in k or "arguments" in k):
+            problems.append("sealed capture shows cleartext: %s" % seen)
+    with open(a.out, "w") as fh:
+        json.dump(facts, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# make-captures.sh: regenerates the project's own captures pcaps/*.pcap and
+# their facts pcaps/*.json with real clients (Debian's impacket) against our
+# lab server (pcaps/gen/tsch_lab.py). Run as root: bash pcaps/gen/make-captures.sh
+#
+# All traffic stays between two network namespaces joined by a veth pair
+# (10.77.0.1 client, 10.77.0.2 server) that this script creates and removes.
+# tcpdump runs in the server namespace on the veth, full snaplen, classic pcap.
+# Idempotent: every run removes what a previous run left and rewrites the same
+# file names. Optional arguments name the captures to make (default: all).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=$(cd "$HERE/.." && pwd)
+PY=/usr/bin/python3            # Debian's python: Debian's impacket lives there
+NS_C=tschlab-cli NS_S=tschlab-srv
+IF_C=tl-cli IF_S=tl-srv
+IP_C=10.77.0.1 IP_S=10.77.0.2
+USER_=alice DOMAIN=LAB PASSWORD='Tsch-Lab-2026!'
+TCP_PORT=49667
+WORK=$(mktemp -d /tmp/tschlab.XXXXXX)
+LAB_PID= DUMP_PID=
+
+[ "$(id -u)" = 0 ] || { echo "make-captures.sh: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
+
+install_deps() {
+	local need=()
+	dpkg -s python3-impacket >/dev/null 2>&1 || need+=(python3-impacket)
+	command -v tcpdump >/dev/null || need+=(tcpdump)
+	command -v ip >/dev/null || need+=(iproute2)
+	command -v tshark >/dev/null || need+=(tshark)
+	command -v ethtool >/dev/null || need+=(ethtool)
+	if [ ${#need[@]} -gt 0 ]; then
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	fi
+	[ -f /usr/share/doc/python3-impacket/examples/atexec.py ] || { echo "atexec.py missing from python3-impacket" >&2; exit 1; }
+}
+
+stop_pid() { # stop_pid PID: ends one process this script started, waits for it
+	local pid=$1 sig=${2:-TERM}
+	[ -n "$pid" ] || return 0
+	kill -"$sig" "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+net_down() {
+	ip netns del "$NS_C" 2>/dev/null || true
+	ip netns del "$NS_S" 2>/dev/null || true
+}
+
+cleanup() {
+	stop_pid "$DUMP_PID" INT
+	stop_pid "$LAB_PID"
+	net_down
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+net_up() {
+	net_down
+	ip netns add "$NS_C"
+	ip netns add "$NS_S"
+	ip link add "$IF_C" type veth peer name "$IF_S"
+	ip link set "$IF_C" netns "$NS_C"
+	ip link set "$IF_S" netns "$NS_S"
+	ip -n "$NS_C" addr add "$IP_C/24" dev "$IF_C"
+	ip -n "$NS_S" addr add "$IP_S/24" dev "$IF_S"
+	for ns in "$NS_C" "$NS_S"; do ip -n "$ns" link set lo up; done
+	ip -n "$NS_C" link set "$IF_C" up
+	ip -n "$NS_S" link set "$IF_S" up
+	# Offloads off: the capture then holds real checksums and MTU-sized segments.
+	ip netns exec "$NS_C" ethtool -K "$IF_C" tx off tso off gso off gro off >/dev/null 2>&1 || true
+	ip netns exec "$NS_S" ethtool -K "$IF_S" tx off tso off gso off gro off >/dev/null 2>&1 || true
+}
+
+lab_start() {
+	rm -rf "$WORK/root" "$WORK/events.jsonl" "$WORK/ready"
+	ip netns exec "$NS_S" "$PY" "$HERE/tsch_lab.py" --addr "$IP_S" --root "$WORK/root" --tcp-port "$TCP_PORT" \
+		--user "$USER_" --domain "$DOMAIN" --password "$PASSWORD" --events "$WORK/events.jsonl" \
+		--ready "$WORK/ready" >>"$WORK/lab.log" 2>&1 &
+	LAB_PID=$!
+	for _ in $(seq 100); do [ -e "$WORK/ready" ] && return 0; sleep 0.1; done
+	echo "lab server did not start; log:" >&2; tail -20 "$WORK/lab.log" >&2; exit 1
+}
+
+dump_start() { # dump_start FILE
+	rm -f "$1"
+	ip netns exec "$NS_S" tcpdump -Z root -i "$IF_S" -s 0 -U -n -w "$1" 'tcp' 2>"$WORK/tcpdump.err" &
+	DUMP_PID=$!
+	for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.1; done
+	echo "tcpdump did not start" >&2; cat "$WORK/tcpdump.err" >&2; exit 1
+}
+
+capture() { # capture NAME EXTRA_JSON CLIENT-ARGS...
+	local name=$1 extra=$2; shift 2
+	local pcap="$OUT/$name.pcap"
+	echo "== $name"
+	lab_start
+	dump_start "$pcap"
+	ip netns exec "$NS_C" timeout 120 "$@" >"$WORK/client.out" 2>"$WORK/client.err" || {
+		echo "client failed:" >&2; cat "$WORK/client.err" "$WORK/client.out" >&2; exit 1; }
+	sleep 1 # let the last FIN/ACKs reach the capture
+	stop_pid "$DUMP_PID" INT; DUMP_PID=
+	stop_pid "$LAB_PID"; LAB_PID=
+	if [ "${CLIENT_IS_JSON:-1}" = 1 ]; then
+		cp "$WORK/client.out" "$WORK/client.json"
+	fi
+	"$PY" "$HERE/facts.py" --name "$name" --pcap "$pcap" --events "$WORK/events.jsonl" \
+		--client-json "$WORK/client.json" --out "$OUT/$name.json" --password "$PASSWORD" \
+		--tcp-port "$TCP_PORT" --extra "$extra"
+	echo "   $(stat -c %s "$pcap") bytes, facts in pcaps/$name.json"
+}
+
+client_capture() { # client_capture NAME SCENARIO EXTRA_JSON: one tsch_client.py scenario
+	capture "$1" "$3" "$PY" "$HERE/tsch_client.py" "$2" --target "$IP_S" --user "$USER_" --domain "$DOMAIN" \
+		--password "$PASSWORD"
+}
+
+atexec_sealed() {
+	local name=impacket-atexec-smb2
+	local cmdline=("$PY" /usr/share/doc/python3-impacket/examples/atexec.py "$DOMAIN/$USER_:$PASSWORD@$IP_S" whoami /all)
+	# atexec prints text, not JSON: describe the run for facts.py ourselves.
+	CLIENT_IS_JSON=0 capture_atexec "$name" "${cmdline[@]}"
+}
+
+capture_atexec() {
+	local name=$1; shift
+	"$PY" - "$WORK/client.json" "$@" <<-'EOF'
+	import json, sys, hashlib
+	argv = sys.argv[2:]
+	src = "/usr/share/doc/python3-impacket/examples/atexec.py"
+	json.dump({"tool": "impacket examples/atexec.py (Debian python3-impacket, unmodified, run as a program)",
+	           "atexec_sha256": hashlib.sha256(open(src, "rb").read()).hexdigest(),
+	           "argv": ["atexec.py"] + argv[2:], "auth_level": 6, "transport": "ncacn_np:\\pipe\\atsvc",
+	           "interface": "ITaskSchedulerService", "user": argv[2].split("/")[1].split(":")[0],
+	           "domain": argv[2].split("/")[0], "operator_command": " ".join(argv[3:]),
+	           "op_sequence": ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]},
+	          open(sys.argv[1], "w"))
+	EOF
+	CLIENT_IS_JSON=0 capture "$name" '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed"}' "$@"
+	"$PY" - "$OUT/$name.json" "$WORK/client.out" <<-'EOF'
+	import json, sys
+	f = json.load(open(sys.argv[1]))
+	f["client"]["client_printed_output"] = open(sys.argv[2]).read()
+	json.dump(f, open(sys.argv[1], "w"), indent=2, sort_keys=True)
+	open(sys.argv[1], "a").write("\n")
+	EOF
+}
+
+want() { [ ${#SELECTED[@]} -eq 0 ] && return 0; local w; for w in "${SELECTED[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
+
+main() {
+	SELECTED=("$@")
+	install_deps
+	"$PY" -c 'import impacket, sys; from impacket import version; print("impacket", version.version, file=sys.stderr)'
+	net_up
+	if want impacket-atexec-smb2 ; then atexec_sealed; fi
+	if want impacket-atexec-smb2-clear ; then
+		client_capture impacket-atexec-smb2-clear atexec-clear '{"rpc_auth": "NTLMSSP, auth_level 2 (connect): stubs in the clear"}'
+	fi
+	if want impacket-schtask-creds-smb2 ; then
+		client_capture impacket-schtask-creds-smb2 tsch-smb2-clear '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	if want impacket-schtask-tcp ; then
+		client_capture impacket-schtask-tcp tcp '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	if want impacket-schtask-tcp-ndr64 ; then
+		client_capture impacket-schtask-tcp-ndr64 tcp-ndr64 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	if want impacket-at-smb1 ; then
+		client_capture impacket-at-smb1 at-smb1 '{"rpc_auth": "none (auth_level 1): no sec_trailer"}'
+	fi
+	if want impacket-sasec-smb2 ; then
+		client_capture impacket-sasec-smb2 sasec-smb2 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	if want impacket-nbss139 ; then
+		client_capture impacket-nbss139 nbss139 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	du -ch "$OUT"/*.pcap | tail -1
+}
+
+main "$@"

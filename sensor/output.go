@@ -1,0 +1,107 @@
+package sensor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/tschsensor/tschsensor/detect"
+)
+
+// WriterSink writes records as JSON lines.
+type WriterSink struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+	// flushEach makes every line reach the writer at once (live capture).
+	flushEach bool
+}
+
+// NewWriterSink returns a sink writing JSON lines to w.
+func NewWriterSink(w io.Writer, flushEach bool) *WriterSink {
+	return &WriterSink{w: bufio.NewWriterSize(w, 64<<10), flushEach: flushEach}
+}
+
+// Publish writes one line.
+func (s *WriterSink) Publish(rec Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.w.Write(rec.JSON); err != nil {
+		return fmt.Errorf("write event: %w", err)
+	}
+	if err := s.w.WriteByte('\n'); err != nil {
+		return fmt.Errorf("write event: %w", err)
+	}
+	if s.flushEach {
+		return s.w.Flush()
+	}
+	return nil
+}
+
+// Close flushes buffered lines.
+func (s *WriterSink) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Flush()
+}
+
+// Output encodes events and fans them out to sinks, counting what a sink
+// refused so that nothing is lost silently.
+type Output struct {
+	sinks   []Sink
+	Events  uint64
+	Alerts  uint64
+	Metrics uint64
+	Dropped uint64
+	errs    []error
+}
+
+// NewOutput returns an Output over sinks.
+func NewOutput(sinks ...Sink) *Output { return &Output{sinks: sinks} }
+
+// Emit encodes ev and publishes it to every sink.
+func (o *Output) Emit(ev *detect.Event) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		o.Dropped++
+		o.note(fmt.Errorf("encode event %s: %w", ev.Event.ID, err))
+		return
+	}
+	switch ev.Event.Kind {
+	case "alert":
+		o.Alerts++
+	case "metric":
+		o.Metrics++
+	default:
+		o.Events++
+	}
+	rec := Record{Kind: ev.Event.Kind, Subject: ev.Subject(), ID: ev.Event.ID, JSON: b}
+	for _, s := range o.sinks {
+		if err := s.Publish(rec); err != nil {
+			o.Dropped++
+			o.note(err)
+		}
+	}
+}
+
+func (o *Output) note(err error) {
+	if len(o.errs) < 16 {
+		o.errs = append(o.errs, err)
+	}
+}
+
+// Errors returns the first errors sinks reported.
+func (o *Output) Errors() []error { return o.errs }
+
+// Close closes every sink.
+func (o *Output) Close(ctx context.Context) error {
+	var first error
+	for _, s := range o.sinks {
+		if err := s.Close(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

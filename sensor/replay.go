@@ -1,0 +1,81 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/tschsensor/tschsensor/detect"
+)
+
+// ReplayConfig configures a replay of capture files.
+type ReplayConfig struct {
+	Options  Options
+	Detect   detect.Options
+	Output   *Output
+	Progress func(file string, done, total int64)
+}
+
+// directRecorder hands records straight to the detector (one worker).
+type directRecorder struct{ d *detect.Detector }
+
+func (r directRecorder) Call(c *detect.Call)   { r.d.Call(c) }
+func (r directRecorder) File(f *detect.FileOp) { r.d.File(f) }
+
+// ReplayResult summarises a replay.
+type ReplayResult struct {
+	Stats   Stats
+	Detect  detect.Stats
+	Elapsed time.Duration
+	// Errors are per-file read errors; events before them were written.
+	Errors []error
+}
+
+// Replay reads the files in order through one worker: the output is the same
+// on every run and on every machine.
+func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult {
+	start := time.Now()
+	det := detect.New(cfg.Detect, cfg.Output.Emit)
+	w := NewWorker(cfg.Options, directRecorder{det}, nil)
+	var res ReplayResult
+	for _, name := range files {
+		if err := replayFile(ctx, w, name); err != nil {
+			res.Errors = append(res.Errors, err)
+			if errors.Is(err, context.Canceled) {
+				break
+			}
+		}
+	}
+	w.Flush()
+	det.Flush()
+	res.Stats = *w.Stats()
+	res.Stats.DroppedEvents += cfg.Output.Dropped
+	res.Detect = det.Stats()
+	res.Elapsed = time.Since(start)
+	return res
+}
+
+func replayFile(ctx context.Context, w *Worker, name string) error {
+	src, err := OpenFile(name)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	w.SetFile(filepath.Base(name))
+	for i := 0; ; i++ {
+		if i&0xfff == 0 && ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", name, ctx.Err())
+		}
+		data, ci, link, err := src.ReadPacket()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		w.Packet(data, ci, link)
+	}
+}

@@ -1,0 +1,538 @@
+package sensor
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// maxContexts bounds presentation contexts remembered per channel.
+const maxContexts = 256
+
+// rpcChannel is one DCE-RPC association: a TCP connection (ncacn_ip_tcp) or
+// one open named pipe (ncacn_np).
+type rpcChannel struct {
+	c         *conn
+	transport string
+	smb       *detect.SMBContext
+	smbUser   func() *detect.Identity
+	contexts  map[uint16]*presCtx
+	// offered holds the contexts of binds awaiting their ack, by call id.
+	offered map[uint32][]dissect.ContextElem
+	calls   map[uint32]*rpcCall
+
+	auth     authState
+	hdr      dissect.DCERPCHeader
+	trailer  dissect.AuthTrailer
+	req      dissect.RequestPDU
+	resp     dissect.ResponsePDU
+	scratch  []byte
+	epmGuess bool
+}
+
+type presCtx struct {
+	iface    dissect.Iface
+	uuid     string
+	version  string
+	syntax   dissect.Syntax
+	accepted bool
+	guessed  bool // named from the endpoint-mapper table, bind not seen
+}
+
+type authState struct {
+	typ, level uint8
+	seen       bool
+	user       *detect.Identity
+	neg, chal  *dissect.NTLMMessage
+	auth       *dissect.NTLMMessage
+	sealer     *dissect.NTLMSession
+	sealErr    string
+	reported   bool
+}
+
+type rpcCall struct {
+	call       *detect.Call
+	ctx        *presCtx
+	drep       [4]byte
+	req, resp  []byte
+	reqDone    bool
+	interested bool // stubs are kept (MS-TSCH or EPM)
+}
+
+func newRPCChannel(c *conn, transport string, smb *detect.SMBContext) *rpcChannel {
+	return &rpcChannel{c: c, transport: transport, smb: smb, contexts: make(map[uint16]*presCtx),
+		offered: make(map[uint32][]dissect.ContextElem), calls: make(map[uint32]*rpcCall)}
+}
+
+// framer for pipe byte streams; TCP channels are framed by their conn.
+func (r *rpcChannel) framing(b []byte) int          { return rpcFrame(b) }
+func (r *rpcChannel) start(b []byte) int            { return rpcStart(b) }
+func (r *rpcChannel) handle(dir int, msg []byte)    { r.pdu(dir, msg) }
+func (r *rpcChannel) partial(int, []byte, int) bool { return false }
+func (r *rpcChannel) anomaly(name string)           { r.c.anomaly(name) }
+func (r *rpcChannel) maxMessage() int               { return r.c.w.opt.MaxMessage }
+func (r *rpcChannel) fromClient(dir int) bool       { return r.c.client < 0 || dir == r.c.client }
+func (r *rpcChannel) setClientFrom(dir int, isClient bool) {
+	if r.c.client < 0 {
+		if isClient {
+			r.c.setClient(dir)
+		} else {
+			r.c.setClient(1 - dir)
+		}
+	}
+}
+
+// pdu handles one complete PDU (exactly FragLen bytes).
+func (r *rpcChannel) pdu(dir int, b []byte) {
+	h := &r.hdr
+	if ok, _ := dissect.PeekDCERPC(b, h); !ok || int(h.FragLen) != len(b) {
+		r.c.anomaly("dcerpc_bad_header")
+		return
+	}
+	r.c.w.stats.RPCPDUs++
+	if _, err := dissect.ParseAuthTrailer(b, h, &r.trailer); err != nil {
+		r.c.anomaly("dcerpc_bad_auth_trailer")
+		return
+	}
+	switch h.PType {
+	case dissect.PTypeBind, dissect.PTypeAlterContext:
+		r.setClientFrom(dir, true)
+		r.bind(b)
+	case dissect.PTypeBindAck, dissect.PTypeAlterCtxResp:
+		r.setClientFrom(dir, false)
+		r.bindAck(b)
+	case dissect.PTypeBindNak:
+		delete(r.offered, h.CallID)
+	case dissect.PTypeAuth3:
+		r.setClientFrom(dir, true)
+		r.authToken(true)
+	case dissect.PTypeRequest:
+		r.setClientFrom(dir, true)
+		r.request(b)
+	case dissect.PTypeResponse, dissect.PTypeFault:
+		r.setClientFrom(dir, false)
+		r.response(b)
+	}
+}
+
+func (r *rpcChannel) bind(b []byte) {
+	ctxs, err := dissect.ParseBind(b, &r.hdr, nil)
+	if err != nil {
+		r.c.anomaly("dcerpc_bad_bind")
+		return
+	}
+	if len(r.offered) >= 16 {
+		r.offered = make(map[uint32][]dissect.ContextElem)
+	}
+	r.offered[r.hdr.CallID] = ctxs
+	if r.trailer.Value != nil {
+		r.auth.typ, r.auth.level, r.auth.seen = r.trailer.Type, r.trailer.Level, true
+		r.authToken(true)
+	}
+}
+
+func (r *rpcChannel) bindAck(b []byte) {
+	res, err := dissect.ParseBindAck(b, &r.hdr, nil)
+	if err != nil {
+		r.c.anomaly("dcerpc_bad_bind_ack")
+		return
+	}
+	offered := r.offered[r.hdr.CallID]
+	delete(r.offered, r.hdr.CallID)
+	for i, e := range offered {
+		if i >= len(res) {
+			break
+		}
+		if res[i].Result != 0 {
+			continue
+		}
+		if len(r.contexts) >= maxContexts {
+			r.c.anomaly("dcerpc_too_many_contexts")
+			break
+		}
+		iface := dissect.IfaceByUUID(e.AbstractUUID, e.AbstractMajor)
+		pc := &presCtx{iface: iface, uuid: e.AbstractUUID, version: fmt.Sprintf("%d.%d", e.AbstractMajor, e.AbstractMinor),
+			syntax: dissect.SyntaxByUUID(res[i].Syntax), accepted: true}
+		r.contexts[e.ID] = pc
+		name := iface.String()
+		if name == "" {
+			name = e.AbstractUUID
+		}
+		r.c.w.stats.Binds[name]++
+	}
+	if r.trailer.Value != nil {
+		r.authToken(false)
+	}
+}
+
+// authToken reads the NTLMSSP or Kerberos token of a bind, bind_ack,
+// alter_context(_resp) or auth3.
+func (r *rpcChannel) authToken(fromClient bool) {
+	v := r.trailer.Value
+	if len(v) == 0 {
+		return
+	}
+	if tok := dissect.FindNTLMSSP(v); tok != nil {
+		m, err := dissect.ParseNTLMSSP(tok)
+		if err != nil {
+			r.c.anomaly("ntlmssp_malformed")
+			return
+		}
+		switch m.Type {
+		case 1:
+			r.auth.neg = m
+		case 2:
+			r.auth.chal = m
+		case 3:
+			r.auth.auth = m
+			r.auth.user = identityFromNTLM(m, "rpc_bind")
+			r.setupSealer()
+		}
+		return
+	}
+	if fromClient {
+		if k := dissect.FindKerberos(v); k != nil {
+			r.auth.user = &detect.Identity{Mechanism: "Kerberos", From: "rpc_bind", Realm: k.Realm, SPN: k.SPN}
+		}
+	}
+}
+
+// setupSealer derives the NTLM session for sealed stubs when credentials
+// for the authenticating user were supplied.
+func (r *rpcChannel) setupSealer() {
+	creds := r.c.w.opt.Credentials
+	if creds == nil || r.auth.chal == nil || r.auth.auth == nil {
+		return
+	}
+	cands := creds.Lookup(r.auth.auth.Domain, r.auth.auth.User)
+	if len(cands) == 0 {
+		r.auth.sealErr = "no credentials for " + r.auth.auth.Domain + "\\" + r.auth.auth.User
+		return
+	}
+	var lastErr error
+	for _, cr := range cands {
+		s, err := dissect.NewNTLMSession(r.auth.neg, r.auth.chal, r.auth.auth, cr)
+		if err == nil {
+			r.auth.sealer, r.auth.sealErr = s, ""
+			return
+		}
+		lastErr = err
+	}
+	r.auth.sealErr = "credentials did not match: " + lastErr.Error()
+	if !r.auth.reported {
+		r.auth.reported = true
+		r.c.anomaly("ntlm_wrong_credentials")
+	}
+}
+
+// interestingIface reports whether calls on the interface are reported.
+func interestingIface(i dissect.Iface) bool {
+	return i == dissect.IfaceATSVC || i == dissect.IfaceSASec || i == dissect.IfaceITaskSchedulerService || i == dissect.IfaceEPM
+}
+
+func (r *rpcChannel) pipeIsAtsvc() bool {
+	if r.smb == nil {
+		return false
+	}
+	p := strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(r.smb.Pipe, "/", `\`), `\`))
+	p = strings.TrimPrefix(p, `pipe\`)
+	return p == "atsvc"
+}
+
+// context returns the presentation context of id, consulting the endpoint
+// mapper table for TCP channels whose bind was not captured.
+func (r *rpcChannel) context(id uint16) *presCtx {
+	if pc := r.contexts[id]; pc != nil {
+		return pc
+	}
+	if r.transport != detect.TransportTCP || len(r.contexts) > 0 {
+		return nil
+	}
+	ep := r.c.endpoints()
+	iface, uuid, ok := r.c.w.epm.Lookup(ep.Server, ep.ServerPort, r.c.ci.Timestamp)
+	if !ok || iface == dissect.IfaceUnknown {
+		return nil
+	}
+	pc := &presCtx{iface: iface, uuid: uuid, version: "1.0", guessed: true}
+	r.contexts[id] = pc
+	return pc
+}
+
+func (r *rpcChannel) request(b []byte) {
+	h := &r.hdr
+	sealed := r.trailer.Value != nil && r.trailer.Level == dissect.AuthLevelPrivacy
+	if err := dissect.ParseRequest(b, h, &r.trailer, sealed, &r.req); err != nil {
+		r.c.anomaly("dcerpc_bad_request")
+		return
+	}
+	pc := r.context(r.req.ContextID)
+	first := h.Flags&dissect.PFCFirstFrag != 0
+	rc := r.calls[h.CallID]
+	if rc == nil || first && rc.reqDone {
+		if rc != nil {
+			r.finish(rc) // a call id reused before its response came
+		}
+		if !first {
+			// Mid-stream: the call's first fragments were not captured.
+			r.c.anomaly("dcerpc_request_without_first_fragment")
+		}
+		rc = r.newCall(pc, r.req.ContextID, r.req.Opnum)
+		if rc == nil {
+			return
+		}
+	}
+	call := rc.call
+	call.RequestFragments++
+	if !sealed || r.auth.sealer == nil {
+		call.RequestStubLen += len(r.req.Stub)
+	}
+	call.Frames = appendFrame(call.Frames, r.c.frame)
+	if r.trailer.Value != nil && r.trailer.Level >= dissect.AuthLevelPrivacy {
+		call.Encrypted = true
+	}
+	if rc.interested {
+		stub := r.req.Stub
+		if sealed {
+			stub = r.unseal(b, r.req.StubOff, true, call)
+			if stub != nil {
+				call.RequestStubLen += len(stub)
+			}
+		}
+		if stub != nil {
+			rc.req = r.appendStub(rc.req, stub, call)
+		}
+	}
+	if h.Flags&dissect.PFCLastFrag != 0 {
+		rc.reqDone = true
+	}
+}
+
+func appendFrame(f []uint64, n uint64) []uint64 {
+	if len(f) > 0 && f[len(f)-1] == n || len(f) >= 64 {
+		return f
+	}
+	return append(f, n)
+}
+
+func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
+	if len(dst)+len(stub) > r.c.w.opt.MaxStub {
+		if !call.Truncated {
+			call.Truncated = true
+			r.c.anomaly("dcerpc_stub_too_large")
+		}
+		return dst
+	}
+	return append(dst, stub...)
+}
+
+// unseal decrypts a sealed PDU's stub with the channel's NTLM session. It
+// returns nil when the stub stays encrypted. The PDU is copied: its bytes
+// belong to the reassembler or the capture buffer.
+func (r *rpcChannel) unseal(pdu []byte, stubOff int, fromClient bool, call *detect.Call) []byte {
+	if r.auth.sealer == nil {
+		if r.auth.sealErr != "" {
+			call.DecryptError = r.auth.sealErr
+		}
+		return nil
+	}
+	r.scratch = append(r.scratch[:0], pdu...)
+	p := r.scratch
+	stub := p[stubOff:r.trailer.Offset]
+	sig := p[r.trailer.Offset+8:]
+	if err := r.auth.sealer.Unseal(fromClient, p, stub, sig); err != nil {
+		call.DecryptError = err.Error()
+		r.c.anomaly("ntlm_unseal_failed")
+		return nil
+	}
+	call.Decrypted = true
+	return stub[:len(stub)-int(r.trailer.PadLen)]
+}
+
+func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
+	iface := dissect.IfaceUnknown
+	if pc != nil {
+		iface = pc.iface
+	}
+	interested := interestingIface(iface)
+	if !interested && !(pc == nil && r.pipeIsAtsvc()) {
+		return nil // calls of other interfaces are only counted
+	}
+	if len(r.calls) >= r.c.w.opt.MaxCalls {
+		r.c.anomaly("dcerpc_too_many_calls")
+		r.finishOldest()
+	}
+	ep := r.c.endpoints()
+	call := &detect.Call{
+		Time:      r.c.ci.Timestamp,
+		Endpoints: ep,
+		Transport: r.transport,
+		Iface:     iface,
+		Opnum:     opnum,
+		CallID:    r.hdr.CallID,
+		ContextID: ctxID,
+		PcapFile:  r.c.w.file,
+		Seq:       r.c.w.nextSeq(),
+	}
+	if r.smb != nil {
+		s := *r.smb
+		call.SMB = &s
+	}
+	if pc != nil {
+		call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.uuid, pc.version, pc.syntax
+	}
+	if r.trailer.Value != nil {
+		call.HasAuth, call.AuthType, call.AuthLevel = true, r.trailer.Type, r.trailer.Level
+	} else if r.auth.seen {
+		call.HasAuth, call.AuthType, call.AuthLevel = true, r.auth.typ, r.auth.level
+	}
+	rc := &rpcCall{call: call, ctx: pc, drep: r.hdr.DRep, interested: interested}
+	r.calls[r.hdr.CallID] = rc
+	return rc
+}
+
+func (r *rpcChannel) response(b []byte) {
+	h := &r.hdr
+	rc := r.calls[h.CallID]
+	if rc == nil {
+		return
+	}
+	call := rc.call
+	sealed := r.trailer.Value != nil && r.trailer.Level == dissect.AuthLevelPrivacy
+	if err := dissect.ParseResponse(b, h, &r.trailer, sealed, &r.resp); err != nil {
+		r.c.anomaly("dcerpc_bad_response")
+		return
+	}
+	if call.ResponseFragments == 0 {
+		call.ResponseTime = r.c.ci.Timestamp
+	}
+	call.ResponseFragments++
+	call.Frames = appendFrame(call.Frames, r.c.frame)
+	if h.PType == dissect.PTypeFault {
+		st := r.resp.Status
+		call.Fault = &st
+		call.Responded = true
+		r.finish(rc)
+		return
+	}
+	if !sealed || r.auth.sealer == nil {
+		call.ResponseStubLen += len(r.resp.Stub)
+	}
+	if rc.interested {
+		stub := r.resp.Stub
+		if sealed {
+			stub = r.unseal(b, r.resp.StubOff, false, call)
+			if stub != nil {
+				call.ResponseStubLen += len(stub)
+			}
+		}
+		if stub != nil {
+			rc.resp = r.appendStub(rc.resp, stub, call)
+		}
+	}
+	if h.Flags&dissect.PFCLastFrag != 0 {
+		call.Responded = true
+		r.finish(rc)
+	}
+}
+
+// finish decodes a call's stubs and hands it on.
+func (r *rpcChannel) finish(rc *rpcCall) {
+	call := rc.call
+	delete(r.calls, call.CallID)
+	if call.User == nil {
+		call.User = r.auth.user
+		if call.User == nil && r.smbUser != nil {
+			call.User = r.smbUser()
+		}
+	}
+	if rc.interested && call.Iface == dissect.IfaceEPM {
+		r.learnEPM(rc)
+		return
+	}
+	if rc.interested && (!call.Encrypted || call.Decrypted) {
+		r.decode(rc)
+	}
+	r.c.w.stats.TschCalls++
+	r.c.w.rec.Call(call)
+}
+
+// decode runs the MS-TSCH stub decoders; a guessed context tries NDR first,
+// then NDR64.
+func (r *rpcChannel) decode(rc *rpcCall) {
+	call := rc.call
+	syntaxes := []dissect.Syntax{call.Syntax}
+	if call.Syntax == dissect.SyntaxUnknown {
+		syntaxes = []dissect.Syntax{dissect.SyntaxNDR, dissect.SyntaxNDR64}
+	}
+	var lastErr error
+	for _, syn := range syntaxes {
+		info := &dissect.TschInfo{}
+		var err error
+		if rc.req != nil || call.RequestFragments > 0 {
+			err = dissect.DecodeRequest(call.Iface, call.Opnum, rc.req, syn, rc.drep, info)
+		}
+		if err == nil && call.Responded && call.Fault == nil {
+			err = dissect.DecodeResponse(call.Iface, call.Opnum, rc.resp, syn, rc.drep, info)
+		}
+		call.Tsch = info
+		if err == nil {
+			call.Syntax = syn
+			call.DecodeError = ""
+			return
+		}
+		lastErr = err
+	}
+	if lastErr != nil {
+		call.DecodeError = lastErr.Error()
+		r.c.anomaly("tsch_stub_decode_error")
+	}
+}
+
+func (r *rpcChannel) learnEPM(rc *rpcCall) {
+	if rc.call.Encrypted && !rc.call.Decrypted || !rc.call.Responded {
+		return
+	}
+	syn := rc.call.Syntax
+	if syn == dissect.SyntaxUnknown {
+		syn = dissect.SyntaxNDR
+	}
+	eps, err := dissect.DecodeEPMMap(rc.req, rc.resp, syn, rc.drep)
+	if err != nil {
+		r.c.anomaly("epm_decode_error")
+	}
+	server := r.c.endpoints().Server
+	for _, e := range eps {
+		if e.Protocol != "ncacn_ip_tcp" || e.Port == 0 {
+			continue
+		}
+		addr := e.Addr
+		if !addr.IsValid() || addr.IsUnspecified() {
+			addr = server
+		}
+		r.c.w.epm.Learn(addr, e.Port, e.Interface, r.c.ci.Timestamp)
+	}
+}
+
+func (r *rpcChannel) finishOldest() {
+	ids := make([]uint32, 0, len(r.calls))
+	for id := range r.calls {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return r.calls[ids[i]].call.Seq < r.calls[ids[j]].call.Seq })
+	if len(ids) > 0 {
+		r.finish(r.calls[ids[0]])
+	}
+}
+
+// close reports calls still waiting for their response (outcome unknown).
+func (r *rpcChannel) close() {
+	for len(r.calls) > 0 {
+		r.finishOldest()
+	}
+}
+
+var _ = time.Second

@@ -1,0 +1,639 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// smbState is the SMB1/SMB2/3 state of one TCP connection.
+type smbState struct {
+	c        *conn
+	dialect  uint16
+	version  int
+	sessions map[uint64]*smbSession
+	trees    map[treeKey]*smbTree
+	pending  map[uint64]*smbReq
+	files    map[fileKey]*smbFile
+	// lastFile is the handle a compound chain refers to with all-ones.
+	lastFile [2]dissect.FileID
+	hdr      dissect.SMB2Header
+	create   dissect.CreateRequest
+	ioctl    dissect.IOCTLMessage
+	setinfo  dissect.SetInfoRequest
+	smb1     *smb1State
+}
+
+type treeKey struct {
+	session uint64
+	tree    uint32
+}
+
+type fileKey struct {
+	session uint64
+	id      dissect.FileID
+}
+
+type smbSession struct {
+	id        uint64
+	user      *detect.Identity
+	ntlmNeg   *dissect.NTLMMessage
+	ntlmChal  *dissect.NTLMMessage
+	encrypted uint64
+}
+
+type smbTree struct {
+	path  string // \\server\share
+	share string // upper-case share name
+	ipc   bool
+	typ   uint8
+}
+
+type smbReq struct {
+	cmd     uint16
+	tree    *smbTree
+	treeID  uint32
+	file    dissect.FileID
+	name    string
+	access  uint32
+	options uint32
+	path    string
+	frame   uint64
+}
+
+type smbFile struct {
+	name    string
+	tree    *smbTree
+	treeID  uint32
+	session uint64
+	id      dissect.FileID
+	pipe    *pipeState
+	// disk file activity reported at close
+	read, written uint64
+	deleted       bool
+	deleteOnClose bool
+	status        uint32
+	firstFrame    uint64
+}
+
+type pipeState struct {
+	rpc  *rpcChannel
+	half [2]half
+}
+
+func newSMBState(c *conn) *smbState {
+	return &smbState{c: c, sessions: make(map[uint64]*smbSession), trees: make(map[treeKey]*smbTree),
+		pending: make(map[uint64]*smbReq), files: make(map[fileKey]*smbFile)}
+}
+
+// message handles one NBSS message from direction dir.
+func (s *smbState) message(dir int, msg []byte) {
+	typ, _, _ := dissect.PeekNBSS(msg)
+	payload := msg[dissect.NBSSHeaderLen:]
+	switch typ {
+	case dissect.NBSSRequest:
+		called, calling, err := dissect.NBSSNames(payload)
+		if err != nil {
+			s.c.anomaly("nbss_bad_session_request")
+			return
+		}
+		s.c.setClient(dir)
+		s.c.names[0], s.c.names[1] = called, calling
+		return
+	case dissect.NBSSMessage:
+	default:
+		return
+	}
+	if len(payload) == 0 {
+		return
+	}
+	s.c.w.stats.SMBMessages++
+	switch dissect.ClassifySMB(payload) {
+	case dissect.SMBKind2:
+		s.smb2(dir, payload)
+	case dissect.SMBKind1:
+		if s.smb1 == nil {
+			s.smb1 = newSMB1State(s)
+		}
+		s.smb1.message(dir, payload)
+	case dissect.SMBKindTransform:
+		s.transform(dir, payload)
+	case dissect.SMBKindCompressed:
+		s.c.anomaly("smb2_compressed_unsupported")
+	default:
+		s.c.anomaly("smb_unknown_protocol")
+	}
+}
+
+func (s *smbState) transform(dir int, msg []byte) {
+	var t dissect.TransformHeader
+	if err := dissect.DecodeTransform(msg, &t); err != nil {
+		s.c.anomaly("smb3_bad_transform")
+		return
+	}
+	s.c.w.stats.SMB3Encrypted++
+	ss := s.session(t.SessionID)
+	if ss.encrypted == 0 {
+		s.c.w.stats.SMB3EncSessions++
+	}
+	ss.encrypted++
+}
+
+func (s *smbState) session(id uint64) *smbSession {
+	ss := s.sessions[id]
+	if ss == nil {
+		if len(s.sessions) >= 1024 {
+			s.c.anomaly("smb_too_many_sessions")
+			for k := range s.sessions {
+				delete(s.sessions, k)
+				break
+			}
+		}
+		ss = &smbSession{id: id}
+		s.sessions[id] = ss
+	}
+	return ss
+}
+
+// smb2 walks a compound chain of SMB2 messages.
+func (s *smbState) smb2(dir int, msg []byte) {
+	// A client may open with an SMB1 negotiate; SMB2 from then on.
+	s.version = 2
+	for i := 0; len(msg) > 0 && i < 64; i++ {
+		h := &s.hdr
+		if err := dissect.DecodeSMB2Header(msg, h); err != nil {
+			s.c.anomaly("smb2_bad_header")
+			return
+		}
+		one := msg
+		if h.NextCommand != 0 {
+			if int(h.NextCommand) > len(msg) || h.NextCommand < dissect.SMB2HeaderLen {
+				s.c.anomaly("smb2_bad_next_command")
+				return
+			}
+			one = msg[:h.NextCommand]
+		}
+		if h.Response() {
+			if s.c.client < 0 {
+				s.c.setClient(1 - dir)
+			}
+			s.smb2Response(dir, one, h)
+		} else {
+			if s.c.client < 0 {
+				s.c.setClient(dir)
+			}
+			s.smb2Request(dir, one, h)
+		}
+		if h.NextCommand == 0 {
+			return
+		}
+		msg = msg[h.NextCommand:]
+	}
+}
+
+func (s *smbState) addPending(id uint64, r *smbReq) {
+	if len(s.pending) >= s.c.w.opt.MaxPending {
+		s.c.anomaly("smb_too_many_pending")
+		// Oldest message ids are the most likely to be lost for good.
+		var low uint64 = ^uint64(0)
+		for k := range s.pending {
+			low = min(low, k)
+		}
+		delete(s.pending, low)
+	}
+	r.frame = s.c.frame
+	s.pending[id] = r
+}
+
+func (s *smbState) resolve(dir int, id dissect.FileID, h *dissect.SMB2Header) dissect.FileID {
+	if id.AllOnes() && h.Flags&dissect.SMB2FlagRelated != 0 {
+		return s.lastFile[dir]
+	}
+	return id
+}
+
+func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
+	tree := s.trees[treeKey{h.SessionID, h.TreeID}]
+	switch h.Command {
+	case dissect.SMB2SessionSetup:
+		blob, err := dissect.SessionSetupBlob(msg, false)
+		if err != nil {
+			s.c.anomaly("smb2_bad_session_setup")
+			return
+		}
+		s.sessionAuth(s.session(h.SessionID), blob, true)
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command})
+	case dissect.SMB2TreeConnect:
+		p, err := dissect.TreeConnectPath(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_tree_connect")
+			return
+		}
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, path: p})
+	case dissect.SMB2Create:
+		if err := dissect.ParseCreateRequest(msg, &s.create); err != nil {
+			s.c.anomaly("smb2_bad_create")
+			return
+		}
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, tree: tree, treeID: h.TreeID, name: s.create.Name,
+			access: s.create.DesiredAccess, options: s.create.CreateOptions})
+	case dissect.SMB2Write:
+		fid, off, n, err := dissect.WriteRequest(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_write")
+			return
+		}
+		fid = s.resolve(dir, fid, h)
+		f := s.file(h.SessionID, fid, h.TreeID, msg[min(off, len(msg)):])
+		if f == nil {
+			return
+		}
+		if f.pipe != nil {
+			if off < dissect.SMB2HeaderLen || off > len(msg) || n > len(msg)-off {
+				s.c.anomaly("smb2_write_beyond_message")
+				return
+			}
+			f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, msg[off:off+n])
+			return
+		}
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: fid})
+		f.written += uint64(n)
+	case dissect.SMB2Read:
+		fid, _, err := dissect.ReadRequest(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_read")
+			return
+		}
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: s.resolve(dir, fid, h), treeID: h.TreeID})
+	case dissect.SMB2IOCTL:
+		if err := dissect.ParseIOCTL(msg, false, &s.ioctl); err != nil {
+			s.c.anomaly("smb2_bad_ioctl")
+			return
+		}
+		if s.ioctl.CtlCode != dissect.FSCTLPipeTransceive {
+			return
+		}
+		fid := s.resolve(dir, s.ioctl.FileID, h)
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: fid, treeID: h.TreeID})
+		if f := s.file(h.SessionID, fid, h.TreeID, s.ioctl.Input); f != nil && f.pipe != nil {
+			f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, s.ioctl.Input)
+		}
+	case dissect.SMB2SetInfo:
+		if err := dissect.ParseSetInfo(msg, &s.setinfo); err != nil {
+			s.c.anomaly("smb2_bad_set_info")
+			return
+		}
+		// FileDispositionInformation (13) and FileDispositionInformationEx (64).
+		if s.setinfo.InfoType == 1 && (s.setinfo.InfoClass == 13 || s.setinfo.InfoClass == 64) && len(s.setinfo.Buffer) > 0 && s.setinfo.Buffer[0]&1 != 0 {
+			s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: s.resolve(dir, s.setinfo.FileID, h)})
+		}
+	case dissect.SMB2Close:
+		fid, err := dissect.CloseFileID(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_close")
+			return
+		}
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: s.resolve(dir, fid, h)})
+	case dissect.SMB2Negotiate, dissect.SMB2Logoff, dissect.SMB2TreeDisconnect:
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, treeID: h.TreeID})
+	}
+}
+
+func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
+	if h.Status == dissect.StatusPending && h.Flags&dissect.SMB2FlagAsync != 0 {
+		return // interim response; the final one follows
+	}
+	req := s.pending[h.MessageID]
+	if req == nil {
+		// Mid-stream: responses still carry the data; READ needs its request.
+		if h.Command == dissect.SMB2Create && h.Status == 0 {
+			if fid, _, err := dissect.CreateResponseFileID(msg); err == nil {
+				s.lastFile[dir] = fid
+			}
+		}
+		return
+	}
+	delete(s.pending, h.MessageID)
+	ok := h.Status == 0
+	switch h.Command {
+	case dissect.SMB2Negotiate:
+		if d, err := dissect.NegotiateResponse(msg); err == nil && ok {
+			s.dialect = d
+		}
+	case dissect.SMB2SessionSetup:
+		ss := s.session(h.SessionID)
+		if ss.user == nil {
+			s.c.w.stats.SMBSessions++
+		}
+		if blob, err := dissect.SessionSetupBlob(msg, true); err == nil {
+			s.sessionAuth(ss, blob, false)
+		}
+	case dissect.SMB2TreeConnect:
+		if !ok {
+			return
+		}
+		typ, err := dissect.TreeConnectShareType(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_tree_connect")
+			return
+		}
+		if len(s.trees) >= s.c.w.opt.MaxFiles {
+			s.c.anomaly("smb_too_many_trees")
+			return
+		}
+		s.trees[treeKey{h.SessionID, h.TreeID}] = newTree(req.path, typ)
+	case dissect.SMB2TreeDisconnect:
+		delete(s.trees, treeKey{h.SessionID, req.treeID})
+	case dissect.SMB2Create:
+		if !ok {
+			return
+		}
+		fid, _, err := dissect.CreateResponseFileID(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_create")
+			return
+		}
+		s.lastFile[dir] = fid
+		tree := req.tree
+		if tree == nil {
+			tree = s.trees[treeKey{h.SessionID, req.treeID}]
+		}
+		s.openFile(h.SessionID, fid, req.treeID, tree, req.name, req.options, req.frame)
+	case dissect.SMB2Read:
+		f := s.files[fileKey{h.SessionID, req.file}]
+		if f == nil && (ok || h.Status == dissect.StatusBufferOverflow) {
+			off, n, err := dissect.ReadResponseData(msg)
+			if err == nil && off >= dissect.SMB2HeaderLen && off <= len(msg) && n <= len(msg)-off {
+				f = s.file(h.SessionID, req.file, req.treeID, msg[off:off+n])
+			}
+		}
+		if f == nil {
+			return
+		}
+		if !ok && h.Status != dissect.StatusBufferOverflow {
+			return
+		}
+		off, n, err := dissect.ReadResponseData(msg)
+		if err != nil {
+			s.c.anomaly("smb2_bad_read")
+			return
+		}
+		if f.pipe != nil {
+			if off < dissect.SMB2HeaderLen || off > len(msg) || n > len(msg)-off {
+				s.c.anomaly("smb2_read_beyond_message")
+				return
+			}
+			f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, msg[off:off+n])
+			return
+		}
+		f.read += uint64(n)
+	case dissect.SMB2IOCTL:
+		if !ok && h.Status != dissect.StatusBufferOverflow {
+			return
+		}
+		if err := dissect.ParseIOCTL(msg, true, &s.ioctl); err != nil {
+			s.c.anomaly("smb2_bad_ioctl")
+			return
+		}
+		f := s.file(h.SessionID, req.file, req.treeID, s.ioctl.Output)
+		if f != nil && f.pipe != nil {
+			f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, s.ioctl.Output)
+		}
+	case dissect.SMB2SetInfo:
+		if f := s.files[fileKey{h.SessionID, req.file}]; f != nil && ok {
+			f.deleted = true
+		}
+	case dissect.SMB2Close:
+		if f := s.files[fileKey{h.SessionID, req.file}]; f != nil {
+			s.closeFile(f, ok)
+		}
+	case dissect.SMB2Logoff:
+		for k, f := range s.files {
+			if k.session == h.SessionID {
+				s.closeFile(f, false)
+			}
+		}
+	}
+}
+
+// partial handles the head of a large SMB message: a WRITE request or READ
+// response on a disk file is accounted and the data skipped without copying.
+func (s *smbState) partial(dir int, head []byte, total int) bool {
+	msg := head[dissect.NBSSHeaderLen:]
+	if dissect.ClassifySMB(msg) != dissect.SMBKind2 {
+		return false
+	}
+	h := &s.hdr
+	if dissect.DecodeSMB2Header(msg, h) != nil || h.NextCommand != 0 {
+		return false
+	}
+	switch {
+	case h.Command == dissect.SMB2Write && !h.Response():
+		fid, _, n, err := dissect.WriteRequest(msg)
+		if err != nil {
+			return false
+		}
+		f := s.files[fileKey{h.SessionID, fid}]
+		if f == nil || f.pipe != nil {
+			return false
+		}
+		f.written += uint64(n)
+		return true
+	case h.Command == dissect.SMB2Read && h.Response():
+		req := s.pending[h.MessageID]
+		if req == nil {
+			return s.trees[treeKey{h.SessionID, h.TreeID}] != nil && !s.trees[treeKey{h.SessionID, h.TreeID}].ipc
+		}
+		f := s.files[fileKey{h.SessionID, req.file}]
+		if f == nil || f.pipe != nil {
+			return false
+		}
+		delete(s.pending, h.MessageID)
+		if _, n, err := dissect.ReadResponseData(msg); err == nil {
+			f.read += uint64(n)
+		}
+		return true
+	}
+	return false
+}
+
+func newTree(path string, typ uint8) *smbTree {
+	t := &smbTree{path: path, typ: typ}
+	share := path
+	if i := strings.LastIndexByte(share, '\\'); i >= 0 {
+		share = share[i+1:]
+	}
+	t.share = strings.ToUpper(share)
+	t.ipc = typ == dissect.ShareTypePipe || t.share == "IPC$"
+	return t
+}
+
+func (s *smbState) openFile(session uint64, fid dissect.FileID, treeID uint32, tree *smbTree, name string, options uint32, frame uint64) *smbFile {
+	if len(s.files) >= s.c.w.opt.MaxFiles {
+		s.c.anomaly("smb_too_many_files")
+		return nil
+	}
+	f := &smbFile{name: name, tree: tree, treeID: treeID, session: session, id: fid, firstFrame: frame,
+		deleteOnClose: options&dissect.FileDeleteOnClose != 0}
+	if tree != nil && tree.ipc {
+		f.pipe = s.newPipe(f)
+	}
+	s.files[fileKey{session, fid}] = f
+	return f
+}
+
+func (s *smbState) newPipe(f *smbFile) *pipeState {
+	ctx := &detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Pipe: f.name,
+		FileID: hex.EncodeToString(f.id[:])}
+	if f.tree != nil {
+		ctx.Tree = f.tree.path
+	}
+	p := &pipeState{}
+	p.rpc = newRPCChannel(s.c, detect.TransportNamedPipe, ctx)
+	p.rpc.smbUser = func() *detect.Identity {
+		if ss := s.sessions[f.session]; ss != nil {
+			return ss.user
+		}
+		return nil
+	}
+	return p
+}
+
+func (s *smbState) dialectName() string {
+	if s.version == 1 {
+		return "NT LM 0.12"
+	}
+	return dissect.DialectName(s.dialect)
+}
+
+// file finds the handle's state. A handle first seen mid-stream becomes a
+// pipe when its data starts like a DCE-RPC PDU, else it is not tracked.
+func (s *smbState) file(session uint64, fid dissect.FileID, treeID uint32, data []byte) *smbFile {
+	if f := s.files[fileKey{session, fid}]; f != nil {
+		return f
+	}
+	tree := s.trees[treeKey{session, treeID}]
+	if tree != nil && !tree.ipc {
+		return nil
+	}
+	var h dissect.DCERPCHeader
+	if ok, _ := dissect.PeekDCERPC(data, &h); !ok {
+		return nil
+	}
+	s.c.anomaly("smb_pipe_without_create")
+	return s.openFile(session, fid, treeID, tree, "", 0, s.c.frame)
+}
+
+func (s *smbState) closeFile(f *smbFile, ok bool) {
+	delete(s.files, fileKey{f.session, f.id})
+	if f.pipe != nil {
+		f.pipe.rpc.close()
+		return
+	}
+	if f.tree == nil {
+		return
+	}
+	if f.deleteOnClose && ok {
+		f.deleted = true
+	}
+	if f.read > 0 {
+		s.fileOp(f, "read", f.read)
+	}
+	if f.written > 0 {
+		s.fileOp(f, "write", f.written)
+	}
+	if f.deleted {
+		s.fileOp(f, "delete", 0)
+	}
+}
+
+func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
+	w := s.c.w
+	w.stats.FileOps++
+	ctx := detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Tree: f.tree.path,
+		FileID: hex.EncodeToString(f.id[:])}
+	var user *detect.Identity
+	if ss := s.sessions[f.session]; ss != nil {
+		user = ss.user
+	}
+	w.rec.File(&detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(), SMB: ctx, Op: op, Path: f.name,
+		Share: f.tree.share, Bytes: n, User: user, PcapFile: w.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: w.nextSeq()})
+}
+
+// sessionAuth learns who authenticates from a session setup security blob.
+func (s *smbState) sessionAuth(ss *smbSession, blob []byte, fromClient bool) {
+	if tok := dissect.FindNTLMSSP(blob); tok != nil {
+		m, err := dissect.ParseNTLMSSP(tok)
+		if err != nil {
+			s.c.anomaly("ntlmssp_malformed")
+			return
+		}
+		switch m.Type {
+		case 1:
+			ss.ntlmNeg = m
+		case 2:
+			ss.ntlmChal = m
+		case 3:
+			ss.user = identityFromNTLM(m, "smb_session")
+		}
+		return
+	}
+	if fromClient {
+		if k := dissect.FindKerberos(blob); k != nil {
+			ss.user = &detect.Identity{Mechanism: "Kerberos", From: "smb_session", Realm: k.Realm, SPN: k.SPN}
+		}
+	}
+}
+
+func identityFromNTLM(m *dissect.NTLMMessage, from string) *detect.Identity {
+	id := &detect.Identity{User: m.User, Domain: m.Domain, Workstation: m.Workstation, Mechanism: "NTLMSSP", From: from}
+	if m.Anonymous {
+		id.Mechanism = "anonymous"
+	}
+	v2 := m.NTLMv2()
+	id.NTLMv2 = &v2
+	return id
+}
+
+// gap is called when TCP data was lost in direction dir: pipe streams of
+// this connection lose sync too.
+func (s *smbState) gap(dir int) {
+	for _, f := range s.files {
+		if f.pipe != nil {
+			f.pipe.half[0].lost()
+			f.pipe.half[1].lost()
+		}
+	}
+}
+
+// close reports what is still open when the connection ends.
+func (s *smbState) close() {
+	keys := make([]fileKey, 0, len(s.files))
+	for k := range s.files {
+		keys = append(keys, k)
+	}
+	sortFileKeys(keys)
+	for _, k := range keys {
+		if f := s.files[k]; f != nil {
+			s.closeFile(f, false)
+		}
+	}
+}
+
+func sortFileKeys(k []fileKey) {
+	less := func(a, b fileKey) bool {
+		if a.session != b.session {
+			return a.session < b.session
+		}
+		return binary.BigEndian.Uint64(a.id[:8]) < binary.BigEndian.Uint64(b.id[:8]) ||
+			binary.BigEndian.Uint64(a.id[:8]) == binary.BigEndian.Uint64(b.id[:8]) && binary.BigEndian.Uint64(a.id[8:]) < binary.BigEndian.Uint64(b.id[8:])
+	}
+	for i := 1; i < len(k); i++ {
+		for j := i; j > 0 && less(k[j], k[j-1]); j-- {
+			k[j], k[j-1] = k[j-1], k[j]
+		}
+	}
+}

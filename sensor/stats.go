@@ -1,0 +1,118 @@
+package sensor
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"time"
+)
+
+// Stats counts one worker's work. Anomalies are keyed by stable snake_case
+// names so that dashboards can follow them across versions.
+type Stats struct {
+	Packets, Bytes      uint64
+	TCPPackets          uint64
+	Connections         uint64
+	SMBConnections      uint64
+	RPCConnections      uint64
+	SMBSessions         uint64
+	SMB3Encrypted       uint64 // transform messages
+	SMB3EncSessions     uint64
+	SMBMessages         uint64
+	RPCPDUs             uint64
+	Binds               map[string]uint64 // interface name or uuid -> binds
+	TschCalls           uint64
+	FileOps             uint64
+	Gaps                uint64
+	GapBytes            uint64
+	Resyncs             uint64
+	Anomalies           map[string]uint64
+	DroppedEvents       uint64
+	FirstTime, LastTime time.Time
+}
+
+func newStats() Stats {
+	return Stats{Binds: make(map[string]uint64), Anomalies: make(map[string]uint64)}
+}
+
+// anomaly counts a named anomaly.
+func (s *Stats) anomaly(name string) { s.Anomalies[name]++ }
+
+// Merge adds o into s.
+func (s *Stats) Merge(o *Stats) {
+	s.Packets += o.Packets
+	s.Bytes += o.Bytes
+	s.TCPPackets += o.TCPPackets
+	s.Connections += o.Connections
+	s.SMBConnections += o.SMBConnections
+	s.RPCConnections += o.RPCConnections
+	s.SMBSessions += o.SMBSessions
+	s.SMB3Encrypted += o.SMB3Encrypted
+	s.SMB3EncSessions += o.SMB3EncSessions
+	s.SMBMessages += o.SMBMessages
+	s.RPCPDUs += o.RPCPDUs
+	s.TschCalls += o.TschCalls
+	s.FileOps += o.FileOps
+	s.Gaps += o.Gaps
+	s.GapBytes += o.GapBytes
+	s.Resyncs += o.Resyncs
+	s.DroppedEvents += o.DroppedEvents
+	if s.Binds == nil {
+		s.Binds = make(map[string]uint64)
+	}
+	if s.Anomalies == nil {
+		s.Anomalies = make(map[string]uint64)
+	}
+	for k, v := range o.Binds {
+		s.Binds[k] += v
+	}
+	for k, v := range o.Anomalies {
+		s.Anomalies[k] += v
+	}
+	if s.FirstTime.IsZero() || !o.FirstTime.IsZero() && o.FirstTime.Before(s.FirstTime) {
+		s.FirstTime = o.FirstTime
+	}
+	if o.LastTime.After(s.LastTime) {
+		s.LastTime = o.LastTime
+	}
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// WriteSummary prints the end-of-run summary for humans.
+func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts uint64) {
+	mb := float64(s.Bytes) / 1e6
+	rate := 0.0
+	if elapsed > 0 {
+		rate = mb / elapsed.Seconds()
+	}
+	fmt.Fprintf(w, "tschsensor: %d packets, %.1f MB in %s (%.1f MB/s, %.0f packets/s)\n",
+		s.Packets, mb, elapsed.Round(time.Millisecond), rate, float64(s.Packets)/max(elapsed.Seconds(), 1e-9))
+	fmt.Fprintf(w, "  connections %d (SMB %d, DCE-RPC/TCP %d), SMB sessions %d, SMB messages %d, RPC PDUs %d\n",
+		s.Connections, s.SMBConnections, s.RPCConnections, s.SMBSessions, s.SMBMessages, s.RPCPDUs)
+	fmt.Fprintf(w, "  MS-TSCH calls %d, events %d, alerts %d, file ops %d, dropped events %d\n",
+		s.TschCalls, events, alerts, s.FileOps, s.DroppedEvents)
+	fmt.Fprintf(w, "  SMB3 encrypted: %d messages in %d sessions (not visible without keys)\n", s.SMB3Encrypted, s.SMB3EncSessions)
+	fmt.Fprintf(w, "  TCP gaps %d (%d bytes lost), resyncs %d\n", s.Gaps, s.GapBytes, s.Resyncs)
+	if len(s.Binds) > 0 {
+		fmt.Fprintf(w, "  binds:")
+		for _, k := range sortedKeys(s.Binds) {
+			fmt.Fprintf(w, " %s=%d", k, s.Binds[k])
+		}
+		fmt.Fprintln(w)
+	}
+	if len(s.Anomalies) > 0 {
+		fmt.Fprintf(w, "  anomalies:")
+		for _, k := range sortedKeys(s.Anomalies) {
+			fmt.Fprintf(w, " %s=%d", k, s.Anomalies[k])
+		}
+		fmt.Fprintln(w)
+	}
+}

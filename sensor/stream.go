@@ -1,0 +1,420 @@
+package sensor
+
+import (
+	"net/netip"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/reassembly"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// Well-known ports: a hint for which side is the server; content decides.
+const (
+	portSMB     = 445
+	portNetBIOS = 139
+	portEPM     = 135
+)
+
+type connProto uint8
+
+const (
+	protoUnknown connProto = iota
+	protoSMB
+	protoRPC
+	protoIgnored
+)
+
+type streamFactory struct{ w *Worker }
+
+func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
+	w := f.w
+	w.stats.Connections++
+	c := &conn{w: w, vlan: w.f.vlan}
+	src, dst := netFlow.Endpoints()
+	sp, dp := tcpFlow.Endpoints()
+	c.addr[0], c.addr[1] = addrOf(src), addrOf(dst)
+	c.port[0] = uint16(layers.TCPPort(beUint16(sp.Raw())))
+	c.port[1] = uint16(layers.TCPPort(beUint16(dp.Raw())))
+	// The SYN sender is the client; without a SYN, well-known ports and then
+	// message content decide (see setClient).
+	switch {
+	case tcp.SYN && !tcp.ACK:
+		c.setClient(0)
+	case tcp.SYN && tcp.ACK:
+		c.setClient(1)
+	case isServerPort(c.port[1]) && !isServerPort(c.port[0]):
+		c.setClient(0)
+	case isServerPort(c.port[0]) && !isServerPort(c.port[1]):
+		c.setClient(1)
+	default:
+		c.client = -1
+	}
+	return c
+}
+
+func isServerPort(p uint16) bool { return p == portSMB || p == portNetBIOS || p == portEPM }
+
+func beUint16(b []byte) uint16 {
+	if len(b) < 2 {
+		return 0
+	}
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// conn is one TCP connection's state: framing per direction and the SMB or
+// DCE-RPC state machine above it. Direction 0 is the first packet's sender.
+type conn struct {
+	w      *Worker
+	addr   [2]netip.Addr
+	port   [2]uint16
+	vlan   uint16
+	client int // direction index of the client, -1 while unknown
+	proto  connProto
+	half   [2]half
+	smb    *smbState
+	rpc    *rpcChannel
+	names  [2]string // NetBIOS called (server) and calling (client) names
+	frame  uint64    // frame number of the packet being processed
+	ci     gopacket.CaptureInfo
+}
+
+func (c *conn) setClient(dir int) { c.client = dir }
+
+// endpoints returns client and server as the detector wants them; while the
+// client is unknown the first sender is taken as the client.
+func (c *conn) endpoints() detect.Endpoints {
+	cl := c.client
+	if cl < 0 {
+		cl = 0
+	}
+	return detect.Endpoints{Client: c.addr[cl], Server: c.addr[1-cl], ClientPort: c.port[cl], ServerPort: c.port[1-cl],
+		VLAN: c.vlan, ServerName: c.names[0], ClientName: c.names[1]}
+}
+
+func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
+	// Mid-stream connections start wherever the capture does.
+	*start = true
+	return c.proto != protoIgnored
+}
+
+func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.AssemblerContext) {
+	if c.proto == protoIgnored {
+		return
+	}
+	if pc, ok := ac.(*pktCtx); ok {
+		c.frame, c.ci = pc.frame, pc.ci
+	}
+	length, _ := sg.Lengths()
+	rdir, _, _, skip := sg.Info()
+	dir := 0
+	if rdir == reassembly.TCPDirServerToClient {
+		dir = 1
+	}
+	h := &c.half[dir]
+	if skip != 0 {
+		c.w.stats.Gaps++
+		if skip > 0 {
+			c.w.stats.GapBytes += uint64(skip)
+		}
+		h.lost()
+		if c.smb != nil {
+			c.smb.gap(dir)
+		}
+	}
+	if length == 0 {
+		return
+	}
+	data := sg.Fetch(length)
+	if c.proto == protoUnknown {
+		c.classify(dir, data)
+		if c.proto == protoUnknown || c.proto == protoIgnored {
+			return
+		}
+	}
+	h.feed(c, dir, data)
+}
+
+// classify decides from the first bytes whether the connection carries SMB
+// (NBSS framing) or DCE-RPC. Mid-stream connections are given HuntLimit
+// bytes to show a header.
+func (c *conn) classify(dir int, data []byte) {
+	if smbStart(data) >= 0 || c.port[0] == portSMB || c.port[1] == portSMB || c.port[0] == portNetBIOS || c.port[1] == portNetBIOS {
+		c.proto = protoSMB
+		c.smb = newSMBState(c)
+		c.w.stats.SMBConnections++
+		return
+	}
+	if rpcStart(data) >= 0 {
+		c.proto = protoRPC
+		c.rpc = newRPCChannel(c, detect.TransportTCP, nil)
+		c.w.stats.RPCConnections++
+		return
+	}
+	h := &c.half[dir]
+	h.hunted += len(data)
+	if c.half[0].hunted+c.half[1].hunted > c.w.opt.HuntLimit {
+		c.proto = protoIgnored
+	}
+}
+
+func (c *conn) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
+	if pc, ok := ac.(*pktCtx); ok {
+		c.frame, c.ci = pc.frame, pc.ci
+	}
+	if c.smb != nil {
+		c.smb.close()
+	}
+	if c.rpc != nil {
+		c.rpc.close()
+	}
+	return true
+}
+
+// handle takes one framed message from direction dir.
+func (c *conn) handle(dir int, msg []byte) {
+	switch c.proto {
+	case protoSMB:
+		c.smb.message(dir, msg)
+	case protoRPC:
+		c.rpc.pdu(dir, msg)
+	}
+}
+
+// framing returns the message length at b: n>0 complete length, n==0 more
+// header bytes needed, n<0 not a message start.
+func (c *conn) framing(b []byte) int {
+	if c.proto == protoSMB {
+		return nbssFrame(b)
+	}
+	return rpcFrame(b)
+}
+
+func (c *conn) start(b []byte) int {
+	if c.proto == protoSMB {
+		return smbStart(b)
+	}
+	return rpcStart(b)
+}
+
+// partial is offered the head of a message too large to buffer; true means
+// the head was handled and the rest is to be skipped without copying.
+func (c *conn) partial(dir int, head []byte, total int) bool {
+	if c.proto == protoSMB {
+		return c.smb.partial(dir, head, total)
+	}
+	return false
+}
+
+func (c *conn) anomaly(name string) { c.w.stats.anomaly(name) }
+func (c *conn) maxMessage() int     { return c.w.opt.MaxMessage }
+
+// nbssFrame frames NBSS (and direct-TCP SMB) messages.
+func nbssFrame(b []byte) int {
+	if len(b) < dissect.NBSSHeaderLen {
+		return 0
+	}
+	typ, n, ok := dissect.PeekNBSS(b)
+	if !ok {
+		return -1
+	}
+	if typ == dissect.NBSSMessage && n > 0 {
+		if len(b) >= 8 && dissect.ClassifySMB(b[4:]) == dissect.SMBNone {
+			return -1
+		}
+	}
+	return dissect.NBSSHeaderLen + n
+}
+
+// smbStart finds the first NBSS header followed by an SMB protocol id.
+func smbStart(b []byte) int {
+	for i := 0; i+8 <= len(b); i++ {
+		if b[i+5] != 'S' || b[i+6] != 'M' || b[i+7] != 'B' || b[i] != 0 {
+			continue
+		}
+		if k := dissect.ClassifySMB(b[i+4:]); k != dissect.SMBNone {
+			if _, n, ok := dissect.PeekNBSS(b[i:]); ok && n >= 32 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func rpcFrame(b []byte) int {
+	var h dissect.DCERPCHeader
+	ok, need := dissect.PeekDCERPC(b, &h)
+	if !ok {
+		if need > 0 {
+			return 0
+		}
+		return -1
+	}
+	return int(h.FragLen)
+}
+
+// rpcStart finds the first plausible DCE-RPC connection-oriented header.
+func rpcStart(b []byte) int {
+	var h dissect.DCERPCHeader
+	for i := 0; i+dissect.DCERPCHeaderLen <= len(b); i++ {
+		if b[i] != 5 {
+			continue
+		}
+		if ok, _ := dissect.PeekDCERPC(b[i:], &h); ok {
+			return i
+		}
+	}
+	return -1
+}
+
+// framer is what half needs from its owner.
+type framer interface {
+	framing(b []byte) int
+	start(b []byte) int
+	handle(dir int, msg []byte)
+	partial(dir int, head []byte, total int) bool
+	anomaly(name string)
+	maxMessage() int
+}
+
+// partialHead is how much of a large message is handed to partial: enough
+// for an SMB2 header and the fixed part of READ/WRITE bodies.
+const partialHead = 4 + dissect.SMB2HeaderLen + 64
+
+// half frames one direction of a byte stream into messages, buffering only
+// what spans deliveries and skipping what the owner does not need.
+type half struct {
+	buf      []byte
+	want     int // length of the message being buffered, 0 while unknown
+	skip     int
+	unsynced bool // after a gap: hunt for the next message start
+	offered  bool // partial already asked for the buffered message
+	hunted   int
+}
+
+func (h *half) lost() {
+	h.buf = h.buf[:0]
+	h.want, h.skip, h.offered = 0, 0, false
+	h.unsynced = true
+}
+
+func (h *half) feed(f framer, dir int, data []byte) {
+	for len(data) > 0 {
+		if h.skip > 0 {
+			n := min(h.skip, len(data))
+			h.skip -= n
+			data = data[n:]
+			continue
+		}
+		if h.unsynced {
+			i := f.start(data)
+			if i < 0 {
+				return
+			}
+			f.anomaly("resync")
+			data = data[i:]
+			h.unsynced = false
+		}
+		if len(h.buf) == 0 {
+			n := f.framing(data)
+			switch {
+			case n < 0:
+				f.anomaly("bad_message_header")
+				h.unsynced = true
+				data = data[1:]
+				continue
+			case n == 0:
+				h.buf = append(h.buf, data...)
+				return
+			case n <= len(data):
+				f.handle(dir, data[:n])
+				data = data[n:]
+				continue
+			}
+			// A message continues beyond this delivery.
+			if len(data) >= partialHead && f.partial(dir, data, n) {
+				h.skip = n - len(data)
+				return
+			}
+			if n > f.maxMessage() {
+				f.anomaly("message_too_large")
+				h.skip = n - len(data)
+				return
+			}
+			h.buf = append(h.buf, data...)
+			h.want = n
+			h.offered = len(data) >= partialHead
+			return
+		}
+		if h.want == 0 {
+			need := 16 - len(h.buf)
+			take := min(max(need, 1), len(data))
+			h.buf = append(h.buf, data[:take]...)
+			data = data[take:]
+			n := f.framing(h.buf)
+			switch {
+			case n < 0:
+				f.anomaly("bad_message_header")
+				h.buf = h.buf[:0]
+				h.unsynced = true
+				continue
+			case n == 0:
+				continue
+			}
+			if n > f.maxMessage() && len(h.buf) < partialHead {
+				// Gather the head first; partial may still claim it.
+				h.want = n
+				continue
+			}
+			h.want = n
+			if n <= len(h.buf) {
+				// Framing needed fewer bytes than taken: hand back the rest.
+				extra := h.buf[n:]
+				msg := h.buf[:n]
+				f.handle(dir, msg)
+				rest := append([]byte(nil), extra...)
+				h.buf, h.want, h.offered = h.buf[:0], 0, false
+				data = append(rest, data...)
+			}
+			continue
+		}
+		take := min(h.want-len(h.buf), len(data))
+		if !h.offered && len(h.buf) < partialHead {
+			t := min(partialHead-len(h.buf), take)
+			h.buf = append(h.buf, data[:t]...)
+			data, take = data[t:], take-t
+			if len(h.buf) >= partialHead {
+				h.offered = true
+				if h.want > len(h.buf) && f.partial(dir, h.buf, h.want) {
+					h.skip = h.want - len(h.buf)
+					h.buf, h.want, h.offered = h.buf[:0], 0, false
+					continue
+				}
+				if h.want > f.maxMessage() {
+					f.anomaly("message_too_large")
+					h.skip = h.want - len(h.buf)
+					h.buf, h.want, h.offered = h.buf[:0], 0, false
+					continue
+				}
+			}
+		}
+		h.buf = append(h.buf, data[:take]...)
+		data = data[take:]
+		if len(h.buf) == h.want {
+			f.handle(dir, h.buf)
+			h.reset()
+		}
+	}
+}
+
+// reset drops the buffered message, releasing a large buffer.
+func (h *half) reset() {
+	if cap(h.buf) > 256<<10 {
+		h.buf = nil
+	} else {
+		h.buf = h.buf[:0]
+	}
+	h.want, h.offered = 0, false
+}

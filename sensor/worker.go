@@ -1,0 +1,230 @@
+package sensor
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/ip4defrag"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/reassembly"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// Defaults of Options. Each bounds memory or time that hostile or broken
+// traffic could otherwise grow without limit.
+const (
+	// DefaultMaxMessage bounds one buffered SMB message or DCE-RPC PDU per
+	// direction; larger ones are skipped (file data) or cut and counted.
+	DefaultMaxMessage = 1 << 20
+	// DefaultMaxStub bounds a call's reassembled stub (request or response).
+	DefaultMaxStub = 4 << 20
+	// DefaultMaxCalls bounds calls awaiting their response per RPC channel.
+	DefaultMaxCalls = 256
+	// DefaultMaxFiles bounds open SMB files and pipes tracked per connection.
+	DefaultMaxFiles = 4096
+	// DefaultMaxPending bounds SMB requests awaiting their response per connection.
+	DefaultMaxPending = 4096
+	// DefaultIdleTimeout ends connections silent for this long (capture time).
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxPagesTotal and DefaultMaxPagesPerConn bound out-of-order
+	// TCP data held by the reassembler (pages of about 1900 bytes).
+	DefaultMaxPagesTotal   = 65536
+	DefaultMaxPagesPerConn = 512
+	// DefaultHuntLimit is how far into a mid-stream connection the sensor
+	// looks for an SMB or DCE-RPC header before it ignores the connection.
+	DefaultHuntLimit = 256 << 10
+	// ctxRing is the number of packet contexts kept for frame numbers of
+	// out-of-order data; data buffered longer than that many packets is
+	// attributed to a later frame.
+	ctxRing = 1 << 14
+)
+
+// Options configures packet processing.
+type Options struct {
+	MaxMessage      int
+	MaxStub         int
+	MaxCalls        int
+	MaxFiles        int
+	MaxPending      int
+	IdleTimeout     time.Duration
+	MaxPagesTotal   int
+	MaxPagesPerConn int
+	HuntLimit       int
+	// Credentials open sealed DCE-RPC and SMB3 when they match.
+	Credentials *dissect.Credentials
+}
+
+func (o *Options) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxMessage, DefaultMaxMessage)
+	def(&o.MaxStub, DefaultMaxStub)
+	def(&o.MaxCalls, DefaultMaxCalls)
+	def(&o.MaxFiles, DefaultMaxFiles)
+	def(&o.MaxPending, DefaultMaxPending)
+	def(&o.MaxPagesTotal, DefaultMaxPagesTotal)
+	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
+	def(&o.HuntLimit, DefaultHuntLimit)
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+}
+
+// Recorder receives the records a worker finishes.
+type Recorder interface {
+	Call(*detect.Call)
+	File(*detect.FileOp)
+}
+
+// pktCtx carries a packet's capture info and frame number through the
+// reassembler.
+type pktCtx struct {
+	ci    gopacket.CaptureInfo
+	frame uint64
+}
+
+func (p *pktCtx) GetCaptureInfo() gopacket.CaptureInfo { return p.ci }
+
+// Worker decodes packets of one shard: TCP reassembly, SMB and DCE-RPC state.
+// It is not safe for concurrent use; run one per shard.
+type Worker struct {
+	opt    Options
+	rec    Recorder
+	asm    *reassembly.Assembler
+	defrag *ip4defrag.IPv4Defragmenter
+	stats  Stats
+	ring   []pktCtx
+	frame  uint64
+	file   string
+	seq    uint64
+	tcp    layers.TCP
+	f      frame
+	now    time.Time
+	flushT time.Time
+	epm    *EPMTable
+}
+
+// NewWorker returns a worker handing records to rec. epm may be shared by
+// workers; it is safe for concurrent use.
+func NewWorker(opt Options, rec Recorder, epm *EPMTable) *Worker {
+	opt.setDefaults()
+	w := &Worker{opt: opt, rec: rec, stats: newStats(), ring: make([]pktCtx, ctxRing), defrag: ip4defrag.NewIPv4Defragmenter(), epm: epm}
+	if w.epm == nil {
+		w.epm = NewEPMTable(0, 0)
+	}
+	pool := reassembly.NewStreamPool(&streamFactory{w: w})
+	w.asm = reassembly.NewAssembler(pool)
+	w.asm.MaxBufferedPagesTotal = opt.MaxPagesTotal
+	w.asm.MaxBufferedPagesPerConnection = opt.MaxPagesPerConn
+	return w
+}
+
+// SetFile starts a new capture file: frame numbers restart at 1.
+func (w *Worker) SetFile(name string) {
+	w.file = name
+	w.frame = 0
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Packet processes one packet. data may be reused by the caller afterwards.
+func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+	w.frame++
+	w.stats.Packets++
+	w.stats.Bytes += uint64(ci.Length)
+	if w.stats.FirstTime.IsZero() {
+		w.stats.FirstTime = ci.Timestamp
+	}
+	if ci.Timestamp.After(w.now) {
+		w.now = ci.Timestamp
+		w.stats.LastTime = ci.Timestamp
+	}
+	switch decodeFrame(data, link, &w.f) {
+	case decTCP:
+	case decNotTCP:
+		w.maybeFlush()
+		return
+	case decMalformed:
+		w.stats.anomaly("malformed_frame")
+		return
+	case decUnsupportedLink:
+		w.stats.anomaly("unsupported_link_type")
+		return
+	case decIPv6Fragment:
+		w.stats.anomaly("ipv6_fragment_unsupported")
+		return
+	}
+	if w.f.fragment && !w.reassembleIPv4(ci.Timestamp) {
+		return
+	}
+	if err := w.tcp.DecodeFromBytes(w.f.tcp, gopacket.NilDecodeFeedback); err != nil {
+		w.stats.anomaly("malformed_tcp")
+		return
+	}
+	w.stats.TCPPackets++
+	var net gopacket.Flow
+	if w.f.v6 {
+		net = gopacket.NewFlow(layers.EndpointIPv6, w.f.src, w.f.dst)
+	} else {
+		net = gopacket.NewFlow(layers.EndpointIPv4, w.f.src, w.f.dst)
+	}
+	pc := &w.ring[w.frame%ctxRing]
+	pc.ci, pc.frame = ci, w.frame
+	w.asm.AssembleWithContext(net, &w.tcp, pc)
+	w.maybeFlush()
+}
+
+func (w *Worker) reassembleIPv4(ts time.Time) bool {
+	var ip layers.IPv4
+	if err := ip.DecodeFromBytes(w.f.ip, gopacket.NilDecodeFeedback); err != nil {
+		w.stats.anomaly("malformed_ipv4_fragment")
+		return false
+	}
+	out, err := w.defrag.DefragIPv4WithTimestamp(&ip, ts)
+	if err != nil {
+		w.stats.anomaly("ipv4_defrag_error")
+		return false
+	}
+	if out == nil {
+		return false
+	}
+	w.f.tcp = out.Payload
+	return true
+}
+
+// maybeFlush ends idle connections, on capture time, about once a second.
+func (w *Worker) maybeFlush() {
+	if w.now.Sub(w.flushT) < time.Second {
+		return
+	}
+	if w.flushT.IsZero() {
+		w.flushT = w.now
+		return
+	}
+	w.flushT = w.now
+	w.asm.FlushCloseOlderThan(w.now.Add(-w.opt.IdleTimeout))
+	w.defrag.DiscardOlderThan(w.now.Add(-30 * time.Second))
+}
+
+// Flush ends every connection: calls still waiting for a response are
+// reported with outcome unknown.
+func (w *Worker) Flush() {
+	w.asm.FlushAll()
+}
+
+func (w *Worker) nextSeq() uint64 {
+	w.seq++
+	return w.seq
+}
+
+func addrOf(e gopacket.Endpoint) netip.Addr {
+	a, _ := netip.AddrFromSlice(e.Raw())
+	return a.Unmap()
+}
