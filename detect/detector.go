@@ -343,7 +343,17 @@ func fileFields(f *FileOp) *FileFields {
 }
 
 // alert emits a rule's alert built on the call c and its event ev.
-func (d *Detector) alert(id string, c *Call, ev *Event, related []string, why []string) *Event {
+func (d *Detector) alert(id string, c *Call, ev *Event, related []string, why []string) {
+	d.publish(d.newAlert(id, c, ev, related, why))
+}
+
+func (d *Detector) publish(a *Event) {
+	d.stats.Alerts++
+	d.emit(a)
+}
+
+// newAlert builds a rule's alert on the call c and its event ev.
+func (d *Detector) newAlert(id string, c *Call, ev *Event, related []string, why []string) *Event {
 	def := ruleBook(id)
 	sev := def.severity
 	if len(why) > 0 && sev < SeverityHigh {
@@ -381,8 +391,6 @@ func (d *Detector) alert(id string, c *Call, ev *Event, related []string, why []
 			a.Event.Type = []string{"creation"}
 		}
 	}
-	d.stats.Alerts++
-	d.emit(a)
 	return a
 }
 
@@ -412,7 +420,7 @@ func (d *Detector) closeChain(ch *chain) {
 	}
 	c := ch.register
 	ev := CallEvent(c, d.opt.Observer)
-	a := d.alert(RuleAtExec, c, ev, ch.events, nil)
+	a := d.newAlert(RuleAtExec, c, ev, ch.events, nil)
 	a.Event.Reason = strings.Join(why, "; ")
 	a.Event.End = rfc3339(ch.last)
 	if ch.outputFile != "" {
@@ -422,6 +430,7 @@ func (d *Detector) closeChain(ch *chain) {
 		a.File = ff
 	}
 	a.AtExec = &AtExecFields{OutputRead: ch.outputRead, OutputFile: ch.outputFile, TaskDeleted: ch.delete, Polled: ch.polled, Sealed: ch.sealed}
+	d.publish(a)
 }
 
 func (d *Detector) finishPair(p *pairState) {

@@ -124,14 +124,14 @@ func (c *Credentials) Lookup(domain, user string) []Credential {
 			any = append(any, cr)
 		case strings.EqualFold(cr.Domain, domain):
 			exact = append(exact, cr)
-		case domain != "" && strings.EqualFold(firstLabel(cr.Domain), firstLabel(domain)):
+		case domain != "" && strings.EqualFold(credFirstLabel(cr.Domain), credFirstLabel(domain)):
 			label = append(label, cr)
 		}
 	}
 	return append(append(exact, label...), any...)
 }
 
-func firstLabel(d string) string {
+func credFirstLabel(d string) string {
 	l, _, _ := strings.Cut(d, ".")
 	return l
 }
@@ -139,7 +139,7 @@ func firstLabel(d string) string {
 // NTHashFromPassword is NTOWFv1 (MS-NLMP 3.3.1): MD4 of the UTF-16LE password.
 func NTHashFromPassword(pw string) [16]byte {
 	h := md4.New()
-	h.Write(utf16le(pw))
+	h.Write(ntlmUTF16LE(pw))
 	var out [16]byte
 	h.Sum(out[:0])
 	return out
@@ -182,8 +182,8 @@ func desEncrypt7(dst, key7, block []byte) {
 	c.Encrypt(dst, block)
 }
 
-// utf16le encodes s as UTF-16LE.
-func utf16le(s string) []byte {
+// ntlmUTF16LE encodes s as UTF-16LE.
+func ntlmUTF16LE(s string) []byte {
 	u := utf16.Encode([]rune(s))
 	b := make([]byte, 2*len(u))
 	for i, v := range u {

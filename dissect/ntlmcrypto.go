@@ -149,7 +149,7 @@ func keyExchangeKey(flags uint32, challenge, auth *NTLMMessage, cred Credential)
 		if subtle.ConstantTimeCompare(want[:], nt) != 1 {
 			return kx, ErrWrongKey
 		}
-		sbk := md4Sum(cred.NTHash[:])
+		sbk := ntlmMD4(cred.NTHash[:])
 		return kxkeyV1(flags, sbk, challenge.ServerChallenge, lm, cred)
 	case len(nt) == 0:
 		return kx, errors.New("ntlm session: LM-only authentication is not supported")
@@ -192,8 +192,8 @@ func kxkeyV1(flags uint32, sbk [16]byte, serverChallenge [8]byte, lm []byte, cre
 // UNICODE(Uppercase(User) || UserDom). Only the user name is upper-cased.
 func ntowfv2(nthash [16]byte, user, domain string) [16]byte {
 	mac := hmac.New(md5.New, nthash[:])
-	mac.Write(utf16le(strings.ToUpper(user)))
-	mac.Write(utf16le(domain))
+	mac.Write(ntlmUTF16LE(strings.ToUpper(user)))
+	mac.Write(ntlmUTF16LE(domain))
 	var out [16]byte
 	mac.Sum(out[:0])
 	return out
@@ -208,7 +208,7 @@ func desl(dst []byte, k [16]byte, data []byte) {
 	desEncrypt7(dst[16:24], k3[:], data)
 }
 
-func md4Sum(b []byte) [16]byte {
+func ntlmMD4(b []byte) [16]byte {
 	h := md4.New()
 	h.Write(b)
 	var out [16]byte

@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 )
 
-func rc4XOR(key, b []byte) {
+func ntlmRC4XOR(key, b []byte) {
 	c, err := rc4.NewCipher(key)
 	if err != nil {
 		panic(err)
@@ -15,7 +15,7 @@ func rc4XOR(key, b []byte) {
 	c.XORKeyStream(b, b)
 }
 
-func hmacMD5(key []byte, parts ...[]byte) []byte {
+func ntlmHMACMD5(key []byte, parts ...[]byte) []byte {
 	m := hmac.New(md5.New, key)
 	for _, p := range parts {
 		m.Write(p)
@@ -23,4 +23,4 @@ func hmacMD5(key []byte, parts ...[]byte) []byte {
 	return m.Sum(nil)
 }
 
-func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+func ntlmLE32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }

@@ -13,7 +13,7 @@ import (
 var (
 	nlmpServerChallenge = [8]byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}
 	nlmpRandomKey       = bytes.Repeat([]byte{0x55}, 16)
-	nlmpPlaintext       = utf16le("Plaintext")
+	nlmpPlaintext       = ntlmUTF16LE("Plaintext")
 	nlmpCred            = func() Credential {
 		c, err := ParseCredentials([]byte(`Domain\User:Password`))
 		if err != nil {
@@ -25,15 +25,15 @@ var (
 
 func hexArr16(t *testing.T, s string) [16]byte {
 	var a [16]byte
-	copy(a[:], mustHex(t, s))
+	copy(a[:], ntlmHex(t, s))
 	return a
 }
 
 // nlmpPDU lays a sealed message out as Unseal expects: the message then
 // the 16-byte signature, as in a DCE-RPC PDU whose header is empty.
 func nlmpPDU(t *testing.T, sealedHex, sigHex string) (pdu, stub, sig []byte) {
-	sealed := mustHex(t, sealedHex)
-	sig = mustHex(t, sigHex)
+	sealed := ntlmHex(t, sealedHex)
+	sig = ntlmHex(t, sigHex)
 	pdu = append(append([]byte(nil), sealed...), sig...)
 	return pdu, pdu[:len(sealed)], sig
 }
@@ -57,9 +57,9 @@ func TestNTLMSessionV1(t *testing.T) {
 	const flags = 0xe2028233
 	ch := &NTLMMessage{Type: NTLMChallenge, Flags: flags, ServerChallenge: nlmpServerChallenge}
 	au := &NTLMMessage{Type: NTLMAuthenticate, Flags: flags, User: "User", Domain: "Domain",
-		LMResponse:                mustHex(t, "98def7b87f88aa5dafe2df779688a172def11c7d5ccdef13"), // 4.2.2.2.2
-		NTResponse:                mustHex(t, "67c43011f30298a2ad35ece64f16331c44bdbed927841f94"), // 4.2.2.2.1
-		EncryptedRandomSessionKey: mustHex(t, "518822b1b3f350c8958682ecbb3e3cb7"),                 // 4.2.2.2.3
+		LMResponse:                ntlmHex(t, "98def7b87f88aa5dafe2df779688a172def11c7d5ccdef13"), // 4.2.2.2.2
+		NTResponse:                ntlmHex(t, "67c43011f30298a2ad35ece64f16331c44bdbed927841f94"), // 4.2.2.2.1
+		EncryptedRandomSessionKey: ntlmHex(t, "518822b1b3f350c8958682ecbb3e3cb7"),                 // 4.2.2.2.3
 	}
 	s, err := NewNTLMSession(nil, ch, au, nlmpCred)
 	if err != nil {
@@ -88,7 +88,7 @@ func TestNTLMSessionV1(t *testing.T) {
 // MS-NLMP 4.2.2.2.3 encrypted session keys with NON_NT_SESSION_KEY and
 // LM_KEY: KXKEY variants that need the LM hash.
 func TestNTLMKXKeyV1LM(t *testing.T) {
-	lm := mustHex(t, "98def7b87f88aa5dafe2df779688a172def11c7d5ccdef13")
+	lm := ntlmHex(t, "98def7b87f88aa5dafe2df779688a172def11c7d5ccdef13")
 	sbk := hexArr16(t, "d87262b0cde4b1cb7499becccdf10784") // 4.2.2.1.3
 	for _, tt := range []struct {
 		flags uint32
@@ -103,7 +103,7 @@ func TestNTLMKXKeyV1LM(t *testing.T) {
 			t.Fatal(err)
 		}
 		enc := append([]byte(nil), nlmpRandomKey...)
-		rc4XOR(kx[:], enc)
+		ntlmRC4XOR(kx[:], enc)
 		if got := hex.EncodeToString(enc); got != tt.want {
 			t.Errorf("flags %#x: encrypted session key %s, want %s", tt.flags, got, tt.want)
 		}
@@ -121,8 +121,8 @@ func TestNTLMSessionV1ESS(t *testing.T) {
 	const flags = 0x820a8233
 	ch := &NTLMMessage{Type: NTLMChallenge, Flags: flags, ServerChallenge: nlmpServerChallenge}
 	au := &NTLMMessage{Type: NTLMAuthenticate, Flags: flags, User: "User", Domain: "Domain",
-		LMResponse: mustHex(t, "aaaaaaaaaaaaaaaa00000000000000000000000000000000"), // 4.2.3.2.1
-		NTResponse: mustHex(t, "7537f803ae367128ca458204bde7caf81e97ed2683267232"), // 4.2.3.2.2
+		LMResponse: ntlmHex(t, "aaaaaaaaaaaaaaaa00000000000000000000000000000000"), // 4.2.3.2.1
+		NTResponse: ntlmHex(t, "7537f803ae367128ca458204bde7caf81e97ed2683267232"), // 4.2.3.2.2
 	}
 	s, err := NewNTLMSession(nil, ch, au, nlmpCred)
 	if err != nil {
@@ -146,14 +146,14 @@ func nlmpV2Messages(t *testing.T) (*NTLMMessage, *NTLMMessage) {
 	const flags = 0xe28a8233
 	// 4.2.4.1.3 temp: header, zero time, ClientChallenge, AV pairs
 	// (MsvAvNbDomainName "Domain", MsvAvNbComputerName "Server", EOL).
-	temp := mustHex(t, "0101000000000000"+"0000000000000000"+"aaaaaaaaaaaaaaaa"+"00000000"+
-		"02000c00"+hex.EncodeToString(utf16le("Domain"))+"01000c00"+hex.EncodeToString(utf16le("Server"))+"00000000"+
+	temp := ntlmHex(t, "0101000000000000"+"0000000000000000"+"aaaaaaaaaaaaaaaa"+"00000000"+
+		"02000c00"+hex.EncodeToString(ntlmUTF16LE("Domain"))+"01000c00"+hex.EncodeToString(ntlmUTF16LE("Server"))+"00000000"+
 		"00000000")
 	ch := &NTLMMessage{Type: NTLMChallenge, Flags: flags, ServerChallenge: nlmpServerChallenge}
 	au := &NTLMMessage{Type: NTLMAuthenticate, Flags: flags, User: "User", Domain: "Domain",
-		LMResponse:                mustHex(t, "86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa"),  // 4.2.4.2.1
-		NTResponse:                append(mustHex(t, "68cd0ab851e51c96aabc927bebef6a1c"), temp...), // 4.2.4.2.2
-		EncryptedRandomSessionKey: mustHex(t, "c5dad2544fc9799094ce1ce90bc9d03e"),                  // 4.2.4.2.3
+		LMResponse:                ntlmHex(t, "86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa"),  // 4.2.4.2.1
+		NTResponse:                append(ntlmHex(t, "68cd0ab851e51c96aabc927bebef6a1c"), temp...), // 4.2.4.2.2
+		EncryptedRandomSessionKey: ntlmHex(t, "c5dad2544fc9799094ce1ce90bc9d03e"),                  // 4.2.4.2.3
 	}
 	return ch, au
 }
@@ -258,12 +258,12 @@ func (s *NTLMSession) testSeal(fromClient bool, pdu []byte, from, to int) []byte
 	s.handle(fromClient).XORKeyStream(pdu[from:to], pdu[from:to])
 	sig := make([]byte, 16)
 	sig[0] = 1
-	check := hmacMD5(key[:], le32(*seq), plain)[:8]
+	check := ntlmHMACMD5(key[:], ntlmLE32(*seq), plain)[:8]
 	if s.keyExch {
 		s.handle(fromClient).XORKeyStream(check, check)
 	}
 	copy(sig[4:], check)
-	copy(sig[12:], le32(*seq))
+	copy(sig[12:], ntlmLE32(*seq))
 	*seq++
 	return append(pdu, sig...)
 }
@@ -321,7 +321,7 @@ func sealedAuthValue(t *testing.T, pdu []byte) []byte {
 func TestNTLMSessionAtexecSealed(t *testing.T) {
 	var msgs [3]*NTLMMessage
 	for i, h := range []string{hexSealedBind, hexSealedBindAck, hexSealedAuth3} {
-		m, err := ParseNTLMSSP(FindNTLMSSP(sealedAuthValue(t, mustHex(t, h))))
+		m, err := ParseNTLMSSP(FindNTLMSSP(sealedAuthValue(t, ntlmHex(t, h))))
 		if err != nil {
 			t.Fatalf("message %d: %v", i+1, err)
 		}
@@ -350,7 +350,7 @@ func TestNTLMSessionAtexecSealed(t *testing.T) {
 	}
 	for i, call := range hexSealedCalls {
 		for dir, h := range call {
-			pdu := mustHex(t, h)
+			pdu := ntlmHex(t, h)
 			sig := pdu[len(pdu)-16:]
 			padLen := int(pdu[len(pdu)-16-8+2])
 			stub := pdu[24 : len(pdu)-16-8]
@@ -364,15 +364,15 @@ func TestNTLMSessionAtexecSealed(t *testing.T) {
 		}
 	}
 	// The register request carries the task XML in UTF-16LE.
-	pdu := mustHex(t, hexSealedCalls[0][0])
-	if bytes.Contains(pdu, utf16le("<Command>cmd.exe</Command>")) {
+	pdu := ntlmHex(t, hexSealedCalls[0][0])
+	if bytes.Contains(pdu, ntlmUTF16LE("<Command>cmd.exe</Command>")) {
 		t.Error("sealed PDU holds the plaintext")
 	}
 	s2, _ := NewNTLMSession(nil, msgs[1], msgs[2], cands[0])
 	if err := s2.Unseal(true, pdu, pdu[24:len(pdu)-24], pdu[len(pdu)-16:]); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(pdu, utf16le("<Command>cmd.exe</Command>")) {
+	if !bytes.Contains(pdu, ntlmUTF16LE("<Command>cmd.exe</Command>")) {
 		t.Error("task XML not found in the unsealed stub")
 	}
 }
@@ -380,12 +380,12 @@ func TestNTLMSessionAtexecSealed(t *testing.T) {
 func BenchmarkNTLMUnseal(b *testing.B) {
 	var msgs [3]*NTLMMessage
 	for i, h := range []string{hexSealedBind, hexSealedBindAck, hexSealedAuth3} {
-		pdu := mustHex(b, h)
+		pdu := ntlmHex(b, h)
 		n := int(pdu[10]) | int(pdu[11])<<8
 		msgs[i], _ = ParseNTLMSSP(FindNTLMSSP(pdu[len(pdu)-n:]))
 	}
 	cred := Credential{User: "analyst", NTHash: NTHashFromPassword("Tsch-Dev-2026!")}
-	pdu := mustHex(b, hexSealedCalls[0][0])
+	pdu := ntlmHex(b, hexSealedCalls[0][0])
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pdu)))
 	for b.Loop() {

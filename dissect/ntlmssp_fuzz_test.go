@@ -13,7 +13,7 @@ var ntlmSeedHex = []string{hexAtexecNegotiateSPNEGO, hexAtexecChallengeSPNEGO, h
 
 func FuzzParseNTLMSSP(f *testing.F) {
 	for _, h := range ntlmSeedHex {
-		f.Add(FindNTLMSSP(mustHex(f, h)))
+		f.Add(FindNTLMSSP(ntlmHex(f, h)))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseNTLMSSP(b)
@@ -44,7 +44,7 @@ func FuzzParseNTLMSSP(f *testing.F) {
 
 func FuzzFindNTLMSSP(f *testing.F) {
 	for _, h := range append(ntlmSeedHex, hexKerberosAPRep) {
-		f.Add(mustHex(f, h))
+		f.Add(ntlmHex(f, h))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tok := FindNTLMSSP(b)
@@ -59,9 +59,9 @@ func FuzzFindNTLMSSP(f *testing.F) {
 }
 
 func FuzzFindKerberos(f *testing.F) {
-	f.Add(mustHex(f, hexKerberosAPReq))
-	f.Add(mustHex(f, hexKerberosAPRep))
-	f.Add(mustHex(f, hexAtexecNegotiateSPNEGO))
+	f.Add(ntlmHex(f, hexKerberosAPReq))
+	f.Add(ntlmHex(f, hexKerberosAPRep))
+	f.Add(ntlmHex(f, hexAtexecNegotiateSPNEGO))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ki := FindKerberos(b)
 		if ki == nil {

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func mustHex(t testing.TB, s string) []byte {
+func ntlmHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil {
@@ -19,7 +19,7 @@ func mustHex(t testing.TB, s string) []byte {
 
 func mustNTLM(t testing.TB, blobHex string) *NTLMMessage {
 	t.Helper()
-	tok := FindNTLMSSP(mustHex(t, blobHex))
+	tok := FindNTLMSSP(ntlmHex(t, blobHex))
 	if tok == nil {
 		t.Fatal("FindNTLMSSP found no token")
 	}
@@ -170,7 +170,7 @@ func TestParseNTLMSSPAnonymous(t *testing.T) {
 }
 
 func TestParseNTLMSSPRejects(t *testing.T) {
-	auth := FindNTLMSSP(mustHex(t, hexRawNTLMAuth))
+	auth := FindNTLMSSP(ntlmHex(t, hexRawNTLMAuth))
 	bad := func(mut func([]byte) []byte) []byte { return mut(append([]byte(nil), auth...)) }
 	tests := []struct {
 		name string
@@ -203,7 +203,7 @@ func TestParseNTLMSSPRejects(t *testing.T) {
 }
 
 func TestParseNTLMSSPAVPairLimit(t *testing.T) {
-	ch := append([]byte(nil), FindNTLMSSP(mustHex(t, hexRawNTLMChallenge))...)
+	ch := append([]byte(nil), FindNTLMSSP(ntlmHex(t, hexRawNTLMChallenge))...)
 	ti := bytes.Repeat([]byte{9, 0, 0, 0}, MaxNTLMAVPairs+1) // empty MsvAvTargetName pairs
 	binary.LittleEndian.PutUint16(ch[40:], uint16(len(ti)))
 	binary.LittleEndian.PutUint32(ch[44:], uint32(len(ch)))
@@ -218,7 +218,7 @@ func TestParseNTLMSSPAVPairLimit(t *testing.T) {
 func TestParseNTLMSSPPrefixes(t *testing.T) {
 	for _, h := range []string{hexAtexecNegotiateSPNEGO, hexAtexecChallengeSPNEGO, hexAtexecAuthSPNEGO,
 		hexRawNTLMNegotiate, hexRawNTLMChallenge, hexRawNTLMAuth} {
-		tok := FindNTLMSSP(mustHex(t, h))
+		tok := FindNTLMSSP(ntlmHex(t, h))
 		for n := range len(tok) {
 			in := append([]byte(nil), tok[:n]...) // exact capacity: overreads would panic
 			if _, err := ParseNTLMSSP(in); err != nil {
@@ -232,7 +232,7 @@ func TestParseNTLMSSPPrefixes(t *testing.T) {
 }
 
 func BenchmarkParseNTLMSSPAuthenticate(b *testing.B) {
-	tok := FindNTLMSSP(mustHex(b, hexAtexecAuthSPNEGO))
+	tok := FindNTLMSSP(ntlmHex(b, hexAtexecAuthSPNEGO))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(tok)))
 	for b.Loop() {

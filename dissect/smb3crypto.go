@@ -289,7 +289,7 @@ func (c *ccm) Seal(dst, nonce, plaintext, aad []byte) []byte {
 		return nil // misuse: no wire input reaches Seal, and we never panic
 	}
 	t := c.mac(nonce, plaintext, aad)
-	ret, out := sliceForAppend(dst, len(plaintext)+c.tagLen)
+	ret, out := ccmSliceForAppend(dst, len(plaintext)+c.tagLen)
 	s0 := c.ctr(out[:len(plaintext)], plaintext, nonce)
 	subtle.XORBytes(out[len(plaintext):], t[:c.tagLen], s0[:c.tagLen])
 	return ret
@@ -301,7 +301,7 @@ func (c *ccm) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 	}
 	n := len(ciphertext) - c.tagLen
 	tag := ciphertext[n:]
-	ret, out := sliceForAppend(dst, n)
+	ret, out := ccmSliceForAppend(dst, n)
 	// out may alias ciphertext (in-place Open): the tag is read first.
 	var gotTag [16]byte
 	copy(gotTag[:], tag)
@@ -316,7 +316,7 @@ func (c *ccm) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 }
 
 // sliceForAppend extends in by n bytes, returning the whole and the new part.
-func sliceForAppend(in []byte, n int) (head, tail []byte) {
+func ccmSliceForAppend(in []byte, n int) (head, tail []byte) {
 	if total := len(in) + n; cap(in) >= total {
 		head = in[:total]
 	} else {

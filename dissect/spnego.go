@@ -40,7 +40,7 @@ type KerberosInfo struct {
 }
 
 // asn1Next decodes the next TLV of b.
-func asn1Next(b []byte) (asn1.RawValue, []byte, bool) {
+func spnegoNext(b []byte) (asn1.RawValue, []byte, bool) {
 	var rv asn1.RawValue
 	rest, err := asn1.Unmarshal(b, &rv)
 	if err != nil {
@@ -57,7 +57,7 @@ func asn1Members(contents []byte) (map[int]asn1.RawValue, bool) {
 		if i >= maxSPNEGOElements {
 			return nil, false
 		}
-		rv, rest, ok := asn1Next(contents)
+		rv, rest, ok := spnegoNext(contents)
 		if !ok {
 			return nil, false
 		}
@@ -72,7 +72,7 @@ func asn1Members(contents []byte) (map[int]asn1.RawValue, bool) {
 // gssUnwrap splits a GSS-API InitialContextToken ([APPLICATION 0] { OID,
 // inner }) into its mechanism and the inner token bytes.
 func gssUnwrap(b []byte) (asn1.ObjectIdentifier, []byte, bool) {
-	rv, _, ok := asn1Next(b)
+	rv, _, ok := spnegoNext(b)
 	if !ok || rv.Class != asn1.ClassApplication || rv.Tag != 0 || !rv.IsCompound {
 		return nil, nil, false
 	}
@@ -97,11 +97,11 @@ func spnegoToken(b []byte) ([]byte, bool) {
 		}
 		b = inner
 	}
-	choice, _, ok := asn1Next(b)
+	choice, _, ok := spnegoNext(b)
 	if !ok || choice.Class != asn1.ClassContextSpecific || (choice.Tag != 0 && choice.Tag != 1) {
 		return nil, false
 	}
-	seq, _, ok := asn1Next(choice.Bytes)
+	seq, _, ok := spnegoNext(choice.Bytes)
 	if !ok || seq.Tag != asn1.TagSequence || !seq.IsCompound {
 		return nil, false
 	}
@@ -201,7 +201,7 @@ func krbInnerToken(b []byte) *KerberosInfo {
 		}
 		return ki
 	case 2, 3:
-		rv, _, ok := asn1Next(b[2:])
+		rv, _, ok := spnegoNext(b[2:])
 		if !ok || rv.Class != asn1.ClassApplication || (rv.Tag != 15 && rv.Tag != 30) {
 			return nil
 		}
@@ -215,7 +215,7 @@ func krbInnerToken(b []byte) *KerberosInfo {
 // (RFC 4120 5.5.1); Ticket ::= [APPLICATION 1] SEQUENCE { tkt-vno[0],
 // realm[1], sname[2] PrincipalName, enc-part[3] } (5.3).
 func parseAPReq(b []byte) (*KerberosInfo, bool) {
-	app, _, ok := asn1Next(b)
+	app, _, ok := spnegoNext(b)
 	if !ok || app.Class != asn1.ClassApplication || app.Tag != 14 {
 		return nil, false
 	}
@@ -227,7 +227,7 @@ func parseAPReq(b []byte) (*KerberosInfo, bool) {
 	if !ok {
 		return nil, false
 	}
-	tapp, _, ok := asn1Next(tkt.Bytes)
+	tapp, _, ok := spnegoNext(tkt.Bytes)
 	if !ok || tapp.Class != asn1.ClassApplication || tapp.Tag != 1 {
 		return nil, false
 	}
@@ -249,7 +249,7 @@ func parseAPReq(b []byte) (*KerberosInfo, bool) {
 
 // explicitSequence decodes a SEQUENCE whose members are explicitly tagged.
 func explicitSequence(b []byte) (map[int]asn1.RawValue, bool) {
-	seq, _, ok := asn1Next(b)
+	seq, _, ok := spnegoNext(b)
 	if !ok || seq.Tag != asn1.TagSequence || !seq.IsCompound {
 		return nil, false
 	}
@@ -267,13 +267,13 @@ func krbPrincipal(b []byte) string {
 	if !ok {
 		return ""
 	}
-	seq, _, ok := asn1Next(ns.Bytes)
+	seq, _, ok := spnegoNext(ns.Bytes)
 	if !ok || seq.Tag != asn1.TagSequence {
 		return ""
 	}
 	var parts []string
 	for rest, i := seq.Bytes, 0; len(rest) > 0 && i < maxSPNEGOElements; i++ {
-		rv, next, ok := asn1Next(rest)
+		rv, next, ok := spnegoNext(rest)
 		if !ok || rv.Class != asn1.ClassUniversal || rv.IsCompound {
 			break
 		}
@@ -286,7 +286,7 @@ func krbPrincipal(b []byte) string {
 // krbString reads a KerberosString (GeneralString, tag 27, IA5 in
 // practice) without trusting it to be valid UTF-8.
 func krbString(b []byte) (string, bool) {
-	rv, _, ok := asn1Next(b)
+	rv, _, ok := spnegoNext(b)
 	if !ok || rv.Class != asn1.ClassUniversal || rv.IsCompound {
 		return "", false
 	}

@@ -121,6 +121,7 @@ func isXMLEOF(err error) bool {
 
 type taskXMLParser struct {
 	t          *TaskInfo
+	root       string
 	stack      [maxTaskXMLDepth]string
 	depth      int
 	elements   int
@@ -141,8 +142,13 @@ func (p *taskXMLParser) run(doc string) error {
 		p.offset = d.InputOffset()
 		tok, err := d.Token()
 		if err == io.EOF {
-			if p.depth != 0 {
+			switch {
+			case p.depth != 0:
 				return io.ErrUnexpectedEOF
+			case p.root == "":
+				return errors.New("no root element")
+			case p.root != "Task":
+				return fmt.Errorf("root element %q is not Task", p.root)
 			}
 			return nil
 		}
@@ -157,6 +163,9 @@ func (p *taskXMLParser) run(doc string) error {
 			}
 			if p.depth == maxTaskXMLDepth {
 				return errAt("taskxml", int(p.offset), errTaskXMLDepth, "")
+			}
+			if p.depth == 0 && p.root == "" {
+				p.root = tok.Name.Local
 			}
 			p.stack[p.depth] = tok.Name.Local
 			p.depth++

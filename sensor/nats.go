@@ -445,7 +445,18 @@ func (o *NATSOptions) natsOptions(name string, log *slog.Logger) ([]nats.Option,
 	if o.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(o.TLSCert, o.TLSKey))
 	}
-	if log != nil {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Without a handler nats.go prints asynchronous errors to stderr.
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Warn("nats: subscription error", "subject", sub.Subject, "err", err)
+			return
+		}
+		log.Warn("nats: connection error", "err", err)
+	}))
+	{
 		opts = append(opts,
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				if err != nil {

@@ -198,6 +198,34 @@ func readStream(t testing.TB, url, stream string) []storedMsg {
 // its subject with its headers.
 func checkExactly(t *testing.T, msgs []storedMsg, recs []Record, prefix string) {
 	t.Helper()
+	checkStored(t, msgs, recs, prefix, false)
+}
+
+// checkDelivered is checkExactly for runs with an outage: a metric (no
+// Nats-Msg-Id) in flight when the server went away may be stored twice,
+// JetStream cannot tell; records with an id still appear exactly once.
+func checkDelivered(t *testing.T, msgs []storedMsg, recs []Record, prefix string) {
+	t.Helper()
+	checkStored(t, msgs, recs, prefix, true)
+}
+
+func checkStored(t *testing.T, msgs []storedMsg, recs []Record, prefix string, metricDups bool) {
+	t.Helper()
+	if metricDups {
+		seen := make(map[int]bool)
+		kept := msgs[:0:0]
+		for _, m := range msgs {
+			if m.id == "" && seen[m.seq] {
+				continue
+			}
+			seen[m.seq] = true
+			kept = append(kept, m)
+		}
+		if d := len(msgs) - len(kept); d > 0 {
+			t.Logf("%d metric records stored twice (no message id)", d)
+		}
+		msgs = kept
+	}
 	if len(msgs) != len(recs) {
 		t.Fatalf("stream holds %d messages, want %d", len(msgs), len(recs))
 	}
@@ -283,7 +311,7 @@ func TestNATSSinkServerRestart(t *testing.T) {
 	if st.Spooled == 0 || st.Resent == 0 || st.Dropped != 0 || st.SpoolRecords != 0 {
 		t.Fatalf("spool not used as expected: %+v", st)
 	}
-	checkExactly(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
+	checkDelivered(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
 }
 
 // TestNATSSinkResendsEarlierRun closes a sink while the server is down and
@@ -316,7 +344,7 @@ func TestNATSSinkResendsEarlierRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeSink(t, s)
-	checkExactly(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
+	checkDelivered(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
 }
 
 // TestNATSSinkSpoolBound fills a small spool with the server gone: Publish
@@ -808,7 +836,7 @@ func TestNATSSinkServerProcess(t *testing.T) {
 	if st := s.Stats(); st.Dropped != 0 || st.SpoolRecords != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	checkExactly(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
+	checkDelivered(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
 }
 
 // BenchmarkNATSPublish measures events per second into a local JetStream
