@@ -290,6 +290,28 @@ func ParseBind(pdu []byte, h *DCERPCHeader, ctxs []ContextElem) ([]ContextElem, 
 	return ctxs, nil
 }
 
+// BindAckSecAddr returns the secondary address of a bind_ack: the server's
+// port spec ("\PIPE\atsvc" on named pipes, "49671" on TCP), NUL removed.
+func BindAckSecAddr(pdu []byte, h *DCERPCHeader) string {
+	if len(pdu) < 26 {
+		return ""
+	}
+	n := int(h.Order().Uint16(pdu[24:]))
+	if n == 0 || 26+n > len(pdu) {
+		return ""
+	}
+	b := pdu[26 : 26+n]
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return ""
+		}
+	}
+	return string(b)
+}
+
 // ParseBindAck decodes the result list of a bind_ack or alter_context_resp.
 func ParseBindAck(pdu []byte, h *DCERPCHeader, res []ContextResult) ([]ContextResult, error) {
 	if len(pdu) < 26 {

@@ -7,10 +7,10 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/oiweiwei/go-msrpc/midl/uuid"
 	"github.com/oiweiwei/go-msrpc/msrpc/dcetypes"
 	"github.com/oiweiwei/go-msrpc/msrpc/dtyp"
 	epmv3 "github.com/oiweiwei/go-msrpc/msrpc/epm/epm/v3"
-	"github.com/oiweiwei/go-msrpc/midl/uuid"
 )
 
 // ept_map of ITaskSchedulerService from A_otrf__schtask_create_2020-12-1907003032.pcapng,

@@ -540,6 +540,14 @@ func (t *TschInfo) task() *TaskInfo {
 	return t.Task
 }
 
+// setPath records the task or folder a call names; a NULL path (allowed
+// where the spec says "unique") adds no empty task object to the event.
+func (t *TschInfo) setPath(p string) {
+	if p != "" {
+		t.task().Path = p
+	}
+}
+
 func (t *TschInfo) job() *JobInfo {
 	if t.Job == nil {
 		t.Job = &JobInfo{}
@@ -743,7 +751,7 @@ func sasecRequest(d ndrDec, opnum uint16, out *TschInfo) error {
 			return err
 		}
 		a.ServerName, a.JobName = req.Handle, req.JobName
-		out.task().Path = req.JobName
+		out.setPath(req.JobName)
 	default:
 		return errNoOp(IfaceSASec, opnum)
 	}
@@ -871,34 +879,34 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 	case 3:
 		var req tschitss.CreateFolderRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
 	case 4:
 		var req tschitss.SetSecurityRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
 	case 5:
 		var req tschitss.GetSecurityRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Security = &SecurityInfo{SecurityInformation: req.SecurityInformation}
 	case 6:
 		var req tschitss.EnumFoldersRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
 			StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
 	case 7:
@@ -906,7 +914,7 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
 			StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
 	case 8:
@@ -914,7 +922,7 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames)}
 	case 9:
 		var req tschitss.GetInstanceInfoRequest
@@ -933,13 +941,14 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path, out.Flags = req.Path, ptr(req.Flags)
+		out.setPath(req.Path)
+		out.Flags = ptr(req.Flags)
 	case 12:
 		var req tschitss.RunRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		run := &RunInfo{ArgumentsCount: req.ArgsCount, Flags: req.Flags,
 			FlagsNames: flagNames(req.Flags, runFlagNames), SessionID: req.SessionID, User: req.User}
 		run.Arguments, run.ArgumentsTruncated = boundStrings(req.Args, o.listLimit())
@@ -949,7 +958,8 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path, out.Flags = req.Path, ptr(req.Flags)
+		out.setPath(req.Path)
+		out.Flags = ptr(req.Flags)
 	case 14:
 		var req tschitss.RenameRequest
 		if err := d.unmarshal(&req); err != nil {
@@ -962,7 +972,7 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 		out.Runtimes = &RuntimesInfo{Start: formatSystemTime(req.Start), End: formatSystemTime(req.End),
 			Flags: req.Flags, RequestedCount: req.RequestedCount}
 	case 16:
@@ -970,19 +980,20 @@ func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 	case 17:
 		var req tschitss.GetTaskInfoRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path, out.Flags = req.Path, ptr(req.Flags)
+		out.setPath(req.Path)
+		out.Flags = ptr(req.Flags)
 	case 18:
 		var req tschitss.GetNumberOfMissedRunsRequest
 		if err := d.unmarshal(&req); err != nil {
 			return err
 		}
-		out.task().Path = req.Path
+		out.setPath(req.Path)
 	case 19:
 		var req tschitss.EnableTaskRequest
 		if err := d.unmarshal(&req); err != nil {

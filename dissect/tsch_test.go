@@ -16,6 +16,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/oiweiwei/go-msrpc/msrpc/dtyp"
+	epmv3 "github.com/oiweiwei/go-msrpc/msrpc/epm/epm/v3"
 	"github.com/oiweiwei/go-msrpc/msrpc/erref/hresult"
 	"github.com/oiweiwei/go-msrpc/msrpc/erref/win32"
 	gotsch "github.com/oiweiwei/go-msrpc/msrpc/tsch"
@@ -674,6 +675,13 @@ func TestOpNameEPM(t *testing.T) {
 	for i, w := range want {
 		if got := OpName(IfaceEPM, uint16(i)); got != w {
 			t.Errorf("OpName(epm, %d) = %q, want %q", i, got, w)
+		}
+	}
+	for _, r := range []opNamer{&epmv3.InsertRequest{}, &epmv3.DeleteRequest{}, &epmv3.LookupRequest{}, &epmv3.MapRequest{},
+		&epmv3.LookupHandleFreeRequest{}, &epmv3.InquireObjectRequest{}, &epmv3.ManagementDeleteRequest{}} {
+		name := r.OpName()
+		if got := OpName(IfaceEPM, uint16(r.OpNum())); got != name[strings.LastIndexByte(name, '/')+1:] {
+			t.Errorf("OpName(epm, %d) = %q, go-msrpc says %q", r.OpNum(), got, name)
 		}
 	}
 }

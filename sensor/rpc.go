@@ -141,6 +141,13 @@ func (r *rpcChannel) bindAck(b []byte) {
 		r.c.anomaly("dcerpc_bad_bind_ack")
 		return
 	}
+	// Mid-stream pipes (CREATE not captured) learn their name from the
+	// bind_ack's secondary address.
+	if r.smb != nil && r.smb.Pipe == "" && r.hdr.PType == dissect.PTypeBindAck {
+		if a := dissect.BindAckSecAddr(b, &r.hdr); a != "" {
+			r.smb.Pipe = strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(a), `\pipe\`), `\pipe\`)
+		}
+	}
 	offered := r.offered[r.hdr.CallID]
 	delete(r.offered, r.hdr.CallID)
 	for i, e := range offered {

@@ -524,7 +524,11 @@ func (s *smbState) file(session uint64, fid dissect.FileID, treeID uint32, data 
 		return nil
 	}
 	s.c.anomaly("smb_pipe_without_create")
-	return s.openFile(session, fid, treeID, tree, "", 0, s.c.frame)
+	f := s.openFile(session, fid, treeID, tree, "", 0, s.c.frame)
+	if f != nil && f.pipe == nil {
+		f.pipe = s.newPipe(f)
+	}
+	return f
 }
 
 func (s *smbState) closeFile(f *smbFile, ok bool) {
