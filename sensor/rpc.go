@@ -184,7 +184,8 @@ func (r *rpcChannel) authToken(fromClient bool) {
 		return
 	}
 	if tok := dissect.FindNTLMSSP(v); tok != nil {
-		m, err := dissect.ParseNTLMSSP(tok)
+		// The message outlives this packet: parse a copy.
+		m, err := dissect.ParseNTLMSSP(append([]byte(nil), tok...))
 		if err != nil {
 			r.c.anomaly("ntlmssp_malformed")
 			return

@@ -25,6 +25,12 @@ type smbState struct {
 	ioctl    dissect.IOCTLMessage
 	setinfo  dissect.SetInfoRequest
 	smb1     *smb1State
+	// SMB 3.1.1 pre-authentication integrity: the connection's hash over
+	// NEGOTIATE, and the one of the session setup in progress.
+	connHash    dissect.PreauthHash
+	setupHash   dissect.PreauthHash
+	setupActive bool
+	cipher      uint16
 }
 
 type treeKey struct {
@@ -42,7 +48,13 @@ type smbSession struct {
 	user      *detect.Identity
 	ntlmNeg   *dissect.NTLMMessage
 	ntlmChal  *dissect.NTLMMessage
+	ntlmAuth  *dissect.NTLMMessage
 	encrypted uint64
+	// keys decrypt SMB3 transform messages when credentials matched.
+	keys      *dissect.SMB3Keys
+	keyErr    string
+	decrypted uint64
+	reported  bool
 }
 
 type smbTree struct {
@@ -128,6 +140,8 @@ func (s *smbState) message(dir int, msg []byte) {
 	}
 }
 
+const statusMoreProcessing = 0xc0000016
+
 func (s *smbState) transform(dir int, msg []byte) {
 	var t dissect.TransformHeader
 	if err := dissect.DecodeTransform(msg, &t); err != nil {
@@ -140,6 +154,59 @@ func (s *smbState) transform(dir int, msg []byte) {
 		s.c.w.stats.SMB3EncSessions++
 	}
 	ss.encrypted++
+	if ss.keys == nil || s.c.client < 0 {
+		return
+	}
+	plain, err := dissect.DecryptTransform(*ss.keys, dir == s.c.client, msg)
+	if err != nil {
+		if !ss.reported {
+			ss.reported = true
+			s.c.anomaly("smb3_decrypt_failed")
+		}
+		return
+	}
+	ss.decrypted++
+	s.c.w.stats.SMB3Decrypted++
+	if dissect.ClassifySMB(plain) == dissect.SMBKind2 {
+		s.smb2(dir, plain)
+	}
+}
+
+// deriveKeys computes the SMB3 decryption keys of a session whose NTLM
+// authentication matches supplied credentials. A wrong password is reported
+// once per session.
+func (s *smbState) deriveKeys(ss *smbSession) {
+	creds := s.c.w.opt.Credentials
+	if creds == nil || s.dialect < 0x0300 || ss.ntlmChal == nil || ss.ntlmAuth == nil {
+		return
+	}
+	cands := creds.Lookup(ss.ntlmAuth.Domain, ss.ntlmAuth.User)
+	if len(cands) == 0 {
+		return
+	}
+	for _, cr := range cands {
+		ns, err := dissect.NewNTLMSession(ss.ntlmNeg, ss.ntlmChal, ss.ntlmAuth, cr)
+		if err != nil {
+			ss.keyErr = err.Error()
+			continue
+		}
+		var hash []byte
+		if s.dialect == 0x0311 {
+			hash = s.setupHash.Sum()
+		}
+		cipher := s.cipher
+		if cipher == 0 {
+			cipher = dissect.SMB3CipherAES128CCM
+		}
+		k, err := dissect.DeriveSMB3Keys(ns.SessionKey(), s.dialect, cipher, hash)
+		if err != nil {
+			ss.keyErr = err.Error()
+			continue
+		}
+		ss.keys, ss.keyErr = &k, ""
+		return
+	}
+	s.c.anomaly("smb3_wrong_credentials")
 }
 
 func (s *smbState) session(id uint64) *smbSession {
@@ -217,6 +284,16 @@ func (s *smbState) resolve(dir int, id dissect.FileID, h *dissect.SMB2Header) di
 
 func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 	tree := s.trees[treeKey{h.SessionID, h.TreeID}]
+	switch h.Command {
+	case dissect.SMB2Negotiate:
+		s.connHash = dissect.PreauthHash{}
+		s.connHash.Update(msg)
+	case dissect.SMB2SessionSetup:
+		if !s.setupActive {
+			s.setupHash, s.setupActive = s.connHash, true
+		}
+		s.setupHash.Update(msg)
+	}
 	switch h.Command {
 	case dissect.SMB2SessionSetup:
 		blob, err := dissect.SessionSetupBlob(msg, false)
@@ -322,6 +399,8 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 	case dissect.SMB2Negotiate:
 		if d, err := dissect.NegotiateResponse(msg); err == nil && ok {
 			s.dialect = d
+			s.cipher = dissect.NegotiateResponseCipher(msg)
+			s.connHash.Update(msg)
 		}
 	case dissect.SMB2SessionSetup:
 		ss := s.session(h.SessionID)
@@ -330,6 +409,15 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 		}
 		if blob, err := dissect.SessionSetupBlob(msg, true); err == nil {
 			s.sessionAuth(ss, blob, false)
+		}
+		switch h.Status {
+		case statusMoreProcessing:
+			s.setupHash.Update(msg)
+		case 0:
+			s.deriveKeys(ss)
+			s.setupActive = false
+		default:
+			s.setupActive = false
 		}
 	case dissect.SMB2TreeConnect:
 		if !ok {
@@ -570,7 +658,8 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 // sessionAuth learns who authenticates from a session setup security blob.
 func (s *smbState) sessionAuth(ss *smbSession, blob []byte, fromClient bool) {
 	if tok := dissect.FindNTLMSSP(blob); tok != nil {
-		m, err := dissect.ParseNTLMSSP(tok)
+		// The message outlives this packet: parse a copy.
+		m, err := dissect.ParseNTLMSSP(append([]byte(nil), tok...))
 		if err != nil {
 			s.c.anomaly("ntlmssp_malformed")
 			return
@@ -581,6 +670,7 @@ func (s *smbState) sessionAuth(ss *smbSession, blob []byte, fromClient bool) {
 		case 2:
 			ss.ntlmChal = m
 		case 3:
+			ss.ntlmAuth = m
 			ss.user = identityFromNTLM(m, "smb_session")
 		}
 		return

@@ -18,6 +18,7 @@ type Stats struct {
 	SMBSessions         uint64
 	SMB3Encrypted       uint64 // transform messages
 	SMB3EncSessions     uint64
+	SMB3Decrypted       uint64 // transform messages opened with supplied keys
 	SMBMessages         uint64
 	RPCPDUs             uint64
 	Binds               map[string]uint64 // interface name or uuid -> binds
@@ -49,6 +50,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.SMBSessions += o.SMBSessions
 	s.SMB3Encrypted += o.SMB3Encrypted
 	s.SMB3EncSessions += o.SMB3EncSessions
+	s.SMB3Decrypted += o.SMB3Decrypted
 	s.SMBMessages += o.SMBMessages
 	s.RPCPDUs += o.RPCPDUs
 	s.TschCalls += o.TschCalls
@@ -99,7 +101,7 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 		s.Connections, s.SMBConnections, s.RPCConnections, s.SMBSessions, s.SMBMessages, s.RPCPDUs)
 	fmt.Fprintf(w, "  MS-TSCH calls %d, events %d, alerts %d, file ops %d, dropped events %d\n",
 		s.TschCalls, events, alerts, s.FileOps, s.DroppedEvents)
-	fmt.Fprintf(w, "  SMB3 encrypted: %d messages in %d sessions (not visible without keys)\n", s.SMB3Encrypted, s.SMB3EncSessions)
+	fmt.Fprintf(w, "  SMB3 encrypted: %d messages in %d sessions, %d decrypted with supplied credentials\n", s.SMB3Encrypted, s.SMB3EncSessions, s.SMB3Decrypted)
 	fmt.Fprintf(w, "  TCP gaps %d (%d bytes lost), resyncs %d\n", s.Gaps, s.GapBytes, s.Resyncs)
 	if len(s.Binds) > 0 {
 		fmt.Fprintf(w, "  binds:")
