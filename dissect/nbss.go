@@ -48,8 +48,11 @@ func NBSSNames(payload []byte) (called, calling string, err error) {
 	off := 0
 	var names [2]string
 	for i := range names {
-		if len(payload) < off+1+nbssNameEncodedSize+1 || payload[off] != nbssNameEncodedSize {
-			return "", "", errAt("nbss", off, ErrMalformed, "session request name %d", i)
+		if len(payload) > off && payload[off] != nbssNameEncodedSize {
+			return "", "", errAt("nbss", off, ErrMalformed, "session request name %d: length %d, want %d", i, payload[off], nbssNameEncodedSize)
+		}
+		if len(payload) < off+1+nbssNameEncodedSize+1 {
+			return "", "", errAt("nbss", off, ErrTruncated, "session request name %d needs %d bytes, have %d", i, 1+nbssNameEncodedSize+1, max(len(payload)-off, 0))
 		}
 		enc := payload[off+1 : off+1+nbssNameEncodedSize]
 		var raw [16]byte

@@ -165,6 +165,13 @@ func FindKerberos(blob []byte) *KerberosInfo {
 		}
 		return krbInnerToken(inner)
 	}
+	// DCE-RPC's Kerberos (DCE style, MS-RPCE 3.3.1.5.2.1) puts a bare AP-REQ
+	// ([APPLICATION 14]) in the SPNEGO mechToken, without GSS framing.
+	if len(tok) > 0 && tok[0] == 0x6e {
+		if ki, ok := parseAPReq(tok); ok {
+			return ki
+		}
+	}
 	if ok {
 		return nil
 	}

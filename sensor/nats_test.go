@@ -875,5 +875,6 @@ func BenchmarkNATSPublish(b *testing.B) {
 	if st.Acked != uint64(b.N) {
 		b.Fatalf("acked %d of %d (%+v)", st.Acked, b.N, st)
 	}
+	b.Logf("stats %+v", st)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }

@@ -511,6 +511,9 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 // response on a disk file is accounted and the data skipped without copying.
 func (s *smbState) partial(dir int, head []byte, total int) bool {
 	msg := head[dissect.NBSSHeaderLen:]
+	if dissect.ClassifySMB(msg) == dissect.SMBKind1 && s.smb1 != nil {
+		return s.smb1.partial(msg)
+	}
 	if dissect.ClassifySMB(msg) != dissect.SMBKind2 {
 		return false
 	}
@@ -575,7 +578,7 @@ func (s *smbState) openFile(session uint64, fid dissect.FileID, treeID uint32, t
 
 func (s *smbState) newPipe(f *smbFile) *pipeState {
 	ctx := &detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Pipe: f.name,
-		FileID: hex.EncodeToString(f.id[:])}
+		FileID: s.fileIDString(f.id)}
 	if f.tree != nil {
 		ctx.Tree = f.tree.path
 	}
@@ -588,6 +591,15 @@ func (s *smbState) newPipe(f *smbFile) *pipeState {
 		return nil
 	}
 	return p
+}
+
+// fileIDString renders a handle: SMB1 FIDs are 16-bit, kept little-endian
+// in the first two bytes, and shown as the number they are.
+func (s *smbState) fileIDString(id dissect.FileID) string {
+	if s.version == 1 {
+		return hex.EncodeToString([]byte{id[1], id[0]})
+	}
+	return hex.EncodeToString(id[:])
 }
 
 func (s *smbState) dialectName() string {
@@ -646,7 +658,7 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 	w := s.c.w
 	w.stats.FileOps++
 	ctx := detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Tree: f.tree.path,
-		FileID: hex.EncodeToString(f.id[:])}
+		FileID: s.fileIDString(f.id)}
 	var user *detect.Identity
 	if ss := s.sessions[f.session]; ss != nil {
 		user = ss.user
