@@ -846,7 +846,7 @@ func BenchmarkNATSPublish(b *testing.B) {
 	o := testOptions(b, srv.ClientURL())
 	o.DuplicateWindow = 2 * time.Minute
 	o.AckTimeout = 5 * time.Minute
-	s, err := NewNATSSink(context.Background(), o, nil)
+	s, err := NewNATSSink(context.Background(), o, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,520 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tschsensor/tschsensor/detect"
+)
+
+// Defaults of LiveConfig.
+const (
+	// DefaultStatsInterval is how often a metric line goes to the output.
+	DefaultStatsInterval = time.Minute
+	// DefaultQueueLen bounds finished records waiting for the detector.
+	DefaultQueueLen = 4096
+	// DefaultEnqueueTimeout is how long a worker waits on a full record
+	// queue before it drops the record: capture must not stall behind a
+	// slow sink.
+	DefaultEnqueueTimeout = 100 * time.Millisecond
+	// liveBatch is how many packets a worker takes from one socket before
+	// it looks at the next socket and its stop flag.
+	liveBatch = 256
+	// snapshotEvery is how often a worker publishes its counters.
+	snapshotEvery = time.Second
+)
+
+// LiveConfig configures live capture.
+type LiveConfig struct {
+	Options Options
+	Detect  detect.Options
+	Output  *Output
+	// Interfaces to capture on; each worker opens one socket on each.
+	Interfaces []string
+	// Workers is the number of capture workers (default runtime.NumCPU()).
+	Workers int
+	// Capture holds the ring geometry, snap length, promiscuous mode and
+	// filter; Iface and the fanout fields are set per socket.
+	Capture AFPacketConfig
+	// FanoutGroup is the PACKET_FANOUT group id of the first interface;
+	// interface i uses FanoutGroup+i (a group spans one device).
+	FanoutGroup    uint16
+	StatsInterval  time.Duration
+	QueueLen       int
+	EnqueueTimeout time.Duration
+	PollTimeout    time.Duration
+	Log            *slog.Logger
+}
+
+func (c *LiveConfig) setDefaults() {
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.StatsInterval <= 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.EnqueueTimeout <= 0 {
+		c.EnqueueTimeout = DefaultEnqueueTimeout
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// ringSource is what a worker reads: an AF_PACKET ring, or in tests a
+// capture file sharded the way the kernel's fanout would.
+type ringSource interface {
+	Next() ([]byte, gopacket.CaptureInfo, bool)
+	LinkType() layers.LinkType
+	Iface() string
+	Stats() (KernelStats, error)
+	Close() error
+}
+
+// liveRecord is a finished call or file operation on its way from a worker
+// to the detector.
+type liveRecord struct {
+	call *detect.Call
+	file *detect.FileOp
+}
+
+// chanRecorder is a worker's Recorder: it queues records for the detector
+// goroutine, waiting at most timeout on a full queue.
+type chanRecorder struct {
+	ch      chan<- liveRecord
+	timeout time.Duration
+	timer   *time.Timer
+	dropped *atomic.Uint64
+	// flushing makes sends block: at shutdown the detector still drains
+	// the queue, and a record lost then would be lost for no reason.
+	flushing bool
+}
+
+func (r *chanRecorder) Call(c *detect.Call)   { r.send(liveRecord{call: c}) }
+func (r *chanRecorder) File(f *detect.FileOp) { r.send(liveRecord{file: f}) }
+
+func (r *chanRecorder) send(rec liveRecord) {
+	select {
+	case r.ch <- rec:
+		return
+	default:
+	}
+	if r.flushing {
+		r.ch <- rec
+		return
+	}
+	if r.timer == nil {
+		r.timer = time.NewTimer(r.timeout)
+	} else {
+		r.timer.Reset(r.timeout)
+	}
+	select {
+	case r.ch <- rec:
+		r.timer.Stop()
+	case <-r.timer.C:
+		r.dropped.Add(1)
+	}
+}
+
+// liveWorker is one capture worker: its sockets (one per interface), its
+// Worker, and the counters it publishes for the stats reader.
+type liveWorker struct {
+	id    int
+	socks []ringSource
+	w     *Worker
+	rec   *chanRecorder
+
+	running atomic.Bool
+	mu      sync.Mutex // guards snap and err
+	snap    Stats
+	err     error
+}
+
+// Live captures on interfaces with one worker per fanout share and one
+// detector behind them all.
+type Live struct {
+	cfg     LiveConfig
+	workers []*liveWorker
+	records chan liveRecord
+	wait    func(socks []ringSource, timeout time.Duration) error
+	// now drives idle-connection expiry while no packet arrives; nil in
+	// tests replaying old captures, whose packets carry their own time.
+	now func() time.Time
+
+	dropped   atomic.Uint64 // records lost on a full queue
+	events    atomic.Uint64
+	alerts    atomic.Uint64
+	outDrops  atomic.Uint64
+	capturing atomic.Bool
+	start     time.Time
+	stopping  atomic.Bool
+}
+
+// NewLive opens every capture socket, so that a missing interface or
+// privilege is reported before anything runs.
+func NewLive(cfg LiveConfig) (*Live, error) {
+	cfg.setDefaults()
+	if len(cfg.Interfaces) == 0 {
+		return nil, errors.New("live capture: no interface given")
+	}
+	if cfg.Output == nil {
+		return nil, errors.New("live capture: no output")
+	}
+	socks := make([][]ringSource, cfg.Workers)
+	closeAll := func() {
+		for _, ss := range socks {
+			for _, s := range ss {
+				s.Close()
+			}
+		}
+	}
+	for i, iface := range cfg.Interfaces {
+		for w := range cfg.Workers {
+			c := cfg.Capture
+			c.Iface = iface
+			c.Fanout = cfg.Workers > 1
+			c.FanoutGroup = cfg.FanoutGroup + uint16(i)
+			s, err := openRing(c)
+			if err != nil {
+				closeAll()
+				return nil, err
+			}
+			socks[w] = append(socks[w], s)
+		}
+	}
+	l := newLive(cfg, socks, waitRings)
+	l.now = time.Now
+	return l, nil
+}
+
+// newLive builds the engine over opened sources.
+func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.Duration) error) *Live {
+	cfg.setDefaults()
+	l := &Live{cfg: cfg, records: make(chan liveRecord, cfg.QueueLen), wait: wait}
+	epm := NewEPMTable(0, 0)
+	for i, ss := range socks {
+		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
+		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: &l.dropped}
+		lw.w = NewWorker(cfg.Options, lw.rec, epm)
+		l.workers = append(l.workers, lw)
+	}
+	return l
+}
+
+// LiveResult summarises a capture.
+type LiveResult struct {
+	Stats   Stats
+	Detect  detect.Stats
+	Kernel  KernelStats
+	Elapsed time.Duration
+	// Err is set when every worker stopped on an error.
+	Err error
+}
+
+// Run captures until ctx ends or every worker failed, then flushes: calls
+// still open are reported with outcome unknown.
+func (l *Live) Run(ctx context.Context) LiveResult {
+	l.start = time.Now()
+	det := detect.New(l.cfg.Detect, l.cfg.Output.Emit)
+	var wg sync.WaitGroup
+	allDone := make(chan struct{})
+	for _, lw := range l.workers {
+		lw.running.Store(true)
+	}
+	l.capturing.Store(true)
+	for _, lw := range l.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.runWorker(lw)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(allDone)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-allDone:
+		}
+		l.stopping.Store(true)
+	}()
+	go func() {
+		<-allDone
+		close(l.records)
+	}()
+	l.detect(det)
+	l.capturing.Store(false)
+
+	var res LiveResult
+	res.Stats = newStats()
+	var errs []error
+	for _, lw := range l.workers {
+		lw.mu.Lock()
+		res.Stats.Merge(&lw.snap)
+		if lw.err != nil {
+			errs = append(errs, lw.err)
+		}
+		lw.mu.Unlock()
+		for _, s := range lw.socks {
+			ks, _ := s.Stats()
+			res.Kernel.add(ks)
+		}
+	}
+	res.Stats.DroppedEvents += l.dropped.Load() + l.cfg.Output.Dropped
+	res.Detect = det.Stats()
+	res.Elapsed = time.Since(l.start)
+	if len(errs) == len(l.workers) && ctx.Err() == nil {
+		res.Err = errors.Join(errs...)
+	}
+	return res
+}
+
+// detect runs the detector and the output on one goroutine: both are
+// single-threaded, and cross-connection correlation needs every worker's
+// records in one place.
+func (l *Live) detect(det *detect.Detector) {
+	tick := time.NewTicker(l.cfg.StatsInterval)
+	defer tick.Stop()
+	out := l.cfg.Output
+	sync := func() {
+		l.events.Store(out.Events)
+		l.alerts.Store(out.Alerts)
+		l.outDrops.Store(out.Dropped)
+	}
+	for {
+		select {
+		case r, ok := <-l.records:
+			if !ok {
+				det.Flush()
+				out.Emit(l.metricEvent())
+				sync()
+				return
+			}
+			if r.call != nil {
+				det.Call(r.call)
+			} else if r.file != nil {
+				det.File(r.file)
+			}
+			sync()
+		case <-tick.C:
+			out.Emit(l.metricEvent())
+			sync()
+		}
+	}
+}
+
+func (l *Live) runWorker(lw *liveWorker) {
+	defer func() {
+		if p := recover(); p != nil {
+			// A bug in a decoder must not take the other workers down;
+			// it is counted and the worker shows as stopped.
+			lw.mu.Lock()
+			lw.err = fmt.Errorf("worker %d: panic: %v", lw.id, p)
+			lw.mu.Unlock()
+			l.cfg.Log.Error("capture worker stopped", "worker", lw.id, "panic", p)
+		}
+		for _, s := range lw.socks {
+			s.Close()
+		}
+		lw.running.Store(false)
+	}()
+	err := l.capture(lw)
+	for _, s := range lw.socks {
+		s.Close()
+	}
+	lw.rec.flushing = true
+	lw.w.Flush()
+	lw.publish()
+	if err != nil {
+		lw.mu.Lock()
+		lw.err = fmt.Errorf("worker %d: %w", lw.id, err)
+		lw.mu.Unlock()
+		l.cfg.Log.Error("capture worker stopped", "worker", lw.id, "err", err)
+	}
+}
+
+// capture is a worker's loop: drain every socket, sleep in poll when all
+// are empty, publish counters about once a second.
+func (l *Live) capture(lw *liveWorker) error {
+	next := time.Now().Add(snapshotEvery)
+	for !l.stopping.Load() {
+		n := 0
+		for _, s := range lw.socks {
+			link := s.LinkType()
+			for range liveBatch {
+				data, ci, ok := s.Next()
+				if !ok {
+					break
+				}
+				lw.w.Packet(data, ci, link)
+				n++
+			}
+		}
+		if n == 0 {
+			if err := l.wait(lw.socks, l.cfg.PollTimeout); err != nil {
+				return err
+			}
+			if l.now != nil {
+				idleTick(lw.w, l.now())
+			}
+		}
+		if now := time.Now(); now.After(next) {
+			lw.publish()
+			next = now.Add(snapshotEvery)
+		}
+	}
+	return nil
+}
+
+// idleTick lets wall time end idle connections on a quiet worker: without
+// packets the worker's capture clock stands still.
+func idleTick(w *Worker, now time.Time) {
+	if !w.now.IsZero() && now.After(w.now) {
+		w.now = now
+		w.maybeFlush()
+	}
+}
+
+// publish copies the worker's counters for readers on other goroutines.
+func (lw *liveWorker) publish() {
+	s := newStats()
+	s.Merge(lw.w.Stats())
+	lw.mu.Lock()
+	lw.snap = s
+	lw.mu.Unlock()
+}
+
+// Healthy says whether every worker is capturing, and if not why.
+func (l *Live) Healthy() (bool, string) {
+	if !l.capturing.Load() {
+		return false, "not capturing"
+	}
+	for _, lw := range l.workers {
+		if !lw.running.Load() {
+			lw.mu.Lock()
+			err := lw.err
+			lw.mu.Unlock()
+			if err != nil {
+				return false, err.Error()
+			}
+			return false, fmt.Sprintf("worker %d stopped", lw.id)
+		}
+	}
+	return true, "capturing"
+}
+
+// SocketMetric is one capture socket's kernel counters.
+type SocketMetric struct {
+	Iface string `json:"interface"`
+	KernelStats
+}
+
+// WorkerMetric is one worker's counters.
+type WorkerMetric struct {
+	Worker         int               `json:"worker"`
+	Running        bool              `json:"running"`
+	Error          string            `json:"error,omitempty"`
+	Sockets        []SocketMetric    `json:"sockets"`
+	Packets        uint64            `json:"packets"`
+	Bytes          uint64            `json:"bytes"`
+	TCPPackets     uint64            `json:"tcp_packets"`
+	Connections    uint64            `json:"connections"`
+	SMBConnections uint64            `json:"smb_connections"`
+	RPCConnections uint64            `json:"rpc_connections"`
+	TschCalls      uint64            `json:"tsch_calls"`
+	FileOps        uint64            `json:"file_ops"`
+	Gaps           uint64            `json:"tcp_gaps"`
+	Anomalies      map[string]uint64 `json:"anomalies,omitempty"`
+}
+
+// LiveMetric is the "metric" of a tschsensor.stats event and what
+// /metrics serves.
+type LiveMetric struct {
+	Interfaces    []string       `json:"interfaces"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	Healthy       bool           `json:"healthy"`
+	Kernel        KernelStats    `json:"kernel"`
+	Workers       []WorkerMetric `json:"workers"`
+	Events        uint64         `json:"events"`
+	Alerts        uint64         `json:"alerts"`
+	// DroppedEvents counts records lost on the full detector queue and
+	// events the sinks refused.
+	DroppedEvents  uint64 `json:"dropped_events"`
+	DroppedRecords uint64 `json:"dropped_records"`
+	QueueLen       int    `json:"queue_len"`
+}
+
+// Metrics takes a snapshot of every counter. It is safe to call from any
+// goroutine; worker counters are at most about a second old.
+func (l *Live) Metrics() LiveMetric {
+	m := LiveMetric{
+		Interfaces:     l.cfg.Interfaces,
+		Events:         l.events.Load(),
+		Alerts:         l.alerts.Load(),
+		DroppedRecords: l.dropped.Load(),
+		QueueLen:       len(l.records),
+	}
+	m.DroppedEvents = m.DroppedRecords + l.outDrops.Load()
+	if !l.start.IsZero() {
+		m.UptimeSeconds = time.Since(l.start).Seconds()
+	}
+	m.Healthy, _ = l.Healthy()
+	for _, lw := range l.workers {
+		wm := WorkerMetric{Worker: lw.id, Running: lw.running.Load()}
+		lw.mu.Lock()
+		s := &lw.snap
+		wm.Packets, wm.Bytes, wm.TCPPackets = s.Packets, s.Bytes, s.TCPPackets
+		wm.Connections, wm.SMBConnections, wm.RPCConnections = s.Connections, s.SMBConnections, s.RPCConnections
+		wm.TschCalls, wm.FileOps, wm.Gaps = s.TschCalls, s.FileOps, s.Gaps
+		if len(s.Anomalies) > 0 {
+			wm.Anomalies = make(map[string]uint64, len(s.Anomalies))
+			for k, v := range s.Anomalies {
+				wm.Anomalies[k] = v
+			}
+		}
+		if lw.err != nil {
+			wm.Error = lw.err.Error()
+		}
+		lw.mu.Unlock()
+		for _, s := range lw.socks {
+			ks, _ := s.Stats()
+			wm.Sockets = append(wm.Sockets, SocketMetric{Iface: s.Iface(), KernelStats: ks})
+			m.Kernel.add(ks)
+		}
+		m.Workers = append(m.Workers, wm)
+	}
+	return m
+}
+
+func (l *Live) metricEvent() *detect.Event {
+	now := time.Now().UTC()
+	obs := l.cfg.Detect.Observer
+	return &detect.Event{
+		Timestamp: now.Format("2006-01-02T15:04:05.000000000Z07:00"),
+		Event: detect.EventMeta{
+			Kind: "metric",
+			// Unique per line: metrics are never de-duplicated.
+			ID:      fmt.Sprintf("stats-%s-%d", obs, now.UnixNano()),
+			Dataset: "tschsensor.stats",
+		},
+		Observer: detect.Observer{Name: obs, Type: "sensor", Product: "tschsensor"},
+		Metric:   l.Metrics(),
+	}
+}
