@@ -39,6 +39,7 @@ type Detector struct {
 	emit  func(*Event)
 	pairs map[pairKey]*pairState
 	now   time.Time
+	swept time.Time
 	stats Stats
 }
 
@@ -112,6 +113,12 @@ func (d *Detector) advance(t time.Time) {
 	if t.After(d.now) {
 		d.now = t
 	}
+	// Sweeping every pair on every record would be quadratic under load;
+	// chains close at most a second (capture time) late.
+	if d.now.Sub(d.swept) < time.Second {
+		return
+	}
+	d.swept = d.now
 	var done []pairKey
 	for _, k := range d.sortedPairs() {
 		p := d.pairs[k]
