@@ -191,7 +191,7 @@ func (d *Detector) tschCall(p *pairState, c *Call, ev *Event, op string) {
 			why = taskRisk(c.Tsch.Task, taskPath(c))
 		}
 		d.alert(RuleTaskRegistered, c, ev, []string{ev.Event.ID}, why)
-		if c.Transport == TransportNamedPipe && c.SMB != nil && strings.EqualFold(strings.TrimPrefix(strings.ToLower(c.SMB.Pipe), `\pipe\`), "atsvc") {
+		if c.Transport == TransportNamedPipe && c.SMB != nil && strings.EqualFold(strings.TrimLeft(c.SMB.Pipe, `\`), "atsvc") {
 			p.chains = append(p.chains, &chain{start: c.Time, last: c.Time, register: c, registerEvent: ev.Event.ID,
 				events: []string{ev.Event.ID}, name: taskName(taskPath(c)), sealed: c.Encrypted && !c.Decrypted})
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	//lint:ignore SA1019 the NT hash is MD4 by definition (MS-NLMP 3.3.1); no other hash will do
 	"golang.org/x/crypto/md4"
 )
 

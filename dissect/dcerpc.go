@@ -206,7 +206,9 @@ func ParseRequest(pdu []byte, h *DCERPCHeader, t *AuthTrailer, keepPad bool, r *
 	r.ContextID = o.Uint16(pdu[20:])
 	r.Opnum = o.Uint16(pdu[22:])
 	end := bodyEnd(pdu, h, t, keepPad)
-	if end < off {
+	if end < off || end > len(pdu) {
+		// end > len(pdu) only when t belongs to another PDU: refuse it
+		// rather than slice beyond the input.
 		return errAt("dcerpc", off, ErrMalformed, "auth padding %d overlaps request header", t.PadLen)
 	}
 	r.Stub, r.StubOff = pdu[off:end], off
@@ -232,7 +234,9 @@ func ParseResponse(pdu []byte, h *DCERPCHeader, t *AuthTrailer, keepPad bool, r 
 		return nil
 	}
 	end := bodyEnd(pdu, h, t, keepPad)
-	if end < off {
+	if end < off || end > len(pdu) {
+		// end > len(pdu) only when t belongs to another PDU: refuse it
+		// rather than slice beyond the input.
 		return errAt("dcerpc", off, ErrMalformed, "auth padding %d overlaps response header", t.PadLen)
 	}
 	r.Stub, r.StubOff = pdu[off:end], off
@@ -322,7 +326,7 @@ func ParseBindAck(pdu []byte, h *DCERPCHeader, res []ContextResult) ([]ContextRe
 	off := 26 + secLen
 	off = (off + 3) &^ 3
 	if len(pdu) < off+4 {
-		return res, errAt("dcerpc", off, ErrTruncated, "bind_ack result list (sec_addr %d)", secLen)
+		return res, errAt("dcerpc", min(off, len(pdu)), ErrTruncated, "bind_ack result list at %d (sec_addr %d)", off, secLen)
 	}
 	n := int(pdu[off])
 	if n > maxContextsPerBind {

@@ -73,6 +73,9 @@ func NBSSNames(payload []byte) (called, calling string, err error) {
 		for off < len(payload) && payload[off] != 0 {
 			off += int(payload[off]) + 1
 		}
+		if off >= len(payload) {
+			return "", "", errAt("nbss", len(payload), ErrTruncated, "name %d: scope runs past the end", i)
+		}
 		off++
 	}
 	return names[0], names[1], nil

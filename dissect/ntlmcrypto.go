@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"strings"
 
+	//lint:ignore SA1019 the NT hash is MD4 by definition (MS-NLMP 3.3.1); no other hash will do
 	"golang.org/x/crypto/md4"
 )
 

@@ -159,7 +159,9 @@ func smb2Buf(msg []byte, off, n int) ([]byte, error) {
 		return nil, nil
 	}
 	if off < 0 || n < 0 || off > len(msg) || n > len(msg)-off {
-		return nil, errAt("smb2", off, ErrTruncated, "buffer of %d bytes at %d beyond message of %d", n, off, len(msg))
+		// The offset reported is where the input ran out (or the claimed
+		// start, when that lies inside it), never a point beyond the input.
+		return nil, errAt("smb2", min(max(off, 0), len(msg)), ErrTruncated, "buffer of %d bytes at %d beyond message of %d", n, off, len(msg))
 	}
 	return msg[off : off+n], nil
 }
@@ -184,7 +186,7 @@ func NegotiateResponseCipher(msg []byte) uint16 {
 	n := int(le.Uint16(b[6:]))
 	off := int(le.Uint32(b[60:]))
 	for i := 0; i < n && i < 32; i++ {
-		if off+8 > len(msg) {
+		if off < 0 || off+8 > len(msg) {
 			return 0
 		}
 		typ, dl := le.Uint16(msg[off:]), int(le.Uint16(msg[off+2:]))

@@ -361,15 +361,17 @@ func (t *TschInfo) Outcome() string {
 
 // DecodeRequest decodes a request stub into *out, which it resets first.
 // syn selects NDR20 or NDR64 (SyntaxUnknown tries NDR20, then NDR64); drep
-// is the PDU header's data representation. On error out keeps what was
-// decoded, DecodeError says why, and the error is an *Error.
+// is the PDU header's data representation, whose byte order go-msrpc
+// honours (its character set does not matter: MS-TSCH strings are UTF-16).
+// On error the error is an *Error and out holds only the operation name and
+// DecodeError: go-msrpc hands over nothing from a stub it could not finish.
 func DecodeRequest(i Iface, opnum uint16, stub []byte, syn Syntax, drep [4]byte, out *TschInfo) error {
 	return TschOptions{}.DecodeRequest(i, opnum, stub, syn, drep, out)
 }
 
 // DecodeResponse decodes a response stub into *out, adding to the fields
 // DecodeRequest set for the same call (out may also be zero when the request
-// was not seen).
+// was not seen). On error the request's fields stay and DecodeError grows.
 func DecodeResponse(i Iface, opnum uint16, stub []byte, syn Syntax, drep [4]byte, out *TschInfo) error {
 	return TschOptions{}.DecodeResponse(i, opnum, stub, syn, drep, out)
 }

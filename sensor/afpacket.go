@@ -25,29 +25,6 @@ import (
 // golang.org/x/sys/unix: gopacket's afpacket package needs cgo, and the
 // sensor ships as one static binary.
 
-// Defaults of AFPacketConfig. The ring is the only buffer between the wire
-// and the workers: it absorbs bursts while a worker is busy, so it is sized
-// in megabytes, not packets.
-const (
-	// DefaultBlockSize is the size of one ring block (a multiple of the
-	// page size); the kernel fills a block with packets and hands it over
-	// whole.
-	DefaultBlockSize = 1 << 20
-	// DefaultNumBlocks blocks make a 64 MiB ring per socket.
-	DefaultNumBlocks = 64
-	// DefaultFrameSize only sets tp_frame_nr: TPACKET_V3 packs packets of
-	// any size into blocks.
-	DefaultFrameSize = 2048
-	// DefaultBlockTimeout hands a partly filled block over after this long,
-	// so that a quiet link still delivers its packets promptly.
-	DefaultBlockTimeout = 50 * time.Millisecond
-	// DefaultSnapLen keeps whole packets (GRO/TSO frames included).
-	DefaultSnapLen = 262144
-	// DefaultPollTimeout bounds how long a worker sleeps in poll before it
-	// looks at its stop flag and publishes its counters.
-	DefaultPollTimeout = 100 * time.Millisecond
-)
-
 // Kernel ABI offsets (linux/if_packet.h): struct tpacket_block_desc and
 // struct tpacket3_hdr. Both have a fixed layout on every architecture.
 const (
@@ -66,92 +43,16 @@ const (
 	pktVLANTCIOff = 32 // hv1.tp_vlan_tci
 	pktVLANTPOff  = 36 // hv1.tp_vlan_tpid
 	pktHdrLen     = 48
+	// A struct sockaddr_ll follows the header; its sll_pkttype says
+	// whether the packet arrived or left.
+	sllLen        = 20
+	sllPkttypeOff = 10
 
 	// tpStatusVLANValid and tpStatusVLANTPIDValid say the kernel took an
 	// 802.1Q tag off the frame and left it in the header.
 	tpStatusVLANValid     = 0x10
 	tpStatusVLANTPIDValid = 0x40
 )
-
-// AFPacketConfig configures one capture socket.
-type AFPacketConfig struct {
-	Iface        string
-	BlockSize    int
-	NumBlocks    int
-	FrameSize    int
-	BlockTimeout time.Duration
-	// SnapLen bounds the bytes kept of each packet (the filter's return
-	// value; the kernel cuts the rest).
-	SnapLen int
-	// Promisc puts the interface in promiscuous mode for the socket's
-	// lifetime (a packet membership, undone by the kernel at close).
-	Promisc bool
-	// Filter is a classic BPF program; nil installs DefaultFilter. A filter
-	// must return the snap length for accepted packets.
-	Filter []bpf.RawInstruction
-	// Fanout joins the socket to FanoutGroup with PACKET_FANOUT_HASH, so
-	// that the kernel spreads flows over the group's sockets, both
-	// directions of a flow on the same socket.
-	Fanout      bool
-	FanoutGroup uint16
-}
-
-func (c *AFPacketConfig) setDefaults() {
-	if c.BlockSize <= 0 {
-		c.BlockSize = DefaultBlockSize
-	}
-	if c.NumBlocks <= 0 {
-		c.NumBlocks = DefaultNumBlocks
-	}
-	if c.FrameSize <= 0 {
-		c.FrameSize = DefaultFrameSize
-	}
-	if c.BlockTimeout <= 0 {
-		c.BlockTimeout = DefaultBlockTimeout
-	}
-	if c.SnapLen <= 0 {
-		c.SnapLen = DefaultSnapLen
-	}
-}
-
-// validate checks the ring geometry before the kernel does, so that the
-// error names the flag rather than EINVAL.
-func (c *AFPacketConfig) validate() error {
-	page := os.Getpagesize()
-	switch {
-	case c.BlockSize%page != 0:
-		return fmt.Errorf("block size %d is not a multiple of the page size %d", c.BlockSize, page)
-	case c.FrameSize < pktHdrLen+16 || c.FrameSize%unix.TPACKET_ALIGNMENT != 0:
-		return fmt.Errorf("frame size %d must be a multiple of %d and at least %d", c.FrameSize, unix.TPACKET_ALIGNMENT, pktHdrLen+16)
-	case c.FrameSize > c.BlockSize:
-		return fmt.Errorf("frame size %d exceeds block size %d", c.FrameSize, c.BlockSize)
-	case uint64(c.BlockSize)*uint64(c.NumBlocks) > 1<<34:
-		return fmt.Errorf("ring of %d blocks of %d bytes is larger than 16 GiB", c.NumBlocks, c.BlockSize)
-	case c.SnapLen > 1<<18:
-		return fmt.Errorf("snap length %d exceeds %d", c.SnapLen, 1<<18)
-	}
-	return nil
-}
-
-// KernelStats are a socket's counters from PACKET_STATISTICS, cumulated
-// since the socket was opened.
-type KernelStats struct {
-	// Packets counts packets the filter accepted, dropped ones included.
-	Packets uint64 `json:"packets"`
-	// Drops counts packets lost because the ring was full.
-	Drops uint64 `json:"drops"`
-	// Freezes counts times the ring filled up (the queue froze).
-	Freezes uint64 `json:"freezes"`
-}
-
-func (k *KernelStats) add(o KernelStats) {
-	k.Packets += o.Packets
-	k.Drops += o.Drops
-	k.Freezes += o.Freezes
-}
-
-// ErrCapturePermission marks a capture the process lacks privileges for.
-var ErrCapturePermission = errors.New("needs CAP_NET_RAW (run as root or setcap cap_net_raw,cap_net_admin+ep)")
 
 // AFPacket is one TPACKET_V3 capture socket. Next and Wait are for one
 // goroutine (the worker that owns the socket); Stats may be called from any.
@@ -172,6 +73,8 @@ type AFPacket struct {
 	left    uint32
 	off     uint32
 	scratch []byte // frame with its VLAN tag put back
+	// loopback drops the outgoing copy of each packet.
+	loopback bool
 
 	mu     sync.Mutex // guards fd at Close against Stats, and total
 	closed bool
@@ -190,7 +93,7 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: no such network interface", cfg.Iface)
 	}
-	link, err := ifaceLinkType(cfg.Iface)
+	link, loopback, err := ifaceLinkType(cfg.Iface)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +113,7 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 		}
 		return nil, fmt.Errorf("AF_PACKET socket on %s: %w", cfg.Iface, err)
 	}
-	a := &AFPacket{iface: cfg.Iface, ifindex: ifi.Index, link: link, fd: fd, bsize: cfg.BlockSize, nblocks: cfg.NumBlocks}
+	a := &AFPacket{iface: cfg.Iface, ifindex: ifi.Index, link: link, loopback: loopback, fd: fd, bsize: cfg.BlockSize, nblocks: cfg.NumBlocks}
 	if err := a.setup(cfg, filter); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("AF_PACKET socket on %s: %w", cfg.Iface, err)
@@ -278,23 +181,25 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 
 // ifaceLinkType maps the interface's ARP hardware type to the link type
 // of the frames a SOCK_RAW packet socket delivers.
-func ifaceLinkType(iface string) (layers.LinkType, error) {
+func ifaceLinkType(iface string) (link layers.LinkType, loopback bool, err error) {
 	b, err := os.ReadFile("/sys/class/net/" + iface + "/type")
 	if err != nil {
 		// No sysfs (a minimal container): Ethernet is by far the likeliest.
-		return layers.LinkTypeEthernet, nil
+		return layers.LinkTypeEthernet, false, nil
 	}
 	t, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return layers.LinkTypeEthernet, nil
+		return layers.LinkTypeEthernet, false, nil
 	}
 	switch t {
-	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
-		return layers.LinkTypeEthernet, nil
+	case unix.ARPHRD_ETHER:
+		return layers.LinkTypeEthernet, false, nil
+	case unix.ARPHRD_LOOPBACK:
+		return layers.LinkTypeEthernet, true, nil
 	case unix.ARPHRD_NONE:
-		return layers.LinkTypeRaw, nil
+		return layers.LinkTypeRaw, false, nil
 	}
-	return 0, fmt.Errorf("interface %s: ARP hardware type %d is not supported (Ethernet, loopback or raw IP)", iface, t)
+	return 0, false, fmt.Errorf("interface %s: ARP hardware type %d is not supported (Ethernet, loopback or raw IP)", iface, t)
 }
 
 // Iface returns the interface name.
@@ -313,7 +218,10 @@ func (a *AFPacket) blockStatus(i int) *uint32 {
 func (a *AFPacket) Next() (data []byte, ci gopacket.CaptureInfo, ok bool) {
 	for {
 		if a.held && a.left > 0 {
-			return a.packet()
+			if data, ci, ok := a.packet(); ok {
+				return data, ci, true
+			}
+			continue
 		}
 		if a.held {
 			// Hand the block back: the kernel fills it again.
@@ -338,9 +246,9 @@ func (a *AFPacket) packet() ([]byte, gopacket.CaptureInfo, bool) {
 	var ci gopacket.CaptureInfo
 	b := a.ring[a.blk*a.bsize : (a.blk+1)*a.bsize]
 	off := uint64(a.off)
-	if off < blkDescLen || off+pktHdrLen > uint64(len(b)) {
+	if off < blkDescLen || off+pktHdrLen+sllLen > uint64(len(b)) {
 		a.left = 0
-		return a.Next()
+		return nil, ci, false
 	}
 	h := b[off:]
 	next := binary.NativeEndian.Uint32(h[pktNextOff:])
@@ -354,7 +262,12 @@ func (a *AFPacket) packet() ([]byte, gopacket.CaptureInfo, bool) {
 	a.off += next
 	if mac+snap > uint64(len(h)) {
 		a.left = 0
-		return a.Next()
+		return nil, ci, false
+	}
+	if a.loopback && h[pktHdrLen+sllPkttypeOff] == unix.PACKET_OUTGOING {
+		// Loopback shows every packet twice, leaving and arriving; keep
+		// the arrival, as libpcap does.
+		return nil, ci, false
 	}
 	ci.Timestamp = time.Unix(int64(binary.NativeEndian.Uint32(h[pktSecOff:])), int64(binary.NativeEndian.Uint32(h[pktNsecOff:])))
 	ci.CaptureLength = int(snap)
@@ -387,9 +300,31 @@ func (a *AFPacket) packet() ([]byte, gopacket.CaptureInfo, bool) {
 	return data, ci, true
 }
 
-// ErrInterfaceGone is returned by Wait when the captured interface was
-// removed.
-var ErrInterfaceGone = errors.New("interface removed")
+// openRing opens a socket for a live worker.
+func openRing(c AFPacketConfig) (ringSource, error) {
+	a, err := OpenAFPacket(c)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// waitRings is a live worker's sleep: poll on all its sockets.
+func waitRings(socks []ringSource, timeout time.Duration) error {
+	var arr [8]*AFPacket
+	as := arr[:0]
+	for _, s := range socks {
+		as = append(as, s.(*AFPacket))
+	}
+	var fdArr [8]unix.PollFd
+	fds := fdArr[:0]
+	if len(as) > len(fdArr) {
+		fds = make([]unix.PollFd, len(as))
+	} else {
+		fds = fdArr[:len(as)]
+	}
+	return waitAFPackets(as, fds, timeout)
+}
 
 // Wait sleeps until one of socks has a block ready or timeout passes.
 func WaitAFPackets(socks []*AFPacket, timeout time.Duration) error {

@@ -205,7 +205,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 // newLive builds the engine over opened sources.
 func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.Duration) error) *Live {
 	cfg.setDefaults()
-	l := &Live{cfg: cfg, records: make(chan liveRecord, cfg.QueueLen), wait: wait}
+	l := &Live{cfg: cfg, records: make(chan liveRecord, cfg.QueueLen), wait: wait, start: time.Now()}
 	epm := NewEPMTable(0, 0)
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
@@ -222,6 +222,9 @@ type LiveResult struct {
 	Detect  detect.Stats
 	Kernel  KernelStats
 	Elapsed time.Duration
+	// DroppedRecords counts calls and file operations lost on the full
+	// detector queue (also in Stats.DroppedEvents).
+	DroppedRecords uint64
 	// Err is set when every worker stopped on an error.
 	Err error
 }
@@ -229,7 +232,6 @@ type LiveResult struct {
 // Run captures until ctx ends or every worker failed, then flushes: calls
 // still open are reported with outcome unknown.
 func (l *Live) Run(ctx context.Context) LiveResult {
-	l.start = time.Now()
 	det := detect.New(l.cfg.Detect, l.cfg.Output.Emit)
 	var wg sync.WaitGroup
 	allDone := make(chan struct{})
@@ -277,7 +279,8 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 			res.Kernel.add(ks)
 		}
 	}
-	res.Stats.DroppedEvents += l.dropped.Load() + l.cfg.Output.Dropped
+	res.DroppedRecords = l.dropped.Load()
+	res.Stats.DroppedEvents += res.DroppedRecords + l.cfg.Output.Dropped
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(l.start)
 	if len(errs) == len(l.workers) && ctx.Err() == nil {
@@ -354,7 +357,17 @@ func (l *Live) runWorker(lw *liveWorker) {
 // are empty, publish counters about once a second.
 func (l *Live) capture(lw *liveWorker) error {
 	next := time.Now().Add(snapshotEvery)
-	for !l.stopping.Load() {
+	var drainUntil time.Time
+	for {
+		if drainUntil.IsZero() && l.stopping.Load() {
+			// Packets already in the ring, and those in a block the
+			// kernel has not handed over yet, are still decoded: the last
+			// packets before a stop are as likely as any to matter.
+			drainUntil = time.Now().Add(2*l.blockTimeout() + l.cfg.PollTimeout/10)
+		}
+		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
+			return nil
+		}
 		n := 0
 		for _, s := range lw.socks {
 			link := s.LinkType()
@@ -368,7 +381,11 @@ func (l *Live) capture(lw *liveWorker) error {
 			}
 		}
 		if n == 0 {
-			if err := l.wait(lw.socks, l.cfg.PollTimeout); err != nil {
+			timeout := l.cfg.PollTimeout
+			if !drainUntil.IsZero() {
+				timeout = min(timeout, max(time.Until(drainUntil), time.Millisecond))
+			}
+			if err := l.wait(lw.socks, timeout); err != nil {
 				return err
 			}
 			if l.now != nil {
@@ -380,7 +397,13 @@ func (l *Live) capture(lw *liveWorker) error {
 			next = now.Add(snapshotEvery)
 		}
 	}
-	return nil
+}
+
+func (l *Live) blockTimeout() time.Duration {
+	if l.cfg.Capture.BlockTimeout > 0 {
+		return l.cfg.Capture.BlockTimeout
+	}
+	return DefaultBlockTimeout
 }
 
 // idleTick lets wall time end idle connections on a quiet worker: without
@@ -472,9 +495,7 @@ func (l *Live) Metrics() LiveMetric {
 		QueueLen:       len(l.records),
 	}
 	m.DroppedEvents = m.DroppedRecords + l.outDrops.Load()
-	if !l.start.IsZero() {
-		m.UptimeSeconds = time.Since(l.start).Seconds()
-	}
+	m.UptimeSeconds = time.Since(l.start).Seconds()
 	m.Healthy, _ = l.Healthy()
 	for _, lw := range l.workers {
 		wm := WorkerMetric{Worker: lw.id, Running: lw.running.Load()}

@@ -524,6 +524,7 @@ type NATSSink struct {
 
 type flight struct {
 	msg   *nats.Msg
+	sent  time.Time
 	acked bool
 }
 
@@ -601,8 +602,9 @@ func (s *NATSSink) setupJetStream(ctx context.Context) error {
 	if s.o.JetStream == "off" {
 		return nil
 	}
+	// No per-publish ack timeout here: nats.go would arm a timer per
+	// message. The resender checks the oldest in-flight record instead.
 	js, err := jetstream.New(s.nc,
-		jetstream.WithPublishAsyncTimeout(natsPubAckWait),
 		jetstream.WithPublishAsyncAckHandler(s.onAck),
 		jetstream.WithPublishAsyncErrHandler(s.onAckErr))
 	if err != nil {
@@ -787,7 +789,7 @@ func (s *NATSSink) waitSlot() bool {
 }
 
 func (s *NATSSink) track(msg *nats.Msg) {
-	f := &flight{msg: msg}
+	f := &flight{msg: msg, sent: time.Now()}
 	s.fmu.Lock()
 	s.flights = append(s.flights, f)
 	s.fbyMsg[msg] = f
@@ -857,6 +859,11 @@ func (s *NATSSink) enterSpoolLocked(reason string) {
 	clear(s.fbyMsg)
 	s.failed.Store(false)
 	s.fmu.Unlock()
+	if s.js != nil {
+		// Forget nats.go's pending futures too (their error callbacks find
+		// nothing to do): a late ack must not keep them for ever.
+		s.js.CleanupPublisher()
+	}
 	s.spooling = true
 	if e, ok := s.lastErr.Load().(string); ok && e != "" {
 		reason += ": " + e
@@ -902,6 +909,7 @@ func (s *NATSSink) resender(ctx context.Context) {
 				s.warn("sync", "nats: spool sync failed", "err", err)
 			}
 			s.flushCore()
+			s.checkAckTimeout()
 		}
 		if s.failed.Load() {
 			s.mu.Lock()
@@ -937,6 +945,19 @@ func (s *NATSSink) resender(ctx context.Context) {
 			}
 			backoff = 0
 		}
+	}
+}
+
+// checkAckTimeout flags a failure when the oldest unacknowledged publish
+// has waited longer than natsPubAckWait.
+func (s *NATSSink) checkAckTimeout() {
+	s.fmu.Lock()
+	stale := s.fhead < len(s.flights) && time.Since(s.flights[s.fhead].sent) > natsPubAckWait
+	s.fmu.Unlock()
+	if stale && !s.failed.Load() {
+		s.stats.errors.Add(1)
+		s.lastErr.Store(fmt.Sprintf("no ack within %v", natsPubAckWait))
+		s.failed.Store(true)
 	}
 }
 

@@ -846,7 +846,7 @@ func BenchmarkNATSPublish(b *testing.B) {
 	o := testOptions(b, srv.ClientURL())
 	o.DuplicateWindow = 2 * time.Minute
 	o.AckTimeout = 5 * time.Minute
-	s, err := NewNATSSink(context.Background(), o, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	s, err := NewNATSSink(context.Background(), o, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -875,6 +875,5 @@ func BenchmarkNATSPublish(b *testing.B) {
 	if st.Acked != uint64(b.N) {
 		b.Fatalf("acked %d of %d (%+v)", st.Acked, b.N, st)
 	}
-	b.Logf("stats %+v", st)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
@@ -25,13 +24,12 @@ type rpcChannel struct {
 	offered map[uint32][]dissect.ContextElem
 	calls   map[uint32]*rpcCall
 
-	auth     authState
-	hdr      dissect.DCERPCHeader
-	trailer  dissect.AuthTrailer
-	req      dissect.RequestPDU
-	resp     dissect.ResponsePDU
-	scratch  []byte
-	epmGuess bool
+	auth    authState
+	hdr     dissect.DCERPCHeader
+	trailer dissect.AuthTrailer
+	req     dissect.RequestPDU
+	resp    dissect.ResponsePDU
+	scratch []byte
 }
 
 type presCtx struct {
@@ -75,7 +73,6 @@ func (r *rpcChannel) handle(dir int, msg []byte)    { r.pdu(dir, msg) }
 func (r *rpcChannel) partial(int, []byte, int) bool { return false }
 func (r *rpcChannel) anomaly(name string)           { r.c.anomaly(name) }
 func (r *rpcChannel) maxMessage() int               { return r.c.w.opt.MaxMessage }
-func (r *rpcChannel) fromClient(dir int) bool       { return r.c.client < 0 || dir == r.c.client }
 func (r *rpcChannel) setClientFrom(dir int, isClient bool) {
 	if r.c.client < 0 {
 		if isClient {
@@ -145,7 +142,7 @@ func (r *rpcChannel) bindAck(b []byte) {
 	// bind_ack's secondary address.
 	if r.smb != nil && r.smb.Pipe == "" && r.hdr.PType == dissect.PTypeBindAck {
 		if a := dissect.BindAckSecAddr(b, &r.hdr); a != "" {
-			r.smb.Pipe = strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(a), `\pipe\`), `\pipe\`)
+			r.smb.Pipe = pipeName(a)
 		}
 	}
 	offered := r.offered[r.hdr.CallID]
@@ -246,9 +243,7 @@ func (r *rpcChannel) pipeIsAtsvc() bool {
 	if r.smb == nil {
 		return false
 	}
-	p := strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(r.smb.Pipe, "/", `\`), `\`))
-	p = strings.TrimPrefix(p, `pipe\`)
-	return p == "atsvc"
+	return strings.EqualFold(r.smb.Pipe, "atsvc")
 }
 
 // context returns the presentation context of id, consulting the endpoint
@@ -542,5 +537,3 @@ func (r *rpcChannel) close() {
 		r.finishOldest()
 	}
 }
-
-var _ = time.Second

@@ -53,6 +53,7 @@ type smbSession struct {
 	// keys decrypt SMB3 transform messages when credentials matched.
 	keys      *dissect.SMB3Keys
 	keyErr    string
+	keysTried bool
 	decrypted uint64
 	reported  bool
 }
@@ -87,7 +88,6 @@ type smbFile struct {
 	read, written uint64
 	deleted       bool
 	deleteOnClose bool
-	status        uint32
 	firstFrame    uint64
 }
 
@@ -167,8 +167,15 @@ func (s *smbState) transform(dir int, msg []byte) {
 	}
 	ss.decrypted++
 	s.c.w.stats.SMB3Decrypted++
-	if dissect.ClassifySMB(plain) == dissect.SMBKind2 {
+	switch dissect.ClassifySMB(plain) {
+	case dissect.SMBKind2:
 		s.smb2(dir, plain)
+	case dissect.SMBKindCompressed:
+		s.c.anomaly("smb2_compressed_unsupported")
+	default:
+		// Authenticated yet not SMB2: a key that happens to open a
+		// message it should not, or a server bug; either way say so.
+		s.c.anomaly("smb3_decrypted_not_smb2")
 	}
 }
 
@@ -177,9 +184,13 @@ func (s *smbState) transform(dir int, msg []byte) {
 // once per session.
 func (s *smbState) deriveKeys(ss *smbSession) {
 	creds := s.c.w.opt.Credentials
-	if creds == nil || s.dialect < 0x0300 || ss.ntlmChal == nil || ss.ntlmAuth == nil {
+	if creds == nil || s.dialect < 0x0300 || ss.ntlmChal == nil || ss.ntlmAuth == nil || ss.keysTried {
 		return
 	}
+	// A re-authentication of an established session keeps the keys of its
+	// first one (MS-SMB2 3.3.5.5.3) and is hashed from another state: only
+	// the first authentication derives keys, or reports wrong credentials.
+	ss.keysTried = true
 	cands := creds.Lookup(ss.ntlmAuth.Domain, ss.ntlmAuth.User)
 	if len(cands) == 0 {
 		return
@@ -577,7 +588,7 @@ func (s *smbState) openFile(session uint64, fid dissect.FileID, treeID uint32, t
 }
 
 func (s *smbState) newPipe(f *smbFile) *pipeState {
-	ctx := &detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Pipe: f.name,
+	ctx := &detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Pipe: pipeName(f.name),
 		FileID: s.fileIDString(f.id)}
 	if f.tree != nil {
 		ctx.Tree = f.tree.path
@@ -742,4 +753,14 @@ func sortFileKeys(k []fileKey) {
 			k[j], k[j-1] = k[j-1], k[j]
 		}
 	}
+}
+
+// pipeName normalises a pipe's name as clients send it ("atsvc", "\\atsvc",
+// "\\PIPE\\atsvc") to its bare name, so rules compare one spelling.
+func pipeName(n string) string {
+	n = strings.TrimLeft(strings.ReplaceAll(n, "/", `\`), `\`)
+	if len(n) > 5 && strings.EqualFold(n[:5], `pipe\`) {
+		n = n[5:]
+	}
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -159,6 +160,13 @@ func (s *FileSource) ifaceLink(i int) layers.LinkType {
 
 func (s *FileSource) wrap(err error) error {
 	if errors.Is(err, io.EOF) {
+		// gopacket's pcapng reader reports a block cut short as a plain EOF;
+		// walk the block lengths to tell the two apart.
+		if s.ng != nil {
+			if off, cut := pcapngCut(s.name); cut {
+				return &FormatError{File: s.name, Offset: off, Err: fmt.Errorf("%w: %w", ErrCutShort, io.ErrUnexpectedEOF)}
+			}
+		}
 		return io.EOF
 	}
 	off := s.off
@@ -173,3 +181,54 @@ func (s *FileSource) wrap(err error) error {
 
 // Close closes the file.
 func (s *FileSource) Close() error { return s.f.Close() }
+
+// pcapngCut walks a pcapng file's block lengths and reports where its last
+// block starts when that block runs past the end of the file. It reads the
+// file once more, only when the reader has met its end.
+func pcapngCut(name string) (int64, bool) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<16)
+	var r io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return 0, false
+		}
+		r = bufio.NewReaderSize(gz, 1<<16)
+	}
+	rd := r.(*bufio.Reader)
+	var off int64
+	var order binary.ByteOrder = binary.LittleEndian
+	for {
+		hdr, err := rd.Peek(12)
+		if len(hdr) == 0 {
+			return 0, false
+		}
+		if len(hdr) < 8 {
+			return off, true
+		}
+		if binary.LittleEndian.Uint32(hdr) == 0x0a0d0d0a && len(hdr) >= 12 {
+			if binary.LittleEndian.Uint32(hdr[8:]) == 0x1a2b3c4d {
+				order = binary.LittleEndian
+			} else {
+				order = binary.BigEndian
+			}
+		}
+		n := int64(order.Uint32(hdr[4:]))
+		if n < 12 || n%4 != 0 {
+			return 0, false // not a length we can follow: leave it to the reader's error
+		}
+		d, err := rd.Discard(int(n))
+		if int64(d) < n {
+			return off, true
+		}
+		if err != nil {
+			return 0, false
+		}
+		off += n
+	}
+}

@@ -130,33 +130,51 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	data := sg.Fetch(length)
 	if c.proto == protoUnknown {
 		c.classify(dir, data)
-		if c.proto == protoUnknown || c.proto == protoIgnored {
-			return
-		}
+		return
 	}
 	h.feed(c, dir, data)
 }
 
 // classify decides from the first bytes whether the connection carries SMB
-// (NBSS framing) or DCE-RPC. Mid-stream connections are given HuntLimit
-// bytes to show a header.
+// (NBSS framing) or DCE-RPC. Bytes are gathered per direction until a header
+// shows, however the stream is segmented; mid-stream connections are given
+// HuntLimit bytes to show one.
 func (c *conn) classify(dir int, data []byte) {
-	if smbStart(data) >= 0 || c.port[0] == portSMB || c.port[1] == portSMB || c.port[0] == portNetBIOS || c.port[1] == portNetBIOS {
+	h := &c.half[dir]
+	from := max(len(h.buf)-maxHeaderPeek, 0)
+	h.buf = append(h.buf, data...)
+	h.hunted += len(data)
+	smbPort := c.port[0] == portSMB || c.port[1] == portSMB || c.port[0] == portNetBIOS || c.port[1] == portNetBIOS
+	switch {
+	case smbPort || smbStart(h.buf[from:]) >= 0:
 		c.proto = protoSMB
 		c.smb = newSMBState(c)
 		c.w.stats.SMBConnections++
-		return
-	}
-	if rpcStart(data) >= 0 {
+	case rpcStart(h.buf[from:]) >= 0:
 		c.proto = protoRPC
 		c.rpc = newRPCChannel(c, detect.TransportTCP, nil)
 		c.w.stats.RPCConnections++
+	default:
+		if c.half[0].hunted+c.half[1].hunted > c.w.opt.HuntLimit {
+			c.proto = protoIgnored
+			c.half[0].buf, c.half[1].buf = nil, nil
+			return
+		}
+		h.trimHunt()
 		return
 	}
-	h := &c.half[dir]
-	h.hunted += len(data)
-	if c.half[0].hunted+c.half[1].hunted > c.w.opt.HuntLimit {
-		c.proto = protoIgnored
+	// What was gathered is handed to the framer, which finds the first
+	// message start in it.
+	for d := range c.half {
+		hd := &c.half[d]
+		pending := hd.buf
+		hd.buf = nil
+		// A stream caught from its start begins with a message (an NBSS
+		// session request too); a mid-stream one is hunted through.
+		hd.unsynced = c.framing(pending) < 0
+		if d == dir || len(pending) > 0 {
+			hd.feed(c, d, pending)
+		}
 	}
 }
 
@@ -291,13 +309,27 @@ type half struct {
 	skip     int
 	unsynced bool // after a gap: hunt for the next message start
 	offered  bool // partial already asked for the buffered message
+	afterGap bool // the hunt follows lost data
 	hunted   int
+}
+
+// maxHeaderPeek is the most bytes of a message start that a hunt needs to
+// recognise it (DCE-RPC header); that much is kept between deliveries.
+const maxHeaderPeek = dissect.DCERPCHeaderLen
+
+// trimHunt keeps only the tail of the hunt buffer that may begin a header.
+func (h *half) trimHunt() {
+	if n := len(h.buf); n > maxHeaderPeek {
+		copy(h.buf, h.buf[n-maxHeaderPeek:])
+		h.buf = h.buf[:maxHeaderPeek]
+	}
 }
 
 func (h *half) lost() {
 	h.buf = h.buf[:0]
 	h.want, h.skip, h.offered = 0, 0, false
 	h.unsynced = true
+	h.afterGap = true
 }
 
 func (h *half) feed(f framer, dir int, data []byte) {
@@ -309,13 +341,36 @@ func (h *half) feed(f framer, dir int, data []byte) {
 			continue
 		}
 		if h.unsynced {
-			i := f.start(data)
+			// Hunt over what this delivery adds to the few bytes kept from
+			// the last one, so a header split across deliveries is found.
+			var i int
+			if len(h.buf) == 0 {
+				i = f.start(data)
+			} else {
+				h.buf = append(h.buf, data...)
+				data = h.buf
+				i = f.start(data)
+			}
 			if i < 0 {
+				if len(h.buf) == 0 {
+					h.buf = append(h.buf, data...)
+				}
+				h.trimHunt()
 				return
 			}
-			f.anomaly("resync")
-			data = data[i:]
+			if h.afterGap || i > 0 {
+				// Counted only when bytes were really skipped to find it.
+				f.anomaly("resync")
+			}
+			h.afterGap = false
+			if len(h.buf) > 0 {
+				data = append([]byte(nil), data[i:]...)
+				h.buf = h.buf[:0]
+			} else {
+				data = data[i:]
+			}
 			h.unsynced = false
+			continue
 		}
 		if len(h.buf) == 0 {
 			n := f.framing(data)

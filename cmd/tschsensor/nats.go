@@ -30,8 +30,8 @@ func envName(flagName string) string {
 	return natsEnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// natsFlag registers one flag whose value, when the flag is not given,
-// comes from its environment variable. The variable is applied at
+// natsFlags registers flags whose values, when a flag is not given,
+// come from its environment variable. The variable is applied at
 // registration, so a flag on the command line always wins.
 type natsFlags struct {
 	fs *flag.FlagSet

@@ -18,12 +18,12 @@ func openNATS(ctx context.Context, o *sensor.NATSOptions, observer string, stder
 		o.SensorID = observer
 	}
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
+		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := sensor.NewNATSSink(ctx, *o, log)
 	if err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
+		return nil, err
 	}
 	return s, nil
 }

@@ -26,12 +26,16 @@ NSS_LIB=/usr/lib/x86_64-linux-gnu/libnss_wrapper.so
 WORK=$(mktemp -d /tmp/tschsmb3.XXXXXX)
 SMBD_PID= DUMP_PID=
 
-# name | smbclient max protocol | cipher the server offers (first = chosen)
+# name | smbclient max protocol | the one cipher both sides allow ("none":
+# the same session signed, not encrypted: the clear reference the sensor's
+# decrypted output is compared with)
 CAPTURES=(
 	"smb3-300-aes128ccm|SMB3_00|AES-128-CCM"
 	"smb3-311-aes128gcm|SMB3_11|AES-128-GCM"
 	"smb3-311-aes128ccm|SMB3_11|AES-128-CCM"
 	"smb3-311-aes256gcm|SMB3_11|AES-256-GCM"
+	"smb3-311-aes256ccm|SMB3_11|AES-256-CCM"
+	"smb3-311-signed|SMB3_11|none"
 )
 
 [ "$(id -u)" = 0 ] || { echo "make-smb3-captures.sh: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
@@ -95,7 +99,10 @@ nss_env() {
 
 # samba_conf CIPHER PROTO: the private smb.conf of one capture.
 samba_conf() {
-	local cipher=$1 proto=$2
+	local cipher=$1 proto=$2 encrypt=required algs=$1
+	if [ "$cipher" = none ]; then
+		encrypt=off algs="AES-128-GCM, AES-128-CCM, AES-256-GCM, AES-256-CCM"
+	fi
 	cat >"$WORK/smb.conf" <<EOF
 [global]
 	netbios name = $SERVER_NAME
@@ -122,14 +129,14 @@ samba_conf() {
 	disable spoolss = yes
 	server min protocol = SMB3_00
 	server max protocol = $proto
-	server smb encrypt = required
-	server smb3 encryption algorithms = $cipher
-	server signing = default
+	server smb encrypt = $encrypt
+	server smb3 encryption algorithms = $algs
+	server signing = mandatory
 	kerberos method = secrets only
 	client use kerberos = off
 	client max protocol = $proto
-	client smb encrypt = required
-	client smb3 encryption algorithms = $cipher
+	client smb encrypt = $encrypt
+	client smb3 encryption algorithms = $algs
 
 [$SHARE]
 	path = $WORK/share
@@ -152,7 +159,9 @@ samba_setup() {
 }
 
 smbd_start() {
-	ip netns exec "$NS_S" env $(nss_env) smbd -s "$WORK/smb.conf" -F --no-process-group --debug-stdout \
+	# setsid: smbd signals its whole process group when it stops, which
+	# with --no-process-group would otherwise be this script's.
+	setsid ip netns exec "$NS_S" env $(nss_env) smbd -s "$WORK/smb.conf" -F --no-process-group --debug-stdout \
 		>"$WORK/smbd.out" 2>&1 &
 	SMBD_PID=$!
 	local i
@@ -178,11 +187,14 @@ dump_start() { # dump_start FILE
 # The client: put, get and delete one small file on ADMIN$, as atexec does
 # with its output file, encryption required, NTLM only.
 client_run() {
-	local proto=$1 cipher=$2
+	local proto=$1 cipher=$2 protection=encrypt
+	if [ "$cipher" = none ]; then
+		protection=sign cipher="AES-128-GCM, AES-128-CCM, AES-256-GCM, AES-256-CCM"
+	fi
 	head -c 3000 /dev/zero | tr '\0' 'A' >"$WORK/payload.txt"
 	printf 'tschsensor smb3 lab payload\n' >>"$WORK/payload.txt"
 	ip netns exec "$NS_C" smbclient "//$IP_S/$SHARE" -s "$WORK/smb.conf" \
-		-U "$DOMAIN\\$USER_%$PASSWORD" --use-kerberos=off --client-protection=encrypt \
+		-U "$DOMAIN\\$USER_%$PASSWORD" --use-kerberos=off --client-protection=$protection \
 		-m "$proto" --option="client smb3 encryption algorithms=$cipher" \
 		-c "put $WORK/payload.txt Temp\\tschsmb3.tmp; get Temp\\tschsmb3.tmp $WORK/got.txt; del Temp\\tschsmb3.tmp" \
 		>"$WORK/client.out" 2>&1
@@ -204,9 +216,12 @@ capture() { # capture NAME PROTO CIPHER
 	stop_pid "$SMBD_PID"
 	SMBD_PID=
 	rm -f "$WORK/got.txt"
-	python3 "$HERE/smb3_facts.py" --pcap "$pcap" --name "$name" --proto "$proto" --cipher "$cipher" \
+	# The NT hash as Samba stored it: an independent check of the password.
+	local nthash
+	nthash=$(env $(nss_env) pdbedit -s "$WORK/smb.conf" -L -w 2>/dev/null | awk -F: -v u="$USER_" '$1 == u {print tolower($4)}')
+	/usr/bin/python3 "$HERE/smb3_facts.py" --pcap "$pcap" --name "$name" --proto "$proto" --cipher "$cipher" \
 		--user "$USER_" --domain "$DOMAIN" --password "$PASSWORD" --share "$SHARE" \
-		--file 'Temp\tschsmb3.tmp' --bytes "$(stat -c %s "$WORK/payload.txt")" \
+		--nt-hash "$nthash" --file 'Temp\tschsmb3.tmp' --bytes "$(stat -c %s "$WORK/payload.txt")" \
 		--client-ip "$IP_C" --server-ip "$IP_S" --server-name "$SERVER_NAME" >"$OUT/$name.json"
 }
 

@@ -1,0 +1,118 @@
+package sensor
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/tschsensor/tschsensor/detect"
+)
+
+// benchCapture is the capture the worker benchmarks replay from memory:
+// $TSCHSENSOR_BENCH_PCAP (scripts/make-smb-capture.sh makes a large one) or
+// the shared corpus's busiest SMB2 capture.
+func benchCapture(tb testing.TB) (string, []plPacket, int64) {
+	tb.Helper()
+	name := os.Getenv("TSCHSENSOR_BENCH_PCAP")
+	if name == "" {
+		name = plShared(tb, "C_elcabezzonn__more_netshare.pcap")
+	}
+	pkts := plLoad(tb, name)
+	var n int64
+	for _, p := range pkts {
+		n += int64(len(p.data))
+	}
+	return name, pkts, n
+}
+
+// discardRecorder drops records: the benchmark measures the worker.
+type discardRecorder struct{ calls, files int }
+
+func (r *discardRecorder) Call(*detect.Call)   { r.calls++ }
+func (r *discardRecorder) File(*detect.FileOp) { r.files++ }
+
+// BenchmarkWorkerPacket runs every packet of the capture through a fresh
+// worker (decode, TCP reassembly, SMB and DCE-RPC state) per iteration.
+func BenchmarkWorkerPacket(b *testing.B) {
+	_, pkts, size := benchCapture(b)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		w := NewWorker(Options{}, &discardRecorder{}, nil)
+		w.SetFile("bench")
+		for i := range pkts {
+			w.Packet(pkts[i].data, pkts[i].ci, pkts[i].link)
+		}
+		w.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*int64(len(pkts))), "ns/packet")
+}
+
+// BenchmarkDecodeFrame measures link, VLAN and IP decoding alone.
+func BenchmarkDecodeFrame(b *testing.B) {
+	_, pkts, size := benchCapture(b)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	var f frame
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range pkts {
+			decodeFrame(pkts[i].data, pkts[i].link, &f)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*int64(len(pkts))), "ns/packet")
+}
+
+// TestDecodeFrameAllocs pins decodeFrame at zero allocations per packet and
+// reports the whole worker's average, which reassembly and the state
+// machines make non-zero (new connections, buffered messages, records).
+func TestDecodeFrameAllocs(t *testing.T) {
+	name, pkts, _ := benchCapture(t)
+	var f frame
+	tcp := 0
+	for i := range pkts {
+		if decodeFrame(pkts[i].data, pkts[i].link, &f) == decTCP {
+			tcp++
+		}
+	}
+	if tcp == 0 {
+		t.Fatalf("%s: no TCP packets", name)
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		for i := range pkts {
+			decodeFrame(pkts[i].data, pkts[i].link, &f)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("decodeFrame: %.1f allocations for %d packets, want 0", allocs, len(pkts))
+	}
+	perRun := testing.AllocsPerRun(2, func() {
+		w := NewWorker(Options{}, &discardRecorder{}, nil)
+		for i := range pkts {
+			w.Packet(pkts[i].data, pkts[i].ci, pkts[i].link)
+		}
+		w.Flush()
+	})
+	t.Logf("%s: worker %.2f allocations per packet (%d packets, %d TCP)", name, perRun/float64(len(pkts)), len(pkts), tcp)
+}
+
+// BenchmarkReplay is the replay subcommand's path without output: reading
+// the file (pcapgo, gzip when compressed) and the worker, on one goroutine.
+func BenchmarkReplay(b *testing.B) {
+	name, pkts, _ := benchCapture(b)
+	fi, err := os.Stat(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(fi.Size())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res := Replay(context.Background(), ReplayConfig{Output: NewOutput()}, []string{name})
+		if len(res.Errors) > 0 || res.Stats.Packets != uint64(len(pkts)) {
+			b.Fatalf("replay: %d packets, errors %v", res.Stats.Packets, res.Errors)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*int64(len(pkts))), "ns/packet")
+}

@@ -1,0 +1,148 @@
+package sensor
+
+import (
+	"bufio"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MetricsSource is what the metrics endpoint reads: Live implements it.
+type MetricsSource interface {
+	Metrics() LiveMetric
+	Healthy() (bool, string)
+}
+
+// NewMetricsHandler serves /metrics in the Prometheus text exposition
+// format (version 0.0.4) and /healthz: 200 while every worker captures,
+// 503 otherwise. The format is written here rather than with the client
+// library: a few counters do not justify a dependency.
+func NewMetricsHandler(src MetricsSource) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		bw := bufio.NewWriter(w)
+		WritePrometheus(bw, src.Metrics())
+		bw.Flush()
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ok, why := src.Healthy()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		w.Write([]byte(why + "\n"))
+	})
+	return mux
+}
+
+// promWriter writes metric families: HELP and TYPE once, then samples.
+type promWriter struct {
+	w *bufio.Writer
+}
+
+func (p promWriter) family(name, typ, help string) {
+	p.w.WriteString("# HELP " + name + " " + help + "\n")
+	p.w.WriteString("# TYPE " + name + " " + typ + "\n")
+}
+
+// sample writes one line; labels come as name, value pairs.
+func (p promWriter) sample(name string, v float64, labels ...string) {
+	p.w.WriteString(name)
+	if len(labels) > 0 {
+		p.w.WriteByte('{')
+		for i := 0; i+1 < len(labels); i += 2 {
+			if i > 0 {
+				p.w.WriteByte(',')
+			}
+			p.w.WriteString(labels[i] + `="` + escapeLabel(labels[i+1]) + `"`)
+		}
+		p.w.WriteByte('}')
+	}
+	p.w.WriteByte(' ')
+	p.w.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	p.w.WriteByte('\n')
+}
+
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// WritePrometheus writes m in the Prometheus text format.
+func WritePrometheus(w *bufio.Writer, m LiveMetric) {
+	p := promWriter{w}
+	p.family("tschsensor_up", "gauge", "1 while every capture worker runs.")
+	p.sample("tschsensor_up", b2f(m.Healthy))
+	p.family("tschsensor_uptime_seconds", "gauge", "Seconds since capture started.")
+	p.sample("tschsensor_uptime_seconds", m.UptimeSeconds)
+
+	p.family("tschsensor_worker_up", "gauge", "1 while the capture worker runs.")
+	for _, wm := range m.Workers {
+		p.sample("tschsensor_worker_up", b2f(wm.Running), "worker", strconv.Itoa(wm.Worker))
+	}
+	kernel := []struct {
+		name, help string
+		get        func(KernelStats) uint64
+	}{
+		{"tschsensor_kernel_packets_total", "Packets the kernel passed to a capture socket, dropped ones included.", func(k KernelStats) uint64 { return k.Packets }},
+		{"tschsensor_kernel_drops_total", "Packets the kernel dropped because the capture ring was full.", func(k KernelStats) uint64 { return k.Drops }},
+		{"tschsensor_kernel_freezes_total", "Times a capture ring filled up.", func(k KernelStats) uint64 { return k.Freezes }},
+	}
+	for _, k := range kernel {
+		p.family(k.name, "counter", k.help)
+		for _, wm := range m.Workers {
+			for _, s := range wm.Sockets {
+				p.sample(k.name, float64(k.get(s.KernelStats)), "worker", strconv.Itoa(wm.Worker), "interface", s.Iface)
+			}
+		}
+	}
+	workers := []struct {
+		name, help string
+		get        func(*WorkerMetric) uint64
+	}{
+		{"tschsensor_packets_total", "Packets a worker decoded.", func(w *WorkerMetric) uint64 { return w.Packets }},
+		{"tschsensor_bytes_total", "Bytes of the packets a worker decoded (wire length).", func(w *WorkerMetric) uint64 { return w.Bytes }},
+		{"tschsensor_tcp_packets_total", "TCP packets a worker decoded.", func(w *WorkerMetric) uint64 { return w.TCPPackets }},
+		{"tschsensor_connections_total", "TCP connections a worker followed.", func(w *WorkerMetric) uint64 { return w.Connections }},
+		{"tschsensor_smb_connections_total", "Connections recognised as SMB.", func(w *WorkerMetric) uint64 { return w.SMBConnections }},
+		{"tschsensor_rpc_connections_total", "Connections recognised as DCE-RPC over TCP.", func(w *WorkerMetric) uint64 { return w.RPCConnections }},
+		{"tschsensor_tsch_calls_total", "MS-TSCH calls decoded.", func(w *WorkerMetric) uint64 { return w.TschCalls }},
+		{"tschsensor_file_ops_total", "SMB file operations recorded.", func(w *WorkerMetric) uint64 { return w.FileOps }},
+		{"tschsensor_tcp_gaps_total", "Holes in reassembled TCP streams.", func(w *WorkerMetric) uint64 { return w.Gaps }},
+	}
+	for _, f := range workers {
+		p.family(f.name, "counter", f.help)
+		for i := range m.Workers {
+			p.sample(f.name, float64(f.get(&m.Workers[i])), "worker", strconv.Itoa(m.Workers[i].Worker))
+		}
+	}
+	p.family("tschsensor_anomalies_total", "counter", "Anomalies by name (malformed or unsupported traffic, limits reached).")
+	for _, wm := range m.Workers {
+		names := make([]string, 0, len(wm.Anomalies))
+		for k := range wm.Anomalies {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			p.sample("tschsensor_anomalies_total", float64(wm.Anomalies[k]), "worker", strconv.Itoa(wm.Worker), "name", k)
+		}
+	}
+	p.family("tschsensor_events_total", "counter", "Call events written to the outputs.")
+	p.sample("tschsensor_events_total", float64(m.Events))
+	p.family("tschsensor_alerts_total", "counter", "Alerts written to the outputs.")
+	p.sample("tschsensor_alerts_total", float64(m.Alerts))
+	p.family("tschsensor_dropped_events_total", "counter", "Records lost: detector queue full or refused by a sink.")
+	p.sample("tschsensor_dropped_events_total", float64(m.DroppedEvents))
+	p.family("tschsensor_dropped_records_total", "counter", "Calls and file operations lost on the full detector queue.")
+	p.sample("tschsensor_dropped_records_total", float64(m.DroppedRecords))
+	p.family("tschsensor_queue_length", "gauge", "Records waiting for the detector.")
+	p.sample("tschsensor_queue_length", float64(m.QueueLen))
+}
