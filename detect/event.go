@@ -305,6 +305,11 @@ func CallEvent(c *Call, observer string) *Event {
 		User:        userFields(c.User),
 		SMB:         smbFields(c.SMB),
 	}
+	// Without a NetBIOS session request, the client's name is the
+	// workstation it gave in NTLMSSP AUTHENTICATE.
+	if src.Domain == "" && c.User != nil {
+		src.Domain = c.User.Workstation
+	}
 	if c.Responded {
 		ev.Event.End = rfc3339(c.ResponseTime)
 	}

@@ -42,7 +42,7 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	w := NewWorker(cfg.Options, directRecorder{det}, nil)
 	var res ReplayResult
 	for _, name := range files {
-		if err := replayFile(ctx, w, name); err != nil {
+		if err := replayFile(ctx, w, name, cfg.Progress); err != nil {
 			res.Errors = append(res.Errors, err)
 			if errors.Is(err, context.Canceled) {
 				break
@@ -58,19 +58,31 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	return res
 }
 
-func replayFile(ctx context.Context, w *Worker, name string) error {
+func replayFile(ctx context.Context, w *Worker, name string, progress func(string, int64, int64)) error {
 	src, err := OpenFile(name)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
 	w.SetFile(filepath.Base(name))
+	var size int64
+	if fi, err := src.f.Stat(); err == nil {
+		size = fi.Size()
+	}
 	for i := 0; ; i++ {
-		if i&0xfff == 0 && ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", name, ctx.Err())
+		if i&0xffff == 0 {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: %w", name, ctx.Err())
+			}
+			if progress != nil {
+				progress(name, src.Consumed(), size)
+			}
 		}
 		data, ci, link, err := src.ReadPacket()
 		if err == io.EOF {
+			if progress != nil {
+				progress(name, size, size)
+			}
 			return nil
 		}
 		if err != nil {

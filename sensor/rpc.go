@@ -164,6 +164,9 @@ func (r *rpcChannel) bindAck(b []byte) {
 		r.contexts[e.ID] = pc
 		name := iface.String()
 		if name == "" {
+			name = dissect.InterfaceName(e.AbstractUUID)
+		}
+		if name == "" {
 			name = e.AbstractUUID
 		}
 		r.c.w.stats.Binds[name]++

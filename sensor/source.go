@@ -120,6 +120,15 @@ func OpenFile(name string) (*FileSource, error) {
 	return s, nil
 }
 
+// Consumed returns how many bytes of the file have been read so far
+// (compressed bytes for a gzip'd file), for progress reports.
+func (s *FileSource) Consumed() int64 {
+	if pos, err := s.f.Seek(0, io.SeekCurrent); err == nil {
+		return pos
+	}
+	return 0
+}
+
 // Name returns the file name.
 func (s *FileSource) Name() string { return s.name }
 

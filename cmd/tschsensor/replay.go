@@ -8,7 +8,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tschsensor/tschsensor/sensor"
 )
@@ -51,7 +54,11 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		sinks = append(sinks, natsSink)
 	}
 	out := sensor.NewOutput(sinks...)
-	res := sensor.Replay(ctx, sensor.ReplayConfig{Options: opts, Detect: dopts, Output: out}, fs.Args())
+	cfg := sensor.ReplayConfig{Options: opts, Detect: dopts, Output: out}
+	if !cf.quiet && isTerminal(stderr) {
+		cfg.Progress = progressBar(stderr)
+	}
+	res := sensor.Replay(ctx, cfg, fs.Args())
 	closeCtx, cancel := context.WithTimeout(context.Background(), nf.AckTimeout)
 	defer cancel()
 	if err := out.Close(closeCtx); err != nil {
@@ -77,4 +84,32 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		rc = 1
 	}
 	return rc
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws one updating line per file on a terminal.
+func progressBar(w io.Writer) func(file string, done, total int64) {
+	start := time.Now()
+	return func(file string, done, total int64) {
+		pct := 100.0
+		if total > 0 {
+			pct = 100 * float64(done) / float64(total)
+		}
+		const width = 30
+		n := int(pct / 100 * width)
+		mbs := float64(done) / 1e6 / max(time.Since(start).Seconds(), 1e-3)
+		fmt.Fprintf(w, "\r%-40.40s [%-30s] %5.1f%% %7.1f MB/s", filepath.Base(file), strings.Repeat("=", min(n, width)), pct, mbs)
+		if done >= total {
+			fmt.Fprintln(w)
+		}
+	}
 }
