@@ -15,6 +15,9 @@ loops=${1:-20}
 shared=${SHARED:-../shared/pcaps}
 rates=${RATES:-"100 500 1000 top"}
 workers_list=${WORKERS:-"1 2"}
+# Ring sizes per socket: the default 64 MiB, and a small one to show where
+# drops start when the ring cannot absorb a burst.
+rings=${RINGS:-"64 4"}
 
 [ "$(id -u)" = 0 ] || { echo "live-bench: needs root (network namespace, AF_PACKET)" >&2; exit 1; }
 for t in ip tcpreplay mergecap capinfos go; do
@@ -47,12 +50,19 @@ ip -n "$ns" link set rx0 up
 echo "capture: $(echo $caps | xargs -n1 basename | tr '\n' ' ')= $pkts packets, $bytes bytes, looped $loops times"
 echo "host: $(nproc) CPUs, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo
-echo "| workers | tcpreplay rate | achieved Mbit/s | sent pkts | kernel pkts | kernel drops | drop % | freezes | captured pkts/s | TSCH calls |"
+# Decoding alone, one worker, no capture: the cost per byte for sizing.
+set --
+for i in $(seq "$loops"); do set -- "$@" "$work/bench.pcap"; done
+"$work/tschsensor" replay --observer bench "$@" 2>"$work/replay.err" >/dev/null || true
+echo "replay (decode only, 1 worker): $(head -n 1 "$work/replay.err" | sed 's/^tschsensor: //')"
+echo
+echo "| ring MiB | workers | tcpreplay rate | achieved Mbit/s | sent pkts | kernel pkts | kernel drops | drop % | freezes | captured pkts/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+for ring in $rings; do
 for w in $workers_list; do
 	for r in $rates; do
 		ip netns exec "$ns" "$work/tschsensor" run -i rx0 --workers "$w" --stats-interval 1h --no-stdout \
-			--observer bench >/dev/null 2>"$work/sensor.err" &
+			--block-size 1048576 --block-count "$ring" --observer bench >/dev/null 2>"$work/sensor.err" &
 		spid=$!
 		# Wait for the sockets to be open.
 		i=0
@@ -69,11 +79,11 @@ for w in $workers_list; do
 		kp=$(awk '/kernel:/{print $2}' "$work/sensor.err")
 		kd=$(awk '/kernel:/{print $4}' "$work/sensor.err")
 		kf=$(awk '/kernel:/{for(i=1;i<=NF;i++) if($i=="ring") print $(i-1)}' "$work/sensor.err")
-		calls=$(awk '/MS-TSCH calls/{print $3}' "$work/sensor.err" | tr -d ,)
-		awk -v w="$w" -v l="$label" -v m="$mbps" -v s="$sent" -v kp="$kp" -v kd="$kd" -v kf="$kf" -v t="$secs" -v c="$calls" 'BEGIN{
+		awk -v ring="$ring" -v w="$w" -v l="$label" -v m="$mbps" -v s="$sent" -v kp="$kp" -v kd="$kd" -v kf="$kf" -v t="$secs" 'BEGIN{
 			d = (kp > 0) ? 100 * kd / kp : 0
 			pps = (t > 0) ? (kp - kd) / t : 0
-			printf "| %s | %s | %.0f | %d | %d | %d | %.2f | %d | %.0f | %s |\n", w, l, m, s, kp, kd, d, kf, pps, c
+			printf "| %s | %s | %s | %.0f | %d | %d | %d | %.2f | %d | %.0f |\n", ring, w, l, m, s, kp, kd, d, kf, pps
 		}'
 	done
+done
 done

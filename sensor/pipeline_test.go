@@ -242,6 +242,10 @@ func plSeedConversations(f *testing.F, name string, port uint16) {
 	}
 }
 
+// plFuzzMaxInput bounds one FuzzWorker input (the seeds' first messages:
+// negotiate, session setup, tree connect, create, bind fit in it).
+const plFuzzMaxInput = 4096
+
 // FuzzWorker feeds arbitrary conversations to a worker as Ethernet/IPv4/TCP
 // frames to port 445 and 135, cut into segments of 1 to 64 bytes (or
 // whole): the worker must neither panic nor lose count of packets.
@@ -251,6 +255,12 @@ func FuzzWorker(f *testing.F) {
 	plSeedConversations(f, "B_scapy__dcerpc_privacy_ntlm.pcapng", 135)
 	f.Add([]byte("\x00\x08\x00\x00\x00\x04\xfeSMB"), uint8(1))
 	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
+		// Bound the work per input: under -fuzz every packet runs through
+		// instrumented reassembly, and 1-byte segments of a long input
+		// would cost seconds per execution.
+		if len(in) > plFuzzMaxInput {
+			in = in[:plFuzzMaxInput]
+		}
 		dirs, data := plConversation(in)
 		for _, port := range []uint16{445, 135} {
 			rec := &plRecorder{}

@@ -117,7 +117,7 @@ func TestSMB1AtJob(t *testing.T) {
 func TestSMB1Samrdump(t *testing.T) {
 	rec, st := replayWorker(t, sharedPcap(t, "B_elcabezzonn__samrdump.pcap"))
 	noAnomalies(t, st)
-	if st.Binds[uuidSAMR] != 1 || st.RPCPDUs != 54 {
+	if st.Binds["samr"] != 1 || st.RPCPDUs != 54 {
 		t.Fatalf("binds %v, %d PDUs, want 1 samr bind and 54 PDUs", st.Binds, st.RPCPDUs)
 	}
 	if len(rec.calls) != 0 || len(rec.files) != 0 {
@@ -131,7 +131,7 @@ func TestSMB1Samrdump(t *testing.T) {
 func TestSMB1Smbexec(t *testing.T) {
 	rec, st := replayWorker(t, sharedPcap(t, "B_hangchuanin__smbexec.pcapng"))
 	noAnomalies(t, st)
-	if st.Binds[uuidSVCCTL] != 1 || st.RPCPDUs != 20 {
+	if st.Binds["svcctl"] != 1 || st.RPCPDUs != 20 {
 		t.Fatalf("binds %v, %d PDUs", st.Binds, st.RPCPDUs)
 	}
 	var ops []string
@@ -156,7 +156,7 @@ func TestSMB1RawNTLMSSP(t *testing.T) {
 	path := sharedPcap(t, "B_zeek__raw_ntlm_in_smb.pcap")
 	_, st := replayWorker(t, path)
 	noAnomalies(t, st)
-	if st.Binds[uuidSRVSVC] != 1 || st.Binds[uuidLSARPC] != 1 || st.SMBSessions != 1 {
+	if st.Binds["srvsvc"] != 1 || st.Binds["lsarpc"] != 1 || st.SMBSessions != 1 {
 		t.Fatalf("binds %v sessions %d", st.Binds, st.SMBSessions)
 	}
 
@@ -195,7 +195,7 @@ func TestSMB1Filestore(t *testing.T) {
 		t.Fatalf("Tasks\\desktop.ini reads %d, PSEXESVC.EXE written %d", tasksReads, psexesvc)
 	}
 	// Binds on the srvsvc, wkssvc, svcctl and winreg pipes.
-	if st.Binds[uuidSRVSVC] == 0 || st.Binds[uuidSVCCTL] == 0 || st.Binds["338cd001-2244-31f1-aaaa-900038001003"] == 0 {
+	if st.Binds["srvsvc"] == 0 || st.Binds["svcctl"] == 0 || st.Binds["winreg"] == 0 {
 		t.Fatalf("binds %v", st.Binds)
 	}
 	for k := range st.Anomalies {
@@ -339,7 +339,7 @@ func TestSMB1TransactionSecondary(t *testing.T) {
 	}
 	_, st := feedSMB(t, path, split)
 	noAnomalies(t, st)
-	if st.Binds[uuidSRVSVC] != 1 || st.Binds[uuidLSARPC] != 1 {
+	if st.Binds["srvsvc"] != 1 || st.Binds["lsarpc"] != 1 {
 		t.Fatalf("binds %v", st.Binds)
 	}
 
@@ -355,7 +355,7 @@ func TestSMB1TransactionSecondary(t *testing.T) {
 		return msgs
 	}
 	_, st = feedSMB(t, path, bad)
-	if st.Anomalies["smb1_transaction_out_of_order"] != 1 || st.Binds[uuidSRVSVC] != 0 {
+	if st.Anomalies["smb1_transaction_out_of_order"] != 1 || st.Binds["srvsvc"] != 0 {
 		t.Fatalf("anomalies %v binds %v", st.Anomalies, st.Binds)
 	}
 }
