@@ -19,15 +19,6 @@ import (
 // sharedPcaps is the read-only capture corpus beside the repository.
 const sharedPcaps = "../../shared/pcaps"
 
-// UUIDs of the non-MS-TSCH interfaces these captures bind (binds are
-// counted under the UUID).
-const (
-	uuidSAMR   = "12345778-1234-abcd-ef00-0123456789ac"
-	uuidLSARPC = "12345778-1234-abcd-ef00-0123456789ab"
-	uuidSRVSVC = "4b324fc8-1670-01d3-1278-5a47bf6ee188"
-	uuidSVCCTL = "367abb81-9844-35f1-ad32-98f038001003"
-)
-
 func sharedPcap(t *testing.T, name string) string {
 	t.Helper()
 	p := filepath.Join(sharedPcaps, name)

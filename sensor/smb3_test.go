@@ -171,16 +171,6 @@ func (f *smb3Facts) checkFileOps(t *testing.T, rec *smb3Recorder) {
 	}
 }
 
-func smb3Anomalies(st *Stats, prefix string) map[string]uint64 {
-	out := map[string]uint64{}
-	for k, v := range st.Anomalies {
-		if strings.HasPrefix(k, prefix) {
-			out[k] = v
-		}
-	}
-	return out
-}
-
 // TestSMB3Decrypt: with the account's password (or NT hash) every transform
 // message of every dialect/cipher opens and the file copy is reported exactly
 // as in the signed-only session; without credentials nothing opens and

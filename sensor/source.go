@@ -213,7 +213,7 @@ func pcapngCut(name string) (int64, bool) {
 	var off int64
 	var order binary.ByteOrder = binary.LittleEndian
 	for {
-		hdr, err := rd.Peek(12)
+		hdr, _ := rd.Peek(12)
 		if len(hdr) == 0 {
 			return 0, false
 		}
