@@ -43,7 +43,7 @@ pkts=$(capinfos -T -c -M "$work/bench.pcap" | awk -F'\t' 'NR==2{print $2}')
 bytes=$(capinfos -T -d -M "$work/bench.pcap" | awk -F'\t' 'NR==2{print $2}')
 
 ip netns add "$ns"
-ip -n "$ns" link add name tx0 mtu 9000 type veth peer name rx0 mtu 9000
+ip -n "$ns" link add name tx0 mtu 65000 type veth peer name rx0 mtu 65000
 ip -n "$ns" link set tx0 up
 ip -n "$ns" link set rx0 up
 
@@ -56,8 +56,9 @@ for i in $(seq "$loops"); do set -- "$@" "$work/bench.pcap"; done
 "$work/tschsensor" replay --observer bench "$@" 2>"$work/replay.err" >/dev/null || true
 echo "replay (decode only, 1 worker): $(head -n 1 "$work/replay.err" | sed 's/^tschsensor: //')"
 echo
-echo "| ring MiB | workers | tcpreplay rate | achieved Mbit/s | sent pkts | kernel pkts | kernel drops | drop % | freezes | captured pkts/s |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+hz=$(getconf CLK_TCK)
+echo "| ring MiB | workers | tcpreplay rate | achieved Mbit/s | sent pkts | kernel pkts | decoded pkts | kernel drops | drop % | freezes | captured pkts/s | sensor CPU s | CPU s per Gbit |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for ring in $rings; do
 for w in $workers_list; do
 	for r in $rates; do
@@ -72,17 +73,25 @@ for w in $workers_list; do
 		done
 		if [ "$r" = top ]; then rate="--topspeed"; label="topspeed"; else rate="--mbps $r"; label="$r Mbit/s"; fi
 		ip netns exec "$ns" tcpreplay -K --loop "$loops" $rate -i tx0 "$work/bench.pcap" >"$work/replay.out" 2>&1
+		# CPU the sensor used (user + system, clock ticks): decoding cost
+		# per bit, for sizing. The kernel's share (copying into the ring)
+		# runs in the sender's softirq here and is not included.
+		ticks=$(awk '{print $14 + $15}' /proc/"$spid"/stat)
 		kill -TERM "$spid"; wait "$spid" || true; spid=""
 		sent=$(awk '/^Actual:/{print $2}' "$work/replay.out")
 		secs=$(awk '/^Actual:/{for(i=1;i<=NF;i++) if($i=="in") print $(i+1)}' "$work/replay.out")
 		mbps=$(awk '/^Rated:/{for(i=1;i<=NF;i++) if($i ~ /^Mbps/) print $(i-1)}' "$work/replay.out")
 		kp=$(awk '/kernel:/{print $2}' "$work/sensor.err")
 		kd=$(awk '/kernel:/{print $4}' "$work/sensor.err")
+		dec=$(awk '/^tschsensor: [0-9]+ packets/{print $2}' "$work/sensor.err")
 		kf=$(awk '/kernel:/{for(i=1;i<=NF;i++) if($i=="ring") print $(i-1)}' "$work/sensor.err")
-		awk -v ring="$ring" -v w="$w" -v l="$label" -v m="$mbps" -v s="$sent" -v kp="$kp" -v kd="$kd" -v kf="$kf" -v t="$secs" 'BEGIN{
+		awk -v ring="$ring" -v w="$w" -v l="$label" -v m="$mbps" -v s="$sent" -v kp="$kp" -v dec="$dec" -v kd="$kd" -v kf="$kf" -v t="$secs" \
+			-v cpu="$ticks" -v hz="$hz" -v bytes="$bytes" -v loops="$loops" 'BEGIN{
 			d = (kp > 0) ? 100 * kd / kp : 0
 			pps = (t > 0) ? (kp - kd) / t : 0
-			printf "| %s | %s | %s | %.0f | %d | %d | %d | %.2f | %d | %.0f |\n", ring, w, l, m, s, kp, kd, d, kf, pps
+			c = cpu / hz
+			gbit = bytes * loops * 8 / 1e9
+			printf "| %s | %s | %s | %.0f | %d | %d | %d | %d | %.2f | %d | %.0f | %.2f | %.2f |\n", ring, w, l, m, s, kp, dec, kd, d, kf, pps, c, c / gbit
 		}'
 	done
 done

@@ -34,7 +34,7 @@ func testNetns(t *testing.T) string {
 	}
 	run("netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	run("-n", ns, "link", "add", "name", "tx0", "mtu", "9000", "type", "veth", "peer", "name", "rx0", "mtu", "9000")
+	run("-n", ns, "link", "add", "name", "tx0", "mtu", "65000", "type", "veth", "peer", "name", "rx0", "mtu", "65000")
 	run("-n", ns, "link", "set", "tx0", "up")
 	run("-n", ns, "link", "set", "rx0", "up")
 	return ns

@@ -29,6 +29,9 @@ const (
 	// liveBatch is how many packets a worker takes from one socket before
 	// it looks at the next socket and its stop flag.
 	liveBatch = 256
+	// drainMax bounds how long a stopping worker keeps decoding what is
+	// left in its ring.
+	drainMax = 5 * time.Second
 	// snapshotEvery is how often a worker publishes its counters.
 	snapshotEvery = time.Second
 )
@@ -365,9 +368,6 @@ func (l *Live) capture(lw *liveWorker) error {
 			// packets before a stop are as likely as any to matter.
 			drainUntil = time.Now().Add(2*l.blockTimeout() + l.cfg.PollTimeout/10)
 		}
-		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
-			return nil
-		}
 		n := 0
 		for _, s := range lw.socks {
 			link := s.LinkType()
@@ -378,6 +378,14 @@ func (l *Live) capture(lw *liveWorker) error {
 				}
 				lw.w.Packet(data, ci, link)
 				n++
+			}
+		}
+		if !drainUntil.IsZero() {
+			// Stop once the ring is empty after the last block was
+			// handed over, or at the latest drainMax later while traffic
+			// keeps coming.
+			if now := time.Now(); now.After(drainUntil) && n == 0 || now.After(drainUntil.Add(drainMax)) {
+				return nil
 			}
 		}
 		if n == 0 {

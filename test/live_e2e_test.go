@@ -98,7 +98,7 @@ func TestLiveCaptureMatchesReplay(t *testing.T) {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	// A large MTU: captures taken with segmentation offload hold frames
 	// longer than 1514 bytes.
-	ip("-n", ns, "link", "add", "name", "tx0", "mtu", "9000", "type", "veth", "peer", "name", "rx0", "mtu", "9000")
+	ip("-n", ns, "link", "add", "name", "tx0", "mtu", "65000", "type", "veth", "peer", "name", "rx0", "mtu", "65000")
 	ip("-n", ns, "link", "set", "tx0", "up")
 	ip("-n", ns, "link", "set", "rx0", "up")
 

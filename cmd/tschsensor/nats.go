@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tschsensor/tschsensor/sensor/natsout"
 	"io"
 	"log/slog"
 	"os"
@@ -13,8 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/tschsensor/tschsensor/sensor"
 )
 
 // natsEnvPrefix names the environment variables that stand in for unset
@@ -35,7 +34,7 @@ func envName(flagName string) string {
 // registration, so a flag on the command line always wins.
 type natsFlags struct {
 	fs *flag.FlagSet
-	o  *sensor.NATSOptions
+	o  *natsout.NATSOptions
 }
 
 func (nf natsFlags) add(v flag.Value, name, usage string) {
@@ -140,7 +139,7 @@ func (v noCreateValue) IsBoolFlag() bool { return true }
 
 // urlsValue is --nats: a comma-separated server list, or embedded[:ADDR]
 // for the in-process server.
-type urlsValue struct{ o *sensor.NATSOptions }
+type urlsValue struct{ o *natsout.NATSOptions }
 
 func (v urlsValue) String() string {
 	if v.o == nil {
@@ -190,9 +189,9 @@ func (v urlsValue) Set(s string) error {
 // options they fill. NATS output is wanted when, after parsing, the
 // options have URLs or Embedded set. Call Validate after fs.Parse; it also
 // reports a malformed environment variable.
-func addNATSFlags(fs *flag.FlagSet) *sensor.NATSOptions {
-	o := new(sensor.NATSOptions)
-	*o = sensor.DefaultNATSOptions()
+func addNATSFlags(fs *flag.FlagSet) *natsout.NATSOptions {
+	o := new(natsout.NATSOptions)
+	*o = natsout.DefaultNATSOptions()
 	nf := natsFlags{fs: fs, o: o}
 	nf.add(urlsValue{o}, "nats", "NATS servers `URL[,URL]` (nats://, tls://), or embedded[:ADDR] to run a JetStream server in-process")
 	nf.add(stringValue{&o.CredsFile}, "nats-creds", "NATS credentials `file` (JWT + seed)")
@@ -242,11 +241,11 @@ func runTail(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if len(o.URLs) == 0 && !o.Embedded {
-		o.URLs = []string{"nats://" + sensor.DefaultEmbeddedAddr}
+		o.URLs = []string{"nats://" + natsout.DefaultEmbeddedAddr}
 	}
-	t := sensor.TailOptions{Subject: *subject, Count: *count}
+	t := natsout.TailOptions{Subject: *subject, Count: *count}
 	var err error
-	if t.Since, t.All, err = sensor.ParseSince(*since, time.Now()); err != nil {
+	if t.Since, t.All, err = natsout.ParseSince(*since, time.Now()); err != nil {
 		fmt.Fprintf(stderr, "tschsensor tail: %v\n", err)
 		return 2
 	}
@@ -257,7 +256,7 @@ func runTail(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := sensor.Tail(ctx, *o, t, stdout, log); err != nil {
+	if err := natsout.Tail(ctx, *o, t, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "tschsensor tail: %v\n", err)
 		return 1
 	}

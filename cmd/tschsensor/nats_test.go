@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/tschsensor/tschsensor/sensor/natsout"
 	"io"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ import (
 	"github.com/tschsensor/tschsensor/sensor"
 )
 
-func parseNATSFlags(t *testing.T, args ...string) (*sensor.NATSOptions, *bytes.Buffer) {
+func parseNATSFlags(t *testing.T, args ...string) (*natsout.NATSOptions, *bytes.Buffer) {
 	t.Helper()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	var help bytes.Buffer
@@ -46,7 +47,7 @@ func TestNATSFlagsEnv(t *testing.T) {
 	if o.SpoolDir != "/var/spool/x" || o.SubjectPrefix != "ids.tsch" || o.CreateStream {
 		t.Fatalf("options %+v", o)
 	}
-	if o.DuplicateWindow != sensor.DefaultDuplicateWindow || o.MaxInFlight != sensor.DefaultMaxInFlight {
+	if o.DuplicateWindow != natsout.DefaultDuplicateWindow || o.MaxInFlight != natsout.DefaultMaxInFlight {
 		t.Fatalf("defaults lost: %+v", o)
 	}
 	if strings.Contains(help.String(), "hunter2") {
@@ -83,9 +84,9 @@ func TestRunTail(t *testing.T) {
 	}
 	defer srv.Shutdown()
 
-	o := sensor.DefaultNATSOptions()
+	o := natsout.DefaultNATSOptions()
 	o.URLs, o.SensorID, o.SpoolDir = []string{srv.ClientURL()}, "tail-test", filepath.Join(t.TempDir(), "spool")
-	s, err := sensor.NewNATSSink(context.Background(), o, nil)
+	s, err := natsout.NewNATSSink(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

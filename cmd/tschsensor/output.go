@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/tschsensor/tschsensor/sensor/natsout"
 	"io"
 	"log/slog"
 
@@ -9,7 +10,7 @@ import (
 )
 
 // openNATS connects the NATS sink when --nats (or its variable) is set.
-func openNATS(ctx context.Context, o *sensor.NATSOptions, observer string, stderr io.Writer) (sensor.Sink, error) {
+func openNATS(ctx context.Context, o *natsout.NATSOptions, observer string, stderr io.Writer) (sensor.Sink, error) {
 	if len(o.URLs) == 0 && !o.Embedded {
 		return nil, nil
 	}
@@ -20,7 +21,7 @@ func openNATS(ctx context.Context, o *sensor.NATSOptions, observer string, stder
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := sensor.NewNATSSink(ctx, *o, log)
+	s, err := natsout.NewNATSSink(ctx, *o, log)
 	if err != nil {
 		return nil, err
 	}

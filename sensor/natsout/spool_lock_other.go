@@ -1,6 +1,6 @@
 //go:build !unix
 
-package sensor
+package natsout
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package sensor
+package natsout
 
 import (
 	"encoding/binary"
