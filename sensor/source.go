@@ -28,7 +28,7 @@ type FileSource struct {
 	name   string
 	f      *os.File
 	cr     *countingReader
-	pcap   *pcapgo.Reader
+	pcap   *pcapReader
 	ng     *pcapgo.NgReader
 	link   layers.LinkType
 	ngLink []layers.LinkType
@@ -103,19 +103,13 @@ func OpenFile(name string) (*FileSource, error) {
 		s.ng = ng
 		s.link = ng.LinkType()
 	default:
-		p, err := pcapgo.NewReader(s.cr)
+		p, err := newPcapReader(s.cr)
 		if err != nil {
 			f.Close()
 			return nil, &FormatError{File: name, Offset: 0, Err: fmt.Errorf("not a pcap or pcapng file: %w", err)}
 		}
-		// Some writers store frames longer than the header's snap length
-		// (Zeek's smb2_krb.pcap); accept them up to a bound, as Wireshark does.
-		if p.Snaplen() < maxCaptureLength {
-			p.SetSnaplen(maxCaptureLength)
-		}
 		s.pcap = p
-		s.link = p.LinkType()
-		s.off = 24
+		s.link = p.link
 	}
 	return s, nil
 }
@@ -135,11 +129,13 @@ func (s *FileSource) Name() string { return s.name }
 // ReadPacket returns the next packet; io.EOF at a clean end.
 func (s *FileSource) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {
 	if s.pcap != nil {
-		data, ci, err := s.pcap.ZeroCopyReadPacketData()
+		data, ci, off, err := s.pcap.next()
 		if err != nil {
-			return nil, ci, 0, s.wrap(err)
+			if err == io.EOF {
+				return nil, ci, 0, io.EOF
+			}
+			return nil, ci, 0, &FormatError{File: s.name, Offset: off, Err: err}
 		}
-		s.off += 16 + int64(ci.CaptureLength)
 		return data, ci, s.link, nil
 	}
 	data, ci, err := s.ng.ZeroCopyReadPacketData()
@@ -188,8 +184,13 @@ func (s *FileSource) wrap(err error) error {
 	return &FormatError{File: s.name, Offset: off, Err: err}
 }
 
-// Close closes the file.
-func (s *FileSource) Close() error { return s.f.Close() }
+// Close stops the block reader and closes the file.
+func (s *FileSource) Close() error {
+	if s.pcap != nil {
+		s.pcap.br.close()
+	}
+	return s.f.Close()
+}
 
 // pcapngCut walks a pcapng file's block lengths and reports where its last
 // block starts when that block runs past the end of the file. It reads the
