@@ -28,21 +28,20 @@ type pcapBlock struct {
 }
 
 type blockReader struct {
-	free    chan []byte
-	full    chan pcapBlock
-	done    chan struct{}
-	cur     []byte
-	off     int
-	pos     int64 // stream offset of cur[0]
-	err     error // why the stream ended, once the blocks are used up
-	retired [][]byte
-	carry   []byte
+	free  chan []byte
+	full  chan pcapBlock
+	done  chan struct{}
+	cur   []byte
+	off   int
+	pos   int64 // stream offset of cur[0]
+	err   error // why the stream ended, once the blocks are used up
+	carry []byte
 }
 
-func newBlockReader(r io.Reader) *blockReader {
-	b := &blockReader{free: make(chan []byte, pcapBlockCount), full: make(chan pcapBlock, pcapBlockCount), done: make(chan struct{})}
-	for i := 0; i < pcapBlockCount; i++ {
-		b.free <- make([]byte, pcapBlockSize)
+func newBlockReader(r io.Reader, size, count int) *blockReader {
+	b := &blockReader{free: make(chan []byte, count), full: make(chan pcapBlock, count), done: make(chan struct{})}
+	for i := 0; i < count; i++ {
+		b.free <- make([]byte, size)
 	}
 	go b.fill(r)
 	return b
@@ -72,14 +71,6 @@ func (b *blockReader) fill(r io.Reader) {
 	}
 }
 
-// release hands back the blocks whose bytes the caller no longer holds.
-func (b *blockReader) release() {
-	for _, r := range b.retired {
-		b.free <- r[:cap(r)]
-	}
-	b.retired = b.retired[:0]
-}
-
 // tell is the stream offset of the next byte.
 func (b *blockReader) tell() int64 { return b.pos + int64(b.off) }
 
@@ -87,7 +78,9 @@ func (b *blockReader) tell() int64 { return b.pos + int64(b.off) }
 // the end of the stream (b.err then says why).
 func (b *blockReader) nextBlock() bool {
 	if b.cur != nil {
-		b.retired = append(b.retired, b.cur)
+		// Nothing points into the block any more: slices handed out are
+		// valid only until the next call, and straddling bytes were copied.
+		b.free <- b.cur[:cap(b.cur)]
 		b.pos += int64(len(b.cur))
 		b.cur, b.off = nil, 0
 	}
@@ -156,8 +149,8 @@ type pcapReader struct {
 
 var errNotPcap = errors.New("not a pcap file")
 
-func newPcapReader(r io.Reader) (*pcapReader, error) {
-	p := &pcapReader{br: newBlockReader(r)}
+func newPcapReader(r io.Reader, blockSize int) (*pcapReader, error) {
+	p := &pcapReader{br: newBlockReader(r, blockSize, pcapBlockCount)}
 	hdr, err := p.br.next(24)
 	if err != nil {
 		p.br.close()
@@ -184,7 +177,6 @@ func newPcapReader(r io.Reader) (*pcapReader, error) {
 // offset where the record starts.
 func (p *pcapReader) next() ([]byte, gopacket.CaptureInfo, int64, error) {
 	var ci gopacket.CaptureInfo
-	p.br.release()
 	start := p.br.tell()
 	h, err := p.br.next(16)
 	if err != nil {

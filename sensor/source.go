@@ -103,7 +103,7 @@ func OpenFile(name string) (*FileSource, error) {
 		s.ng = ng
 		s.link = ng.LinkType()
 	default:
-		p, err := newPcapReader(s.cr)
+		p, err := newPcapReader(s.cr, pcapBlockSize)
 		if err != nil {
 			f.Close()
 			return nil, &FormatError{File: name, Offset: 0, Err: fmt.Errorf("not a pcap or pcapng file: %w", err)}

@@ -182,8 +182,10 @@ func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 }
 
 func (w *Worker) reassembleIPv4(ts time.Time) bool {
+	// The defragmenter keeps fragments until the datagram is whole, and the
+	// packet's bytes belong to the source: decode a copy.
 	var ip layers.IPv4
-	if err := ip.DecodeFromBytes(w.f.ip, gopacket.NilDecodeFeedback); err != nil {
+	if err := ip.DecodeFromBytes(append([]byte(nil), w.f.ip...), gopacket.NilDecodeFeedback); err != nil {
 		w.stats.anomaly("malformed_ipv4_fragment")
 		return false
 	}
