@@ -317,7 +317,7 @@ func waitRings(socks []ringSource, timeout time.Duration) error {
 		as = append(as, s.(*AFPacket))
 	}
 	var fdArr [8]unix.PollFd
-	fds := fdArr[:0]
+	var fds []unix.PollFd
 	if len(as) > len(fdArr) {
 		fds = make([]unix.PollFd, len(as))
 	} else {

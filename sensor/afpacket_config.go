@@ -32,8 +32,12 @@ const (
 	DefaultPollTimeout = 100 * time.Millisecond
 )
 
-// tpacketAlignment is TPACKET_ALIGNMENT: frames start on 16 bytes.
-const tpacketAlignment = 16
+// tpacketAlignment is TPACKET_ALIGNMENT: frames start on 16 bytes;
+// minFrameSize leaves room for the 48-byte tpacket3_hdr and some data.
+const (
+	tpacketAlignment = 16
+	minFrameSize     = 64
+)
 
 // AFPacketConfig configures one capture socket.
 type AFPacketConfig struct {
@@ -83,8 +87,8 @@ func (c *AFPacketConfig) validate() error {
 	switch {
 	case c.BlockSize%page != 0:
 		return fmt.Errorf("block size %d is not a multiple of the page size %d", c.BlockSize, page)
-	case c.FrameSize < pktHdrLen+16 || c.FrameSize%tpacketAlignment != 0:
-		return fmt.Errorf("frame size %d must be a multiple of %d and at least %d", c.FrameSize, tpacketAlignment, pktHdrLen+16)
+	case c.FrameSize < minFrameSize || c.FrameSize%tpacketAlignment != 0:
+		return fmt.Errorf("frame size %d must be a multiple of %d and at least %d", c.FrameSize, tpacketAlignment, minFrameSize)
 	case c.FrameSize > c.BlockSize:
 		return fmt.Errorf("frame size %d exceeds block size %d", c.FrameSize, c.BlockSize)
 	case uint64(c.BlockSize)*uint64(c.NumBlocks) > 1<<34:
