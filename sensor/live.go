@@ -397,7 +397,7 @@ func (l *Live) capture(lw *liveWorker) error {
 				return err
 			}
 			if l.now != nil {
-				idleTick(lw.w, l.now())
+				lw.w.Tick(l.now())
 			}
 		}
 		if now := time.Now(); now.After(next) {
@@ -412,15 +412,6 @@ func (l *Live) blockTimeout() time.Duration {
 		return l.cfg.Capture.BlockTimeout
 	}
 	return DefaultBlockTimeout
-}
-
-// idleTick lets wall time end idle connections on a quiet worker: without
-// packets the worker's capture clock stands still.
-func idleTick(w *Worker, now time.Time) {
-	if !w.now.IsZero() && now.After(w.now) {
-		w.now = now
-		w.maybeFlush()
-	}
 }
 
 // publish copies the worker's counters for readers on other goroutines.

@@ -215,6 +215,16 @@ func (w *Worker) maybeFlush() {
 	w.defrag.DiscardOlderThan(w.now.Add(-30 * time.Second))
 }
 
+// Tick moves a quiet worker's clock to now so that idle connections end:
+// without packets the capture clock stands still. Live capture calls it when
+// the ring has been empty for a while; replay never does.
+func (w *Worker) Tick(now time.Time) {
+	if !w.now.IsZero() && now.After(w.now) {
+		w.now = now
+		w.maybeFlush()
+	}
+}
+
 // Flush ends every connection: calls still waiting for a response are
 // reported with outcome unknown.
 func (w *Worker) Flush() {
