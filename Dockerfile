@@ -2,13 +2,15 @@
 #
 #   docker build -t tschsensor .
 #   docker run --rm -v "$PWD/pcaps:/pcaps:ro" tschsensor replay /pcaps/impacket-atexec-smb2.pcap
-#   docker run --rm --network host --cap-add NET_RAW --cap-add NET_ADMIN tschsensor run -i eth0
+#   docker run --rm --network host --user 0 --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN \
+#       tschsensor run -i eth0
 #
-# Live capture needs the host's network namespace and CAP_NET_RAW (plus
-# CAP_NET_ADMIN for promiscuous mode on some kernels); the user stays
-# unprivileged: the capabilities come from the runtime's --cap-add, which
-# a non-root user only holds if they are ambient. Without them, run it as
-# `--user 0` or use the systemd unit in deploy/.
+# Replay runs as the unprivileged user 65532. Live capture needs the host's
+# network namespace and CAP_NET_RAW (CAP_NET_ADMIN for promiscuous mode); a
+# non-root user in a container only holds capabilities the runtime makes
+# ambient, so live capture runs as uid 0 with every other capability dropped.
+# Outside containers, deploy/tschsensor.service runs it as an unprivileged
+# user with ambient capabilities.
 
 FROM golang:1.26 AS build
 WORKDIR /src
