@@ -86,10 +86,22 @@ type Call struct {
 	Tsch        *dissect.TschInfo
 	DecodeError string
 
+	// Unresolved marks a call on a TCP channel whose bind was not captured
+	// and whose port the endpoint mapper had not (yet) named; Stubs then
+	// keeps what is needed to decode it once named.
+	Unresolved bool
+	Stubs      *RawStubs
+
 	PcapFile string
 	Frames   []uint64
 	// Seq orders records from one flow; it makes event ids unique.
 	Seq uint64
+}
+
+// RawStubs are a call's reassembled stubs, kept until its interface is known.
+type RawStubs struct {
+	Request, Response []byte
+	DRep              [4]byte
 }
 
 // FileOp is an SMB operation on a file of a disk share (not a pipe), the

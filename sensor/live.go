@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,15 @@ type ringSource interface {
 type liveRecord struct {
 	call *detect.Call
 	file *detect.FileOp
+	epm  *epmRecord
+}
+
+// epmRecord is an endpoint-mapper answer learnt by a worker.
+type epmRecord struct {
+	server netip.Addr
+	port   uint16
+	uuid   string
+	t      time.Time
 }
 
 // chanRecorder is a worker's Recorder: it queues records for the detector
@@ -110,6 +120,11 @@ type chanRecorder struct {
 
 func (r *chanRecorder) Call(c *detect.Call)   { r.send(liveRecord{call: c}) }
 func (r *chanRecorder) File(f *detect.FileOp) { r.send(liveRecord{file: f}) }
+
+// EPM queues an endpoint-mapper answer for the resolver before the detector.
+func (r *chanRecorder) EPM(server netip.Addr, port uint16, uuid string, t time.Time) {
+	r.send(liveRecord{epm: &epmRecord{server, port, uuid, t}})
+}
 
 func (r *chanRecorder) send(rec liveRecord) {
 	select {
@@ -163,6 +178,8 @@ type Live struct {
 	events    atomic.Uint64
 	alerts    atomic.Uint64
 	outDrops  atomic.Uint64
+	// resolved and unnamed are the resolver's counts, set when it ends.
+	resolved, unnamed atomic.Uint64
 	capturing atomic.Bool
 	start     time.Time
 	stopping  atomic.Bool
@@ -284,6 +301,10 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 	}
 	res.DroppedRecords = l.dropped.Load()
 	res.Stats.DroppedEvents += res.DroppedRecords + l.cfg.Output.Dropped
+	res.Stats.TschCalls += l.resolved.Load()
+	if n := l.unnamed.Load(); n > 0 {
+		res.Stats.Anomalies["dcerpc_call_unknown_context"] += n
+	}
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(l.start)
 	if len(errs) == len(l.workers) && ctx.Err() == nil {
@@ -304,19 +325,26 @@ func (l *Live) detect(det *detect.Detector) {
 		l.alerts.Store(out.Alerts)
 		l.outDrops.Store(out.Dropped)
 	}
+	res := NewResolver(directRecorder{det})
 	for {
 		select {
 		case r, ok := <-l.records:
 			if !ok {
+				res.Flush()
+				l.resolved.Store(res.Resolved)
+				l.unnamed.Store(res.Dropped)
 				det.Flush()
 				out.Emit(l.metricEvent())
 				sync()
 				return
 			}
-			if r.call != nil {
-				det.Call(r.call)
-			} else if r.file != nil {
-				det.File(r.file)
+			switch {
+			case r.call != nil:
+				res.Call(r.call)
+			case r.file != nil:
+				res.File(r.file)
+			case r.epm != nil:
+				res.EPM(r.epm.server, r.epm.port, r.epm.uuid, r.epm.t)
 			}
 			sync()
 		case <-tick.C:

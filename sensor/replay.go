@@ -39,7 +39,8 @@ type ReplayResult struct {
 func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult {
 	start := time.Now()
 	det := detect.New(cfg.Detect, cfg.Output.Emit)
-	w := NewWorker(cfg.Options, directRecorder{det}, nil)
+	res0 := NewResolver(directRecorder{det})
+	w := NewWorker(cfg.Options, res0, nil)
 	var res ReplayResult
 	for _, name := range files {
 		if err := replayFile(ctx, w, name, cfg.Progress); err != nil {
@@ -50,8 +51,13 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 		}
 	}
 	w.Flush()
+	res0.Flush()
 	det.Flush()
 	res.Stats = *w.Stats()
+	res.Stats.TschCalls += res0.Resolved
+	if res0.Dropped > 0 {
+		res.Stats.Anomalies["dcerpc_call_unknown_context"] += res0.Dropped
+	}
 	res.Stats.DroppedEvents += cfg.Output.Dropped
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(start)

@@ -59,6 +59,7 @@ type rpcCall struct {
 	req, resp  []byte
 	reqDone    bool
 	interested bool // stubs are kept (MS-TSCH or EPM)
+	unresolved bool // context unknown when the call began (TCP, no bind)
 }
 
 func newRPCChannel(c *conn, transport string, smb *detect.SMBContext) *rpcChannel {
@@ -364,7 +365,11 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 		iface = pc.iface
 	}
 	interested := interestingIface(iface)
-	if !interested && !(pc == nil && r.pipeIsAtsvc()) {
+	// A TCP channel caught without its bind may still be named by the
+	// endpoint mapper, whose answer another worker may not have learnt yet:
+	// keep the call and look again when it finishes.
+	unresolved := pc == nil && r.transport == detect.TransportTCP && len(r.contexts) == 0 && len(r.offered) == 0
+	if !interested && !unresolved && !(pc == nil && r.pipeIsAtsvc()) {
 		return nil // calls of other interfaces are only counted
 	}
 	if len(r.calls) >= r.c.w.opt.MaxCalls {
@@ -395,7 +400,7 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	} else if r.auth.seen {
 		call.HasAuth, call.AuthType, call.AuthLevel = true, r.auth.typ, r.auth.level
 	}
-	rc := &rpcCall{call: call, ctx: pc, drep: r.hdr.DRep, interested: interested}
+	rc := &rpcCall{call: call, ctx: pc, drep: r.hdr.DRep, interested: interested || unresolved, unresolved: unresolved}
 	r.calls[r.hdr.CallID] = rc
 	return rc
 }
@@ -449,6 +454,26 @@ func (r *rpcChannel) response(b []byte) {
 func (r *rpcChannel) finish(rc *rpcCall) {
 	call := rc.call
 	delete(r.calls, call.CallID)
+	if rc.unresolved {
+		pc := r.context(call.ContextID)
+		if pc == nil {
+			// Another worker may learn the port from the endpoint mapper
+			// later: the resolver in front of the detector decides.
+			if _, ok := r.c.w.rec.(EPMRecorder); ok && !call.Encrypted {
+				call.Unresolved = true
+				call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
+				r.c.w.rec.Call(call)
+				return
+			}
+			r.c.anomaly("dcerpc_call_unknown_context")
+			return
+		}
+		if !interestingIface(pc.iface) {
+			return
+		}
+		rc.ctx = pc
+		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
+	}
 	if call.User == nil {
 		call.User = r.auth.user
 		if call.User == nil && r.smbUser != nil {
@@ -466,10 +491,17 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	r.c.w.rec.Call(call)
 }
 
-// decode runs the MS-TSCH stub decoders; a guessed context tries NDR first,
-// then NDR64.
+// decode runs the MS-TSCH stub decoders on a finished call.
 func (r *rpcChannel) decode(rc *rpcCall) {
-	call := rc.call
+	if err := decodeCall(rc.call, rc.req, rc.resp, rc.drep); err != nil {
+		r.c.anomaly("tsch_stub_decode_error")
+	}
+}
+
+// decodeCall decodes a call's stubs into call.Tsch; a call whose transfer
+// syntax is unknown (context named by the endpoint mapper) tries NDR, then
+// NDR64.
+func decodeCall(call *detect.Call, req, resp []byte, drep [4]byte) error {
 	syntaxes := []dissect.Syntax{call.Syntax}
 	if call.Syntax == dissect.SyntaxUnknown {
 		syntaxes = []dissect.Syntax{dissect.SyntaxNDR, dissect.SyntaxNDR64}
@@ -478,24 +510,22 @@ func (r *rpcChannel) decode(rc *rpcCall) {
 	for _, syn := range syntaxes {
 		info := &dissect.TschInfo{}
 		var err error
-		if rc.req != nil || call.RequestFragments > 0 {
-			err = dissect.DecodeRequest(call.Iface, call.Opnum, rc.req, syn, rc.drep, info)
+		if req != nil || call.RequestFragments > 0 {
+			err = dissect.DecodeRequest(call.Iface, call.Opnum, req, syn, drep, info)
 		}
 		if err == nil && call.Responded && call.Fault == nil {
-			err = dissect.DecodeResponse(call.Iface, call.Opnum, rc.resp, syn, rc.drep, info)
+			err = dissect.DecodeResponse(call.Iface, call.Opnum, resp, syn, drep, info)
 		}
 		call.Tsch = info
 		if err == nil {
 			call.Syntax = syn
 			call.DecodeError = ""
-			return
+			return nil
 		}
 		lastErr = err
 	}
-	if lastErr != nil {
-		call.DecodeError = lastErr.Error()
-		r.c.anomaly("tsch_stub_decode_error")
-	}
+	call.DecodeError = lastErr.Error()
+	return lastErr
 }
 
 func (r *rpcChannel) learnEPM(rc *rpcCall) {
@@ -520,6 +550,9 @@ func (r *rpcChannel) learnEPM(rc *rpcCall) {
 			addr = server
 		}
 		r.c.w.epm.Learn(addr, e.Port, e.Interface, r.c.ci.Timestamp)
+		if er, ok := r.c.w.rec.(EPMRecorder); ok {
+			er.EPM(addr, e.Port, e.Interface, r.c.ci.Timestamp)
+		}
 	}
 }
 

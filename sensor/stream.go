@@ -31,8 +31,15 @@ type streamFactory struct{ w *Worker }
 
 func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
 	w := f.w
-	w.stats.Connections++
+	w.active++
 	c := &conn{w: w, vlan: w.f.vlan}
+	if w.active > w.opt.MaxConnections {
+		// Past the bound new connections are not followed; idle ones are
+		// ended sooner to make room.
+		w.stats.anomaly("too_many_connections")
+		c.proto = protoIgnored
+		w.pressure = true
+	}
 	src, dst := netFlow.Endpoints()
 	sp, dp := tcpFlow.Endpoints()
 	c.addr[0], c.addr[1] = addrOf(src), addrOf(dst)
@@ -141,6 +148,11 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 // HuntLimit bytes to show one.
 func (c *conn) classify(dir int, data []byte) {
 	h := &c.half[dir]
+	if h.hunted == 0 && c.half[1-dir].hunted == 0 {
+		// Connections are counted when they carry data: a lone ACK after
+		// the close does not make one.
+		c.w.stats.Connections++
+	}
 	from := max(len(h.buf)-maxHeaderPeek, 0)
 	h.buf = append(h.buf, data...)
 	h.hunted += len(data)
@@ -188,6 +200,7 @@ func (c *conn) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
 	if c.rpc != nil {
 		c.rpc.close()
 	}
+	c.w.active--
 	return true
 }
 

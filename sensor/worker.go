@@ -33,6 +33,11 @@ const (
 	// TCP data held by the reassembler (pages of about 1900 bytes).
 	DefaultMaxPagesTotal   = 65536
 	DefaultMaxPagesPerConn = 512
+	// DefaultMaxConnections bounds TCP connections followed per worker;
+	// past it new ones are ignored (counted) and idle ones expire sooner.
+	DefaultMaxConnections = 1 << 18
+	// pressureIdle is the idle timeout while over MaxConnections.
+	pressureIdle = 30 * time.Second
 	// DefaultHuntLimit is how far into a mid-stream connection the sensor
 	// looks for an SMB or DCE-RPC header before it ignores the connection.
 	DefaultHuntLimit = 256 << 10
@@ -53,6 +58,7 @@ type Options struct {
 	MaxPagesTotal   int
 	MaxPagesPerConn int
 	HuntLimit       int
+	MaxConnections  int
 	// Credentials open sealed DCE-RPC and SMB3 when they match.
 	Credentials *dissect.Credentials
 }
@@ -71,6 +77,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxPagesTotal, DefaultMaxPagesTotal)
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
 	def(&o.HuntLimit, DefaultHuntLimit)
+	def(&o.MaxConnections, DefaultMaxConnections)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
@@ -108,6 +115,10 @@ type Worker struct {
 	now    time.Time
 	flushT time.Time
 	epm    *EPMTable
+	// active counts connections the reassembler holds; pressure is set
+	// when it passed MaxConnections.
+	active   int
+	pressure bool
 }
 
 // NewWorker returns a worker handing records to rec. epm may be shared by
@@ -211,7 +222,12 @@ func (w *Worker) maybeFlush() {
 		return
 	}
 	w.flushT = w.now
-	w.asm.FlushCloseOlderThan(w.now.Add(-w.opt.IdleTimeout))
+	idle := w.opt.IdleTimeout
+	if w.pressure {
+		idle = min(idle, pressureIdle)
+		w.pressure = false
+	}
+	w.asm.FlushCloseOlderThan(w.now.Add(-idle))
 	w.defrag.DiscardOlderThan(w.now.Add(-30 * time.Second))
 }
 

@@ -1,0 +1,101 @@
+package sensor
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// EPMRecorder is a Recorder that also takes what the endpoint mapper said.
+// Workers learn mappings from the EPM connections they see, but a mid-stream
+// connection to the mapped port may sit on another worker, which can finish
+// its calls first; handing both to one place after the workers makes the
+// naming independent of worker count and timing.
+type EPMRecorder interface {
+	Recorder
+	EPM(server netip.Addr, port uint16, uuid string, t time.Time)
+}
+
+// DefaultMaxHeld bounds calls waiting for an endpoint-mapper answer.
+const DefaultMaxHeld = 4096
+
+// Resolver sits between the workers and the detector: it passes records on,
+// and holds calls whose interface only an endpoint-mapper answer can name
+// until that answer comes (or the input ends). Use it from one goroutine.
+type Resolver struct {
+	next Recorder
+	epm  *EPMTable
+	held map[epmKey][]*detect.Call
+	n    int
+	max  int
+	// Resolved counts calls named here; Dropped those never named.
+	Resolved, Dropped uint64
+}
+
+// NewResolver returns a Resolver handing records to next.
+func NewResolver(next Recorder) *Resolver {
+	return &Resolver{next: next, epm: NewEPMTable(0, 0), held: make(map[epmKey][]*detect.Call), max: DefaultMaxHeld}
+}
+
+// Call passes c on, naming it first when it was unresolved.
+func (r *Resolver) Call(c *detect.Call) {
+	if !c.Unresolved {
+		r.next.Call(c)
+		return
+	}
+	if r.resolve(c) {
+		return
+	}
+	if r.n >= r.max {
+		r.Dropped++
+		return
+	}
+	k := epmKey{c.Server.Unmap(), c.ServerPort}
+	r.held[k] = append(r.held[k], c)
+	r.n++
+}
+
+// File passes f on.
+func (r *Resolver) File(f *detect.FileOp) { r.next.File(f) }
+
+// EPM learns a mapping and releases the calls waiting for it.
+func (r *Resolver) EPM(server netip.Addr, port uint16, uuid string, t time.Time) {
+	r.epm.Learn(server, port, uuid, t)
+	k := epmKey{server.Unmap(), port}
+	calls := r.held[k]
+	if len(calls) == 0 {
+		return
+	}
+	delete(r.held, k)
+	r.n -= len(calls)
+	for _, c := range calls {
+		if !r.resolve(c) {
+			r.Dropped++
+		}
+	}
+}
+
+// resolve names, decodes and passes on c when the table knows its port.
+func (r *Resolver) resolve(c *detect.Call) bool {
+	iface, uuid, ok := r.epm.Lookup(c.Server, c.ServerPort, c.Time)
+	if !ok || !interestingIface(iface) || iface == dissect.IfaceEPM {
+		return false
+	}
+	c.Iface, c.IfaceUUID, c.IfaceVersion, c.Unresolved = iface, uuid, "1.0", false
+	r.Resolved++
+	if c.Stubs != nil {
+		decodeCall(c, c.Stubs.Request, c.Stubs.Response, c.Stubs.DRep)
+		c.Stubs = nil
+	}
+	r.next.Call(c)
+	return true
+}
+
+// Flush drops what was never named; the detector is flushed by its owner.
+func (r *Resolver) Flush() {
+	r.Dropped += uint64(r.n)
+	r.held = make(map[epmKey][]*detect.Call)
+	r.n = 0
+}
