@@ -174,15 +174,15 @@ type Live struct {
 	// tests replaying old captures, whose packets carry their own time.
 	now func() time.Time
 
-	dropped   atomic.Uint64 // records lost on a full queue
-	events    atomic.Uint64
-	alerts    atomic.Uint64
-	outDrops  atomic.Uint64
+	dropped  atomic.Uint64 // records lost on a full queue
+	events   atomic.Uint64
+	alerts   atomic.Uint64
+	outDrops atomic.Uint64
 	// resolved and unnamed are the resolver's counts, set when it ends.
 	resolved, unnamed atomic.Uint64
-	capturing atomic.Bool
-	start     time.Time
-	stopping  atomic.Bool
+	capturing         atomic.Bool
+	start             time.Time
+	stopping          atomic.Bool
 }
 
 // NewLive opens every capture socket, so that a missing interface or

@@ -11,7 +11,7 @@ import (
 
 type collectRecorder struct{ calls []*detect.Call }
 
-func (c *collectRecorder) Call(x *detect.Call)   { c.calls = append(c.calls, x) }
+func (c *collectRecorder) Call(x *detect.Call) { c.calls = append(c.calls, x) }
 func (c *collectRecorder) File(*detect.FileOp) {}
 
 // TestResolverHoldsUntilEPM: a call the worker could not name is held until
