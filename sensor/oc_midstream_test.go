@@ -13,10 +13,7 @@ import (
 // ocMidstreamKnown lists checks of a derived capture that the sensor is known
 // to fail, with why; a listed check is logged, not failed. Remove an entry
 // once the sensor is fixed (the test then insists).
-var ocMidstreamKnown = map[string]string{
-	"midstream-atexec-no-bind/responded": "after the TCP gaps gopacket holds both directions until FlushAll, " +
-		"which delivers server->client before client->server: responses arrive before their requests",
-}
+var ocMidstreamKnown = map[string]string{}
 
 // ocMidstreamFacts is what make-derived-captures.sh writes beside each
 // pcaps/midstream-*.pcap.

@@ -9,6 +9,12 @@ import (
 	"github.com/tschsensor/tschsensor/dissect"
 )
 
+// Endpoint-mapper operations whose answers name ports (C706 appendix O).
+const (
+	epmLookup = 2
+	epmMap    = 3
+)
+
 // maxContexts bounds presentation contexts remembered per channel.
 const maxContexts = 256
 
@@ -30,7 +36,22 @@ type rpcChannel struct {
 	req     dissect.RequestPDU
 	resp    dissect.ResponsePDU
 	scratch []byte
+	// early holds responses that arrived before their request, as they do
+	// when a gap held the request back in the reassembler.
+	early      map[uint32][][]byte
+	earlyBytes int
+	// recent remembers the call ids of recent requests, tracked or not, so
+	// that a response to a call of another interface is not taken for one
+	// that came early.
+	recent  [16]uint32
+	nrecent int
 }
+
+// Bounds of responses held for their request.
+const (
+	maxEarlyPDUs  = 32
+	maxEarlyBytes = 256 << 10
+)
 
 type presCtx struct {
 	iface    dissect.Iface
@@ -276,6 +297,11 @@ func (r *rpcChannel) request(b []byte) {
 		r.c.anomaly("dcerpc_bad_request")
 		return
 	}
+	seen := r.seenRequest(h.CallID)
+	if !seen {
+		r.recent[r.nrecent%len(r.recent)] = h.CallID
+		r.nrecent++
+	}
 	pc := r.context(r.req.ContextID)
 	first := h.Flags&dissect.PFCFirstFrag != 0
 	rc := r.calls[h.CallID]
@@ -283,7 +309,7 @@ func (r *rpcChannel) request(b []byte) {
 		if rc != nil {
 			r.finish(rc) // a call id reused before its response came
 		}
-		if !first {
+		if !first && !seen {
 			// Mid-stream: the call's first fragments were not captured.
 			r.c.anomaly("dcerpc_request_without_first_fragment")
 		}
@@ -315,6 +341,47 @@ func (r *rpcChannel) request(b []byte) {
 	}
 	if h.Flags&dissect.PFCLastFrag != 0 {
 		rc.reqDone = true
+		r.replayEarly(h.CallID)
+	}
+}
+
+func (r *rpcChannel) seenRequest(id uint32) bool {
+	for i := 0; i < min(r.nrecent, len(r.recent)); i++ {
+		if r.recent[i] == id {
+			return true
+		}
+	}
+	return false
+}
+
+// holdEarly keeps a copy of a response whose request has not been seen.
+func (r *rpcChannel) holdEarly(b []byte) {
+	n := 0
+	for _, v := range r.early {
+		n += len(v)
+	}
+	if n >= maxEarlyPDUs || r.earlyBytes+len(b) > maxEarlyBytes {
+		r.c.anomaly("dcerpc_response_without_request")
+		return
+	}
+	if r.early == nil {
+		r.early = make(map[uint32][][]byte)
+	}
+	r.early[r.hdr.CallID] = append(r.early[r.hdr.CallID], append([]byte(nil), b...))
+	r.earlyBytes += len(b)
+}
+
+// replayEarly hands held responses of a call to it now that its request is
+// complete.
+func (r *rpcChannel) replayEarly(callID uint32) {
+	pdus := r.early[callID]
+	if len(pdus) == 0 {
+		return
+	}
+	delete(r.early, callID)
+	for _, p := range pdus {
+		r.earlyBytes -= len(p)
+		r.pdu(1-max(r.c.client, 0), p)
 	}
 }
 
@@ -409,6 +476,9 @@ func (r *rpcChannel) response(b []byte) {
 	h := &r.hdr
 	rc := r.calls[h.CallID]
 	if rc == nil {
+		if !r.seenRequest(h.CallID) {
+			r.holdEarly(b)
+		}
 		return
 	}
 	call := rc.call
@@ -536,7 +606,13 @@ func (r *rpcChannel) learnEPM(rc *rpcCall) {
 	if syn == dissect.SyntaxUnknown {
 		syn = dissect.SyntaxNDR
 	}
-	eps, err := dissect.DecodeEPMMap(rc.req, rc.resp, syn, rc.drep)
+	decode := dissect.DecodeEPMMap
+	if rc.call.Opnum == epmLookup {
+		decode = dissect.DecodeEPMLookup
+	} else if rc.call.Opnum != epmMap {
+		return
+	}
+	eps, err := decode(rc.req, rc.resp, syn, rc.drep)
 	if err != nil {
 		r.c.anomaly("epm_decode_error")
 	}
@@ -569,6 +645,12 @@ func (r *rpcChannel) finishOldest() {
 
 // close reports calls still waiting for their response (outcome unknown).
 func (r *rpcChannel) close() {
+	for id, pdus := range r.early {
+		for range pdus {
+			r.c.anomaly("dcerpc_response_without_request")
+		}
+		delete(r.early, id)
+	}
 	for len(r.calls) > 0 {
 		r.finishOldest()
 	}

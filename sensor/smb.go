@@ -31,7 +31,18 @@ type smbState struct {
 	setupHash   dissect.PreauthHash
 	setupActive bool
 	cipher      uint16
+	// held keeps small responses that arrived before their request (a gap
+	// held the request back in the reassembler), by message id.
+	held      map[uint64][]byte
+	heldBytes int
 }
+
+// Bounds of SMB2 responses held for their request.
+const (
+	maxHeldResponses = 64
+	maxHeldBytes     = 1 << 20
+	maxHeldResponse  = 64 << 10
+)
 
 type treeKey struct {
 	session uint64
@@ -272,6 +283,37 @@ func (s *smbState) smb2(dir int, msg []byte) {
 	}
 }
 
+// hold keeps a copy of a response whose request has not been seen yet.
+func (s *smbState) hold(id uint64, msg []byte) {
+	if len(msg) > maxHeldResponse || len(s.held) >= maxHeldResponses || s.heldBytes+len(msg) > maxHeldBytes {
+		return
+	}
+	if s.held == nil {
+		s.held = make(map[uint64][]byte)
+	}
+	if _, dup := s.held[id]; dup {
+		return
+	}
+	s.held[id] = append([]byte(nil), msg...)
+	s.heldBytes += len(msg)
+}
+
+// releaseHeld answers a request from a response that came before it.
+func (s *smbState) releaseHeld(id uint64) {
+	msg, ok := s.held[id]
+	if !ok {
+		return
+	}
+	delete(s.held, id)
+	s.heldBytes -= len(msg)
+	var h dissect.SMB2Header
+	if dissect.DecodeSMB2Header(msg, &h) != nil {
+		return
+	}
+	s.c.anomaly("smb2_response_before_request")
+	s.smb2Response(1-s.c.client, msg, &h)
+}
+
 func (s *smbState) addPending(id uint64, r *smbReq) {
 	if len(s.pending) >= s.c.w.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
@@ -284,6 +326,9 @@ func (s *smbState) addPending(id uint64, r *smbReq) {
 	}
 	r.frame = s.c.frame
 	s.pending[id] = r
+	if s.held != nil {
+		s.releaseHeld(id)
+	}
 }
 
 func (s *smbState) resolve(dir int, id dissect.FileID, h *dissect.SMB2Header) dissect.FileID {
@@ -396,6 +441,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 	}
 	req := s.pending[h.MessageID]
 	if req == nil {
+		s.hold(h.MessageID, msg)
 		// Mid-stream: responses still carry the data; READ needs its request.
 		if h.Command == dissect.SMB2Create && h.Status == 0 {
 			if fid, _, err := dissect.CreateResponseFileID(msg); err == nil {

@@ -36,6 +36,10 @@ const (
 	// DefaultMaxConnections bounds TCP connections followed per worker;
 	// past it new ones are ignored (counted) and idle ones expire sooner.
 	DefaultMaxConnections = 1 << 18
+	// DefaultGapWait is how long (capture time) data waits behind a missing
+	// TCP segment before the gap is skipped: retransmissions and reordering
+	// fill gaps within milliseconds, a segment lost by the SPAN port never.
+	DefaultGapWait = 2 * time.Second
 	// pressureIdle is the idle timeout while over MaxConnections.
 	pressureIdle = 30 * time.Second
 	// DefaultHuntLimit is how far into a mid-stream connection the sensor
@@ -227,7 +231,7 @@ func (w *Worker) maybeFlush() {
 		idle = min(idle, pressureIdle)
 		w.pressure = false
 	}
-	w.asm.FlushCloseOlderThan(w.now.Add(-idle))
+	w.asm.FlushWithOptions(reassembly.FlushOptions{T: w.now.Add(-DefaultGapWait), TC: w.now.Add(-idle)})
 	w.defrag.DiscardOlderThan(w.now.Add(-30 * time.Second))
 }
 
