@@ -106,19 +106,11 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 		capture.Filter = prog
 	}
 
-	var sinks []sensor.Sink
-	if !*noStdout {
-		sinks = append(sinks, sensor.NewWriterSink(stdout, true))
-	}
-	natsSink, err := openNATS(ctx, nf, cf.observer, stderr)
+	out, err := openOutput(ctx, nf, cf.observer, stdout, stderr, *noStdout, true)
 	if err != nil {
 		fmt.Fprintln(stderr, "tschsensor:", err)
 		return 2
 	}
-	if natsSink != nil {
-		sinks = append(sinks, natsSink)
-	}
-	out := sensor.NewOutput(sinks...)
 	closeOut := func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), nf.AckTimeout)
 		defer cancel()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/tschsensor/tschsensor/sensor/natsout"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tschsensor/tschsensor/sensor/natsout"
 )
 
 // natsEnvPrefix names the environment variables that stand in for unset

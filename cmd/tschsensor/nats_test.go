@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/tschsensor/tschsensor/sensor/natsout"
 	"io"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/tschsensor/tschsensor/sensor"
+	"github.com/tschsensor/tschsensor/sensor/natsout"
 )
 
 func parseNATSFlags(t *testing.T, args ...string) (*natsout.NATSOptions, *bytes.Buffer) {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"github.com/tschsensor/tschsensor/sensor/natsout"
 	"io"
 	"log/slog"
 
 	"github.com/tschsensor/tschsensor/sensor"
+	"github.com/tschsensor/tschsensor/sensor/natsout"
 )
 
 // openNATS connects the NATS sink when --nats (or its variable) is set.
@@ -26,4 +26,21 @@ func openNATS(ctx context.Context, o *natsout.NATSOptions, observer string, stde
 		return nil, err
 	}
 	return s, nil
+}
+
+// openOutput builds the sinks replay and run share: JSON lines on stdout
+// (unless noStdout; flushed per line for live capture) and NATS when set.
+func openOutput(ctx context.Context, nf *natsout.NATSOptions, observer string, stdout, stderr io.Writer, noStdout, flushEach bool) (*sensor.Output, error) {
+	var sinks []sensor.Sink
+	if !noStdout {
+		sinks = append(sinks, sensor.NewWriterSink(stdout, flushEach))
+	}
+	natsSink, err := openNATS(ctx, nf, observer, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if natsSink != nil {
+		sinks = append(sinks, natsSink)
+	}
+	return sensor.NewOutput(sinks...), nil
 }

@@ -41,19 +41,11 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var sinks []sensor.Sink
-	if !*noStdout {
-		sinks = append(sinks, sensor.NewWriterSink(stdout, false))
-	}
-	natsSink, err := openNATS(ctx, nf, cf.observer, stderr)
+	out, err := openOutput(ctx, nf, cf.observer, stdout, stderr, *noStdout, false)
 	if err != nil {
 		fmt.Fprintln(stderr, "tschsensor:", err)
 		return 2
 	}
-	if natsSink != nil {
-		sinks = append(sinks, natsSink)
-	}
-	out := sensor.NewOutput(sinks...)
 	cfg := sensor.ReplayConfig{Options: opts, Detect: dopts, Output: out}
 	if !cf.quiet && isTerminal(stderr) {
 		cfg.Progress = progressBar(stderr)
