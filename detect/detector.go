@@ -2,6 +2,7 @@ package detect
 
 import (
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +53,7 @@ type chain struct {
 	registerEvent       string
 	events              []string
 	name                string // task name when visible ("nTMgxVrV")
+	outName             string // output file the action redirects to, when visible
 	ran, polled, delete bool
 	outputFile          string
 	outputRead          bool
@@ -176,6 +178,26 @@ func taskPath(c *Call) string {
 	return ""
 }
 
+// tempRedirectFile finds the file an action's output is redirected to in
+// the Windows Temp folder ("> %windir%\Temp\nTMgxVrV.tmp 2>&1").
+var tempRedirectFile = regexp.MustCompile(`(?i)>>?\s*"?(?:%windir%|%systemroot%|[a-z]:\\windows)\\temp\\([^\\\s"'<>|&]+)`)
+
+// outputFile returns the output file name a registered task's action
+// redirects into Windows\Temp, lower case, or "".
+func outputFile(c *Call) string {
+	if c.Tsch == nil || c.Tsch.Task == nil {
+		return ""
+	}
+	m := tempRedirectFile.FindStringSubmatch(c.Tsch.Task.Arguments)
+	if m == nil {
+		m = tempRedirectFile.FindStringSubmatch(c.Tsch.Task.Command)
+	}
+	if m == nil {
+		return ""
+	}
+	return strings.ToLower(m[1])
+}
+
 func taskName(path string) string {
 	if i := strings.LastIndexByte(path, '\\'); i >= 0 {
 		return path[i+1:]
@@ -193,7 +215,7 @@ func (d *Detector) tschCall(p *pairState, c *Call, ev *Event, op string) {
 		d.alert(RuleTaskRegistered, c, ev, []string{ev.Event.ID}, why)
 		if c.Transport == TransportNamedPipe && c.SMB != nil && strings.EqualFold(strings.TrimLeft(c.SMB.Pipe, `\`), "atsvc") {
 			p.chains = append(p.chains, &chain{start: c.Time, last: c.Time, register: c, registerEvent: ev.Event.ID,
-				events: []string{ev.Event.ID}, name: taskName(taskPath(c)), sealed: c.Encrypted && !c.Decrypted})
+				events: []string{ev.Event.ID}, name: taskName(taskPath(c)), outName: outputFile(c), sealed: c.Encrypted && !c.Decrypted})
 		}
 	case "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete":
 		if ch := p.match(c); ch != nil {
@@ -270,16 +292,25 @@ func (d *Detector) File(f *FileOp) {
 	default:
 		return
 	}
-	if !strings.HasSuffix(rel, ".tmp") || strings.ContainsRune(rel, '\\') {
+	if strings.ContainsRune(rel, '\\') {
 		return
 	}
+	isTmp := strings.HasSuffix(rel, ".tmp")
 	stem := strings.TrimSuffix(rel, ".tmp")
 	for i := len(p.chains) - 1; i >= 0; i-- {
 		ch := p.chains[i]
 		if !ch.ran {
 			continue
 		}
-		if ch.name != "" && !strings.EqualFold(ch.name, stem) {
+		switch {
+		case ch.outName != "":
+			// The action's own redirection names the file.
+			if !strings.EqualFold(ch.outName, rel) {
+				continue
+			}
+		case !isTmp:
+			continue
+		case ch.name != "" && !strings.EqualFold(ch.name, stem):
 			continue
 		}
 		if ch.outputFile != "" && !strings.EqualFold(ch.outputFile, f.Path) {

@@ -413,3 +413,27 @@ func TestDetectorDeterministic(t *testing.T) {
 		t.Errorf("%d atexec alerts, want 2 (one per client)", n)
 	}
 }
+
+// TestRuleAtExecOutputNamedByAction: a clone whose output file is not named
+// after the task is linked through the action's own redirection, and a file
+// of another name is not.
+func TestRuleAtExecOutputNamedByAction(t *testing.T) {
+	name := `\Updater`
+	steps := func(file string) []any {
+		return []any{
+			newCall(0, dissect.IfaceITaskSchedulerService, opRegister, task(name, &dissect.TaskInfo{Command: "cmd.exe",
+				Arguments: `/C ipconfig >> C:\Windows\Temp\out_9f3a.txt 2>&1`})),
+			newCall(10*time.Millisecond, dissect.IfaceITaskSchedulerService, opRun, task(name, nil)),
+			newCall(20*time.Millisecond, dissect.IfaceITaskSchedulerService, opDelete, task(name, nil)),
+			fileOp(80*time.Millisecond, "ADMIN$", `Temp\`+file, "read", 40),
+		}
+	}
+	a := run(t, steps("out_9f3a.txt")...).alerts(RuleAtExec)
+	if len(a) != 1 || !a[0].AtExec.OutputRead || a[0].AtExec.OutputFile != `Temp\out_9f3a.txt` {
+		t.Fatalf("named output not linked: %+v", a)
+	}
+	a = run(t, steps("Updater.tmp")...).alerts(RuleAtExec)
+	if len(a) != 1 || a[0].AtExec.OutputRead {
+		t.Fatalf("a file the action does not name was linked: %+v", a)
+	}
+}
