@@ -28,7 +28,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	c := &commonFlags{}
 	host, _ := os.Hostname()
 	fs.StringVar(&c.observer, "observer", envOr("TSCHSENSOR_OBSERVER", host), "observer.name in events (env TSCHSENSOR_OBSERVER)")
-	fs.StringVar(&c.credentials, "credentials", os.Getenv("TSCHSENSOR_CREDENTIALS"), "file of DOMAIN\\user:password or DOMAIN\\user:nt:HASH lines to open sealed RPC and SMB3 (env TSCHSENSOR_CREDENTIALS)")
+	fs.StringVar(&c.credentials, "credentials", os.Getenv("TSCHSENSOR_CREDENTIALS"), "file of DOMAIN\\user:password or DOMAIN\\user:nt:HASH lines to open sealed RPC and SMB3 (env TSCHSENSOR_CREDENTIALS; one line in TSCHSENSOR_CREDENTIAL)")
 	fs.IntVar(&c.maxMessage, "max-message", sensor.DefaultMaxMessage, "largest SMB message or RPC PDU buffered per direction (bytes)")
 	fs.IntVar(&c.maxStub, "max-stub", sensor.DefaultMaxStub, "largest reassembled RPC stub per call (bytes)")
 	fs.IntVar(&c.maxCalls, "max-calls", sensor.DefaultMaxCalls, "RPC calls awaiting a response per channel")
@@ -49,22 +49,44 @@ func envOr(k, def string) string {
 func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle}
 	d := detect.Options{Observer: c.observer, AtExecWindow: c.window}
+	var data []byte
 	if c.credentials != "" {
-		creds, warn, err := loadCredentials(c.credentials)
+		b, warn, err := readCredentials(c.credentials)
 		if err != nil {
 			return o, d, err
 		}
 		if warn != "" {
 			fmt.Fprintln(os.Stderr, "tschsensor: warning:", warn)
 		}
+		data = b
+	}
+	// One secret can come from the environment instead of a file.
+	from := c.credentials
+	if line := os.Getenv(credentialEnv); line != "" {
+		if len(data) > 0 {
+			data = append(data, '\n')
+			from += " + $" + credentialEnv
+		} else {
+			from = "$" + credentialEnv
+		}
+		data = append(data, line...)
+	}
+	if len(data) > 0 {
+		creds, err := dissect.ParseCredentials(data)
+		if err != nil {
+			return o, d, fmt.Errorf("credentials from %s: %w", from, err)
+		}
 		o.Credentials = creds
 	}
 	return o, d, nil
 }
 
-// loadCredentials reads the credentials file; a file readable by others
+// credentialEnv holds one DOMAIN\user:password or DOMAIN\user:nt:HASH line.
+const credentialEnv = "TSCHSENSOR_CREDENTIAL"
+
+// readCredentials reads the credentials file; a file readable by others
 // draws a warning (it holds passwords).
-func loadCredentials(path string) (*dissect.Credentials, string, error) {
+func readCredentials(path string) ([]byte, string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("credentials: %w", err)
@@ -77,9 +99,5 @@ func loadCredentials(path string) (*dissect.Credentials, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("credentials: %w", err)
 	}
-	creds, err := dissect.ParseCredentials(b)
-	if err != nil {
-		return nil, "", fmt.Errorf("credentials file %s: %w", path, err)
-	}
-	return creds, warn, nil
+	return b, warn, nil
 }
