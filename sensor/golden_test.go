@@ -28,6 +28,9 @@ func replayLines(t *testing.T, opt Options, files ...string) []string {
 	for _, err := range res.Errors {
 		t.Errorf("replay: %v", err)
 	}
+	if n := res.Stats.Anomalies[AnomalyPanic]; n > 0 {
+		t.Errorf("%d panics recovered at the worker boundary", n)
+	}
 	s := strings.TrimSpace(buf.String())
 	if s == "" {
 		return nil

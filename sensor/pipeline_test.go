@@ -264,7 +264,8 @@ func FuzzWorker(f *testing.F) {
 		dirs, data := plConversation(in)
 		for _, port := range []uint16{445, 135} {
 			rec := &plRecorder{}
-			w := NewWorker(Options{}, rec, nil)
+			// A panic caught at the worker boundary is still a bug: fail.
+			w := NewWorker(Options{PanicHook: func(r any) { panic(r) }}, rec, nil)
 			w.SetFile("fuzz")
 			c := newTCPConv(port)
 			frames := 0

@@ -63,6 +63,9 @@ type Options struct {
 	MaxPagesPerConn int
 	HuntLimit       int
 	MaxConnections  int
+	// PanicHook, when set, sees what a recovered panic carried: tests turn
+	// it back into a failure, the binary prints it once.
+	PanicHook func(any)
 	// Credentials open sealed DCE-RPC and SMB3 when they match.
 	Credentials *dissect.Credentials
 }
@@ -149,8 +152,21 @@ func (w *Worker) SetFile(name string) {
 // Stats returns the worker's counters.
 func (w *Worker) Stats() *Stats { return &w.stats }
 
+// AnomalyPanic names the count of packets whose processing panicked: a bug,
+// caught at the worker boundary so that one hostile packet cannot stop the
+// sensor. Tests and fuzzing demand it stays zero.
+const AnomalyPanic = "bug_panic_recovered"
+
 // Packet processes one packet. data may be reused by the caller afterwards.
 func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.stats.anomaly(AnomalyPanic)
+			if w.opt.PanicHook != nil {
+				w.opt.PanicHook(r)
+			}
+		}
+	}()
 	w.frame++
 	w.stats.Packets++
 	w.stats.Bytes += uint64(ci.Length)
@@ -248,6 +264,14 @@ func (w *Worker) Tick(now time.Time) {
 // Flush ends every connection: calls still waiting for a response are
 // reported with outcome unknown.
 func (w *Worker) Flush() {
+	defer func() {
+		if r := recover(); r != nil {
+			w.stats.anomaly(AnomalyPanic)
+			if w.opt.PanicHook != nil {
+				w.opt.PanicHook(r)
+			}
+		}
+	}()
 	w.asm.FlushAll()
 }
 

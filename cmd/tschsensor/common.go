@@ -3,7 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
@@ -47,7 +50,8 @@ func envOr(k, def string) string {
 }
 
 func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
-	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle}
+	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle,
+		PanicHook: panicReporter(os.Stderr)}
 	d := detect.Options{Observer: c.observer, AtExecWindow: c.window}
 	var data []byte
 	if c.credentials != "" {
@@ -100,4 +104,19 @@ func readCredentials(path string) ([]byte, string, error) {
 		return nil, "", fmt.Errorf("credentials: %w", err)
 	}
 	return b, warn, nil
+}
+
+// panicReporter prints the first few panics the workers caught, with their
+// stacks, so that a bug hit by hostile input is seen and can be reported;
+// the rest are only counted (anomaly bug_panic_recovered).
+func panicReporter(w io.Writer) func(any) {
+	var mu sync.Mutex
+	n := 0
+	return func(r any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n <= 3 {
+			fmt.Fprintf(w, "tschsensor: bug: recovered panic (packet skipped, counted as %s): %v\n%s\n", sensor.AnomalyPanic, r, debug.Stack())
+		}
+	}
 }
