@@ -35,6 +35,8 @@ type smbState struct {
 	// held the request back in the reassembler), by message id.
 	held      map[uint64][]byte
 	heldBytes int
+	// keyed is set once a session of the connection has SMB3 keys.
+	keyed bool
 }
 
 // Bounds of SMB2 responses held for their request.
@@ -226,6 +228,7 @@ func (s *smbState) deriveKeys(ss *smbSession) {
 			continue
 		}
 		ss.keys, ss.keyErr = &k, ""
+		s.keyed = true
 		return
 	}
 	s.c.anomaly("smb3_wrong_credentials")

@@ -240,7 +240,18 @@ func (c *conn) partial(dir int, head []byte, total int) bool {
 }
 
 func (c *conn) anomaly(name string) { c.w.stats.anomaly(name) }
-func (c *conn) maxMessage() int     { return c.w.opt.MaxMessage }
+
+// maxMessage bounds a buffered message. Encrypted SMB3 messages can only be
+// authenticated whole, so a connection with decryption keys buffers them up
+// to the largest SMB2 read or write (8 MiB) plus headers.
+func (c *conn) maxMessage() int {
+	if c.smb != nil && c.smb.keyed {
+		return max(c.w.opt.MaxMessage, maxEncryptedMessage)
+	}
+	return c.w.opt.MaxMessage
+}
+
+const maxEncryptedMessage = 8<<20 + 64<<10
 
 // nbssFrame frames NBSS (and direct-TCP SMB) messages.
 func nbssFrame(b []byte) int {
