@@ -741,6 +741,11 @@ func (s *smbState) sessionAuth(ss *smbSession, blob []byte, fromClient bool) {
 			ss.ntlmNeg = m
 		case 2:
 			ss.ntlmChal = m
+			// The first SESSION_SETUP request carries session id 0: its
+			// NEGOTIATE belongs to the session the response names.
+			if z := s.sessions[0]; ss.ntlmNeg == nil && z != nil && z != ss {
+				ss.ntlmNeg, z.ntlmNeg = z.ntlmNeg, nil
+			}
 		case 3:
 			ss.ntlmAuth = m
 			ss.user = identityFromNTLM(m, "smb_session")
