@@ -529,9 +529,13 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		if pc == nil {
 			// Another worker may learn the port from the endpoint mapper
 			// later: the resolver in front of the detector decides.
-			if _, ok := r.c.w.rec.(EPMRecorder); ok && !call.Encrypted {
+			if _, ok := r.c.w.rec.(EPMRecorder); ok {
 				call.Unresolved = true
-				call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
+				// Sealed stubs cannot be decoded; the operation still can
+				// be named once the interface is.
+				if !call.Encrypted || call.Decrypted {
+					call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
+				}
 				r.c.w.rec.Call(call)
 				return
 			}
