@@ -18,8 +18,12 @@ type EPMRecorder interface {
 	EPM(server netip.Addr, port uint16, uuid string, t time.Time)
 }
 
-// DefaultMaxHeld bounds calls waiting for an endpoint-mapper answer.
-const DefaultMaxHeld = 4096
+// Bounds of calls waiting for an endpoint-mapper answer: their number, and
+// the stub bytes they keep (past it a held call keeps only its operation).
+const (
+	DefaultMaxHeld      = 4096
+	DefaultMaxHeldBytes = 64 << 20
+)
 
 // Resolver sits between the workers and the detector: it passes records on,
 // and holds calls whose interface only an endpoint-mapper answer can name
@@ -30,6 +34,8 @@ type Resolver struct {
 	held map[epmKey][]*detect.Call
 	n    int
 	max  int
+	// bytes is what held stubs take against DefaultMaxHeldBytes.
+	bytes int
 	// Resolved counts calls named here; Dropped those never named.
 	Resolved, Dropped uint64
 }
@@ -52,6 +58,14 @@ func (r *Resolver) Call(c *detect.Call) {
 		r.Dropped++
 		return
 	}
+	if c.Stubs != nil {
+		if n := len(c.Stubs.Request) + len(c.Stubs.Response); r.bytes+n <= DefaultMaxHeldBytes {
+			r.bytes += n
+		} else {
+			c.Stubs = nil
+			c.Truncated = true
+		}
+	}
 	k := epmKey{c.Server.Unmap(), c.ServerPort}
 	r.held[k] = append(r.held[k], c)
 	r.n++
@@ -71,6 +85,9 @@ func (r *Resolver) EPM(server netip.Addr, port uint16, uuid string, t time.Time)
 	delete(r.held, k)
 	r.n -= len(calls)
 	for _, c := range calls {
+		if c.Stubs != nil {
+			r.bytes -= len(c.Stubs.Request) + len(c.Stubs.Response)
+		}
 		if !r.resolve(c) {
 			r.Dropped++
 		}
@@ -97,5 +114,5 @@ func (r *Resolver) resolve(c *detect.Call) bool {
 func (r *Resolver) Flush() {
 	r.Dropped += uint64(r.n)
 	r.held = make(map[epmKey][]*detect.Call)
-	r.n = 0
+	r.n, r.bytes = 0, 0
 }

@@ -393,13 +393,19 @@ func appendFrame(f []uint64, n uint64) []uint64 {
 }
 
 func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
-	if len(dst)+len(stub) > r.c.w.opt.MaxStub {
+	w := r.c.w
+	if len(dst)+len(stub) > w.opt.MaxStub || w.stubBytes+len(stub) > w.opt.MaxStubTotal {
 		if !call.Truncated {
 			call.Truncated = true
-			r.c.anomaly("dcerpc_stub_too_large")
+			if len(dst)+len(stub) > w.opt.MaxStub {
+				r.c.anomaly("dcerpc_stub_too_large")
+			} else {
+				r.c.anomaly("dcerpc_stub_budget_exhausted")
+			}
 		}
 		return dst
 	}
+	w.stubBytes += len(stub)
 	return append(dst, stub...)
 }
 
@@ -524,6 +530,8 @@ func (r *rpcChannel) response(b []byte) {
 func (r *rpcChannel) finish(rc *rpcCall) {
 	call := rc.call
 	delete(r.calls, call.CallID)
+	// The stubs leave the worker's budget here, decoded or handed on.
+	r.c.w.stubBytes -= len(rc.req) + len(rc.resp)
 	if rc.unresolved {
 		pc := r.context(call.ContextID)
 		if pc == nil {

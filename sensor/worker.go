@@ -21,6 +21,10 @@ const (
 	DefaultMaxMessage = 1 << 20
 	// DefaultMaxStub bounds a call's reassembled stub (request or response).
 	DefaultMaxStub = 4 << 20
+	// DefaultMaxStubTotal bounds the stub bytes all of a worker's calls in
+	// flight may hold together: hostile clients opening many calls on many
+	// channels cannot grow memory past it.
+	DefaultMaxStubTotal = 256 << 20
 	// DefaultMaxCalls bounds calls awaiting their response per RPC channel.
 	DefaultMaxCalls = 256
 	// DefaultMaxFiles bounds open SMB files and pipes tracked per connection.
@@ -55,6 +59,7 @@ const (
 type Options struct {
 	MaxMessage      int
 	MaxStub         int
+	MaxStubTotal    int
 	MaxCalls        int
 	MaxFiles        int
 	MaxPending      int
@@ -78,6 +83,7 @@ func (o *Options) setDefaults() {
 	}
 	def(&o.MaxMessage, DefaultMaxMessage)
 	def(&o.MaxStub, DefaultMaxStub)
+	def(&o.MaxStubTotal, DefaultMaxStubTotal)
 	def(&o.MaxCalls, DefaultMaxCalls)
 	def(&o.MaxFiles, DefaultMaxFiles)
 	def(&o.MaxPending, DefaultMaxPending)
@@ -126,6 +132,8 @@ type Worker struct {
 	// when it passed MaxConnections.
 	active   int
 	pressure bool
+	// stubBytes is what calls in flight hold against MaxStubTotal.
+	stubBytes int
 }
 
 // NewWorker returns a worker handing records to rec. epm may be shared by
