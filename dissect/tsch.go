@@ -821,6 +821,9 @@ func enumName(v uint32, names []string, typ string) string {
 	return typ + "(" + strconv.FormatUint(uint64(v), 10) + ")"
 }
 
+// maxTaskXMLParse bounds how much task XML is parsed, whatever is kept.
+const maxTaskXMLParse = 4 << 20
+
 // setXML keeps the task XML (cut at the limit), its digest over the whole
 // string as received, and what ParseTaskXML reads from it.
 func setXML(o TschOptions, t *TaskInfo, doc string) {
@@ -831,7 +834,11 @@ func setXML(o TschOptions, t *TaskInfo, doc string) {
 	if len(doc) > limit {
 		t.XML, t.XMLTruncated = truncateUTF8(doc, limit), true
 	}
-	parsed, err := ParseTaskXML(doc, limit)
+	// The raw copy is cut at the limit, the parse is not: padding the XML
+	// (a long description, whitespace, comments) must not push the actions
+	// out of sight. The stub itself is bounded by the sensor (max-stub), and
+	// the parser bounds depth and element count.
+	parsed, err := ParseTaskXML(doc, max(limit, maxTaskXMLParse))
 	if err != nil {
 		t.XMLParseError = err.Error()
 	}

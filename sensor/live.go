@@ -326,6 +326,7 @@ func (l *Live) detect(det *detect.Detector) {
 		l.outDrops.Store(out.Dropped)
 	}
 	res := NewResolver(directRecorder{det})
+	res.Tsch = l.cfg.Options.Tsch
 	for {
 		select {
 		case r, ok := <-l.records:

@@ -40,6 +40,7 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	start := time.Now()
 	det := detect.New(cfg.Detect, cfg.Output.Emit)
 	res0 := NewResolver(directRecorder{det})
+	res0.Tsch = cfg.Options.Tsch
 	w := NewWorker(cfg.Options, res0, nil)
 	var res ReplayResult
 	for _, name := range files {

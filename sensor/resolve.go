@@ -38,6 +38,8 @@ type Resolver struct {
 	bytes int
 	// Resolved counts calls named here; Dropped those never named.
 	Resolved, Dropped uint64
+	// Tsch bounds the decoding of the calls it names (as Options.Tsch).
+	Tsch dissect.TschOptions
 }
 
 // NewResolver returns a Resolver handing records to next.
@@ -103,7 +105,7 @@ func (r *Resolver) resolve(c *detect.Call) bool {
 	c.Iface, c.IfaceUUID, c.IfaceVersion, c.Unresolved = iface, uuid, "1.0", false
 	r.Resolved++
 	if c.Stubs != nil {
-		decodeCall(c, c.Stubs.Request, c.Stubs.Response, c.Stubs.DRep)
+		decodeCall(r.Tsch, c, c.Stubs.Request, c.Stubs.Response, c.Stubs.DRep)
 		c.Stubs = nil
 	}
 	r.next.Call(c)

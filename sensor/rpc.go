@@ -575,7 +575,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 
 // decode runs the MS-TSCH stub decoders on a finished call.
 func (r *rpcChannel) decode(rc *rpcCall) {
-	if err := decodeCall(rc.call, rc.req, rc.resp, rc.drep); err != nil {
+	if err := decodeCall(r.c.w.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep); err != nil {
 		r.c.anomaly("tsch_stub_decode_error")
 	}
 }
@@ -583,7 +583,7 @@ func (r *rpcChannel) decode(rc *rpcCall) {
 // decodeCall decodes a call's stubs into call.Tsch; a call whose transfer
 // syntax is unknown (context named by the endpoint mapper) tries NDR, then
 // NDR64.
-func decodeCall(call *detect.Call, req, resp []byte, drep [4]byte) error {
+func decodeCall(opt dissect.TschOptions, call *detect.Call, req, resp []byte, drep [4]byte) error {
 	syntaxes := []dissect.Syntax{call.Syntax}
 	if call.Syntax == dissect.SyntaxUnknown {
 		syntaxes = []dissect.Syntax{dissect.SyntaxNDR, dissect.SyntaxNDR64}
@@ -593,10 +593,10 @@ func decodeCall(call *detect.Call, req, resp []byte, drep [4]byte) error {
 		info := &dissect.TschInfo{}
 		var err error
 		if req != nil || call.RequestFragments > 0 {
-			err = dissect.DecodeRequest(call.Iface, call.Opnum, req, syn, drep, info)
+			err = opt.DecodeRequest(call.Iface, call.Opnum, req, syn, drep, info)
 		}
 		if err == nil && call.Responded && call.Fault == nil {
-			err = dissect.DecodeResponse(call.Iface, call.Opnum, resp, syn, drep, info)
+			err = opt.DecodeResponse(call.Iface, call.Opnum, resp, syn, drep, info)
 		}
 		call.Tsch = info
 		if err == nil {

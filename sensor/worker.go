@@ -68,6 +68,9 @@ type Options struct {
 	MaxPagesPerConn int
 	HuntLimit       int
 	MaxConnections  int
+	// Tsch bounds what MS-TSCH decoding keeps: task XML bytes (default
+	// 64 KiB) and list entries.
+	Tsch dissect.TschOptions
 	// PanicHook, when set, sees what a recovered panic carried: tests turn
 	// it back into a failure, the binary prints it once.
 	PanicHook func(any)

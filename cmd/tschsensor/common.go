@@ -22,6 +22,7 @@ type commonFlags struct {
 	maxStub     int
 	maxCalls    int
 	maxFiles    int
+	maxXML      int
 	idle        time.Duration
 	window      time.Duration
 	quiet       bool
@@ -36,6 +37,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	fs.IntVar(&c.maxStub, "max-stub", sensor.DefaultMaxStub, "largest reassembled RPC stub per call (bytes)")
 	fs.IntVar(&c.maxCalls, "max-calls", sensor.DefaultMaxCalls, "RPC calls awaiting a response per channel")
 	fs.IntVar(&c.maxFiles, "max-files", sensor.DefaultMaxFiles, "open SMB files, pipes and trees per connection")
+	fs.IntVar(&c.maxXML, "max-xml", dissect.DefaultTaskXMLLimit, "task XML kept and parsed per call (bytes); longer XML is cut and flagged")
 	fs.DurationVar(&c.idle, "idle-timeout", sensor.DefaultIdleTimeout, "end TCP connections idle this long (capture time)")
 	fs.DurationVar(&c.window, "atexec-window", detect.DefaultAtExecWindow, "time from task registration to the last step of an AtExec chain")
 	fs.BoolVar(&c.quiet, "quiet", false, "no summary or progress on stderr")
@@ -51,7 +53,7 @@ func envOr(k, def string) string {
 
 func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle,
-		PanicHook: panicReporter(os.Stderr)}
+		PanicHook: panicReporter(os.Stderr), Tsch: dissect.TschOptions{XMLLimit: c.maxXML}}
 	d := detect.Options{Observer: c.observer, AtExecWindow: c.window}
 	var data []byte
 	if c.credentials != "" {

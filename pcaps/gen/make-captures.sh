@@ -148,6 +148,25 @@ capture_atexec() {
 	EOF
 }
 
+note_transact_frames() { # note_transact_frames NAME: records which frames carry RPC in SMB1 TransactNmPipe
+	"$PY" - "$OUT/$1.pcap" "$OUT/$1.json" <<-'EOF'
+	import json, subprocess, sys
+	pcap, out = sys.argv[1], sys.argv[2]
+	rows = subprocess.run(["tshark", "-n", "-r", pcap, "-Y", "smb.cmd == 0x25", "-T", "fields", "-e", "frame.number",
+	                       "-e", "smb.flags.response", "-e", "smb_pipe.function", "-e", "dcerpc.pkt_type"],
+	                      check=True, capture_output=True, text=True).stdout.split("\n")
+	tx = [{"frame": int(c[0]), "response": c[1] == "1", "pipe_function": c[2], "dcerpc_pkt_type": int(c[3])}
+	      for c in (r.split("\t") for r in rows if r.strip())]
+	f = json.load(open(out))
+	f["transact_nmpipe_frames"] = tx
+	pdus = sorted(d["frame"] for d in f["dcerpc_pdus"])
+	if sorted(t["frame"] for t in tx if t["pipe_function"] == "0x0026") != pdus:
+	    sys.exit("not every DCE-RPC PDU rides in a TransactNmPipe: %s vs %s" % (tx, pdus))
+	json.dump(f, open(out, "w"), indent=2, sort_keys=True)
+	open(out, "a").write("\n")
+	EOF
+}
+
 want() { [ ${#SELECTED[@]} -eq 0 ] && return 0; local w; for w in "${SELECTED[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 main() {
@@ -176,6 +195,16 @@ main() {
 	fi
 	if want impacket-nbss139 ; then
 		client_capture impacket-nbss139 nbss139 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	if want impacket-atexec-smb1 ; then
+		client_capture impacket-atexec-smb1 atexec-smb1 '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed", "smb_rpc_commands": "Write AndX / Read AndX"}'
+	fi
+	if want impacket-atexec-smb1-clear ; then
+		client_capture impacket-atexec-smb1-clear atexec-smb1-clear '{"rpc_auth": "NTLMSSP, auth_level 2 (connect): stubs in the clear", "smb_rpc_commands": "Write AndX / Read AndX"}'
+	fi
+	if want impacket-at-smb1-trans ; then
+		client_capture impacket-at-smb1-trans at-smb1-trans '{"rpc_auth": "none (auth_level 1): no sec_trailer", "smb_rpc_commands": "SMB_COM_TRANSACTION TransactNmPipe"}'
+		note_transact_frames impacket-at-smb1-trans
 	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }

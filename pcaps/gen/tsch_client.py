@@ -9,6 +9,7 @@ Only the lab address given on the command line is ever contacted.
 import argparse
 import base64
 import json
+import struct
 import sys
 
 from impacket import smb
@@ -18,7 +19,8 @@ from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import (RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_NONE, DCERPC)
 
 ATEXEC = "/usr/share/doc/python3-impacket/examples/atexec.py"
-JOB_NONINTERACTIVE = 0x10  # MS-TSCH 2.3.4 AT_INFO Flags
+JOB_RUN_PERIODICALLY = 0x01  # MS-TSCH 2.3.4 AT_INFO Flags
+JOB_NONINTERACTIVE = 0x10
 PS_SCRIPT = "Write-Output tschsensor-lab; whoami"
 PS_ENC = base64.b64encode(PS_SCRIPT.encode("utf-16le")).decode()
 
@@ -59,14 +61,59 @@ def task_xml(command, arguments, user_id, logon_type=None):
 """ % (esc(user_id), logon, esc(command), esc(arguments))
 
 
-def smb_dce(a, dialect=None, port=445, auth_level=RPC_C_AUTHN_LEVEL_CONNECT):
+class TransactNmPipeTransport(transport.SMBTransport):
+    """impacket's SMB transport, but each PDU that expects an answer goes out as
+    one SMB_COM_TRANSACTION TRANS_TRANSACT_NMPIPE (MS-CIFS), as Windows
+    clients do for RPC over named pipes.
+
+    impacket's own SMBTransport only writes (Write AndX) and reads (Read AndX).
+    DCERPC_v5 calls send() then recv() for a call; send() therefore holds the
+    PDU and recv() transacts it. A PDU followed by another send() (a leading
+    fragment, auth3) gets no answer and is written with Write AndX instead.
+    """
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._held = None
+        self.transactions = 0
+
+    def send(self, data, forceWriteAndx=0, forceRecv=0):
+        if self._held is not None:
+            super().send(self._held)
+        self._held = data
+
+    def recv(self, forceRecv=0, count=0):
+        if self._held is None:
+            return super().recv(forceRecv, count)
+        data, self._held = self._held, None
+        self.transactions += 1
+        conn = self.get_smb_connection()
+        low = conn.getSMBServer()
+        # impacket's own TransactNamedPipe writes the Name "\\PIPE\\" in ASCII
+        # even with FLAGS2_UNICODE set, which impacket's server (rightly)
+        # cannot parse; send it as MS-CIFS asks of SMB_COM_TRANSACTION: pad to 2, UTF-16LE.
+        name = "\\PIPE\\\x00"
+        if low.get_flags()[1] & smb.SMB.FLAGS2_UNICODE:
+            name = b"\x00" + name.encode("utf-16le")
+        setup = struct.pack("<HH", smb.SMB.TRANS_TRANSACT_NMPIPE, self._SMBTransport__handle)
+        low.send_trans(self._SMBTransport__tid, setup, name, b"", data)
+        return conn.transactNamedPipeRecv()
+
+    def disconnect(self):
+        if self._held is not None:
+            super().send(self._held)
+            self._held = None
+        return super().disconnect()
+
+
+def smb_dce(a, dialect=None, port=445, auth_level=RPC_C_AUTHN_LEVEL_CONNECT, rt_class=transport.SMBTransport):
     """An SMB session (chosen dialect/port) and a DCE-RPC handle on \\pipe\\atsvc."""
     if port == 139:
         conn = SMBConnection("*SMBSERVER", a.target, sess_port=139, preferredDialect=dialect, myName="TSCH-LAB-CLI")
     else:
         conn = SMBConnection(a.target, a.target, sess_port=port, preferredDialect=dialect, myName="TSCH-LAB-CLI")
     conn.login(a.user, a.password, a.domain)
-    rt = transport.SMBTransport(a.target, port, r"\atsvc", smb_connection=conn)
+    rt = rt_class(a.target, port, r"\atsvc", smb_connection=conn)
     dce = rt.get_dce_rpc()
     if auth_level != RPC_C_AUTHN_LEVEL_NONE:
         dce.set_credentials(a.user, a.password, a.domain)
@@ -113,6 +160,49 @@ def scen_tsch_np(a, dialect=None, port=445):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
+def run_atexec(a, seed, level=None, dialect=None):
+    """Runs Debian impacket's examples/atexec.py TSCH_EXEC, loaded from its installed file.
+
+    level rebinds the module-level name atexec passes to set_auth_level (None
+    keeps packet privacy); dialect makes every SMB connection it opens prefer
+    that dialect (its own DCERPCTransportFactory call gets a transport with
+    preferred_dialect set, nothing else of atexec changes). random is seeded so
+    the task name is fixed. Returns what atexec printed and the dialect used.
+    """
+    import importlib.util
+    import random
+    import io
+    import contextlib
+    import types
+    spec = importlib.util.spec_from_file_location("atexec", ATEXEC)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if level is not None:
+        mod.RPC_C_AUTHN_LEVEL_PKT_PRIVACY = level
+    made = []
+    if dialect is not None:
+        def factory(binding):
+            rt = transport.DCERPCTransportFactory(binding)
+            rt.preferred_dialect(dialect)
+            connect = rt.connect
+
+            def connect_and_note():
+                # atexec's disconnect drops the SMB connection: note its dialect now.
+                r = connect()
+                made.append(rt.get_smb_connection().getDialect())
+                return r
+            rt.connect = connect_and_note
+            return rt
+        mod.transport = types.SimpleNamespace(DCERPCTransportFactory=factory)
+    random.seed(seed)
+    cmdline = "whoami /all"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        mod.TSCH_EXEC(a.user, a.password, a.domain, None, None, False, None, cmdline).play(a.target)
+    used = made[0] if made else None
+    return cmdline, buf.getvalue(), used
+
+
 def scen_atexec_clear(a):
     """Debian impacket's examples/atexec.py TSCH_EXEC, unchanged except the RPC auth level.
 
@@ -121,21 +211,26 @@ def scen_atexec_clear(a):
     (register/run/poll/delete, then read ADMIN$\\Temp\\<name>.tmp) is on the
     wire with cleartext stubs. random is seeded so the task name is fixed.
     """
-    import importlib.util
-    import random
-    import io
-    import contextlib
-    spec = importlib.util.spec_from_file_location("atexec", ATEXEC)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.RPC_C_AUTHN_LEVEL_PKT_PRIVACY = RPC_C_AUTHN_LEVEL_CONNECT
-    random.seed(0x75C4)
-    cmdline = "whoami /all"
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        mod.TSCH_EXEC(a.user, a.password, a.domain, None, None, False, None, cmdline).play(a.target)
+    cmdline, printed, _ = run_atexec(a, 0x75C4, RPC_C_AUTHN_LEVEL_CONNECT)
     return dict(interface="ITaskSchedulerService", auth_level=2, transport="ncacn_np:\\pipe\\atsvc",
-                operator_command=cmdline, client_printed_output=buf.getvalue(),
+                operator_command=cmdline, client_printed_output=printed,
+                op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
+
+
+def scen_atexec_smb1(a, sealed):
+    """atexec over SMB1 (NT LM 0.12): sealed as atexec does, or at level CONNECT.
+
+    The whole flow, RPC on \\atsvc and the output read/delete on
+    ADMIN$\\Temp, runs on the one SMB1 connection atexec opens.
+    """
+    level = None if sealed else RPC_C_AUTHN_LEVEL_CONNECT
+    cmdline, printed, used = run_atexec(a, 0x5B1 if sealed else 0x5B2, level, smb.SMB_DIALECT)
+    if used != smb.SMB_DIALECT:
+        raise SystemExit("atexec did not run over SMB1 (dialect %r)" % (used,))
+    if "tsch_lab fake output" not in printed:
+        raise SystemExit("atexec did not read its output back: %r" % printed)
+    return dict(interface="ITaskSchedulerService", auth_level=6 if sealed else 2, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="NT LM 0.12", operator_command=cmdline, client_printed_output=printed,
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
@@ -191,6 +286,34 @@ def scen_at_smb1(a):
                 run_as="SYSTEM (AT jobs run as LocalSystem)", op_sequence=["NetrJobAdd", "NetrJobDel"])
 
 
+def scen_at_smb1_trans(a):
+    """ATSVC NetrJobAdd over SMB1, every call a TransactNmPipe transaction, level NONE."""
+    conn, dce = smb_dce(a, smb.SMB_DIALECT, 445, RPC_C_AUTHN_LEVEL_NONE, TransactNmPipeTransport)
+    dce.bind(atsvc.MSRPC_UUID_ATSVC)
+    info = atsvc.AT_INFO()
+    command = "cmd.exe /c net localgroup administrators labsvc /add"
+    info["JobTime"] = (23 * 3600 + 59 * 60) * 1000  # 23:59 local, in ms after midnight
+    info["DaysOfMonth"] = 0
+    info["DaysOfWeek"] = 0x7F  # Monday..Sunday
+    info["Flags"] = JOB_RUN_PERIODICALLY | JOB_NONINTERACTIVE
+    info["Command"] = command + "\x00"
+    r = atsvc.hNetrJobAdd(dce, "\\\\10.77.0.2\x00", info)
+    job = r["pJobId"]
+    atsvc.hNetrJobDel(dce, "\\\\10.77.0.2\x00", job, job)
+    rt = dce.get_rpc_transport()
+    dce.disconnect()
+    dialect = conn.getDialect()
+    conn.logoff()
+    if rt.transactions != 3:  # bind, NetrJobAdd, NetrJobDel
+        raise SystemExit("expected 3 TransactNmPipe transactions, made %d" % rt.transactions)
+    return dict(interface="ATSVC", auth_level=1, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="NT LM 0.12" if dialect == smb.SMB_DIALECT else str(dialect), server_name="\\\\10.77.0.2",
+                smb_rpc_commands="SMB_COM_TRANSACTION TransactNmPipe (bind, NetrJobAdd, NetrJobDel)",
+                transact_nmpipe_calls=rt.transactions, command=command, job_time_ms=info["JobTime"],
+                days_of_month=0, days_of_week=0x7F, job_flags=JOB_RUN_PERIODICALLY | JOB_NONINTERACTIVE, job_id=job,
+                run_as="SYSTEM (AT jobs run as LocalSystem)", op_sequence=["NetrJobAdd", "NetrJobDel"])
+
+
 def scen_sasec(a):
     """SASec SASetAccountInformation over SMB2 \\pipe\\atsvc, auth level CONNECT."""
     conn, dce = smb_dce(a, None, 445)
@@ -208,7 +331,8 @@ def scen_sasec(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139"])
+    p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
+                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -227,6 +351,12 @@ def main():
         out = scen_tcp(a, ndr64=True)
     elif a.scenario == "at-smb1":
         out = scen_at_smb1(a)
+    elif a.scenario == "atexec-smb1":
+        out = scen_atexec_smb1(a, sealed=True)
+    elif a.scenario == "atexec-smb1-clear":
+        out = scen_atexec_smb1(a, sealed=False)
+    elif a.scenario == "at-smb1-trans":
+        out = scen_at_smb1_trans(a)
     else:
         out = scen_sasec(a)
     out.update(user=a.user, domain=a.domain, client="pcaps/gen/tsch_client.py " + a.scenario,

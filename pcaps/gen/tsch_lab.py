@@ -36,7 +36,7 @@ import configparser
 
 from Cryptodome.Cipher import ARC4
 
-from impacket import ntlm, smbserver
+from impacket import ntlm, smb3structs as smb2, smbserver
 from impacket.uuid import uuidtup_to_bin, bin_to_uuidtup
 from impacket.dcerpc.v5 import tsch, atsvc, sasec, epm
 from impacket.dcerpc.v5.dtypes import NULL
@@ -590,6 +590,36 @@ def rpc_listener(lab, host, port, endpoint, secondary):
     return srv
 
 
+def grant_ntlm_sign(orig):
+    """Wraps impacket's SMB2 SESSION_SETUP so its NTLM CHALLENGE grants
+    NTLMSSP_NEGOTIATE_SIGN (and ALWAYS_SIGN) when the NEGOTIATE asked for it.
+
+    A Windows server does; impacket's never does, and go-msrpc's NTLM client
+    always asks for integrity and aborts the logon without it. impacket's own
+    client does not ask, so its sessions are unchanged. impacket checks no MIC,
+    so editing the flags of the message it built is safe.
+    """
+    want = ntlm.NTLMSSP_NEGOTIATE_SIGN | ntlm.NTLMSSP_NEGOTIATE_ALWAYS_SIGN
+
+    def hook(conn_id, server, packet):
+        cmds, pkts, status = orig(conn_id, server, packet)
+        try:
+            blob = smb2.SMB2SessionSetup(packet["Data"])["Buffer"]
+            i = blob.find(b"NTLMSSP\x00\x01\x00\x00\x00")
+            if i < 0 or not struct.unpack_from("<I", blob, i + 12)[0] & ntlm.NTLMSSP_NEGOTIATE_SIGN:
+                return cmds, pkts, status
+            out = bytearray(cmds[0]["Buffer"])
+            j = out.find(b"NTLMSSP\x00\x02\x00\x00\x00")
+            if j >= 0:
+                flags = struct.unpack_from("<I", out, j + 20)[0] | want
+                struct.pack_into("<I", out, j + 20, flags)
+                cmds[0]["Buffer"] = bytes(out)
+        except Exception:
+            LOG.exception("session setup: cannot adjust NTLM challenge flags")
+        return cmds, pkts, status
+    return hook
+
+
 def smb_listener(lab, pipe_port, port):
     a = lab.args
     cfg = configparser.ConfigParser()
@@ -613,6 +643,8 @@ def smb_listener(lab, pipe_port, port):
     cfg.set("ADMIN$", "share type", "0")
     cfg.set("ADMIN$", "path", os.path.join(a.root, "ADMIN"))
     srv = smbserver.SMBSERVER((a.addr, port), config_parser=cfg)
+    orig = srv.hookSmb2Command(smb2.SMB2_SESSION_SETUP, None)
+    srv.hookSmb2Command(smb2.SMB2_SESSION_SETUP, grant_ntlm_sign(orig))
     srv.processConfigFile()
     srv.addCredential(a.user, 1000, ntlm.compute_lmhash(a.password).hex(), lab.nt_hash.hex())
     srv.registerNamedPipe("atsvc", ("127.0.0.1", pipe_port))

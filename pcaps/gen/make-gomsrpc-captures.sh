@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# make-gomsrpc-captures.sh: captures of a second, independent MS-TSCH client,
+# go-msrpc's own ITaskSchedulerService client (pcaps/gen/gomsrpc, our driver),
+# against our lab server pcaps/gen/tsch_lab.py. Facts by pcaps/gen/facts.py.
+# Run as root: bash pcaps/gen/make-gomsrpc-captures.sh [name...]
+#
+# Same pattern as make-captures.sh, in namespaces of its own so both can run:
+# tschgo-cli (10.79.0.1, veth tg-cli) and tschgo-srv (10.79.0.2, veth tg-srv),
+# offloads off, tcpdump -s 0 on the server veth, classic pcap, TCP only.
+# OUT=dir writes the captures elsewhere (default: pcaps/).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+OUT=${OUT:-$(cd "$HERE/.." && pwd)}
+PY=/usr/bin/python3
+NS_C=tschgo-cli NS_S=tschgo-srv
+IF_C=tg-cli IF_S=tg-srv
+IP_C=10.79.0.1 IP_S=10.79.0.2
+USER_=alice DOMAIN=LAB PASSWORD='Tsch-Lab-2026!'
+TCP_PORT=49667
+WORK=$(mktemp -d /tmp/tschgo.XXXXXX)
+LAB_PID= DUMP_PID=
+
+[ "$(id -u)" = 0 ] || { echo "make-gomsrpc-captures.sh: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
+
+install_deps() {
+	local need=()
+	dpkg -s python3-impacket >/dev/null 2>&1 || need+=(python3-impacket)
+	command -v tcpdump >/dev/null || need+=(tcpdump)
+	command -v ip >/dev/null || need+=(iproute2)
+	command -v tshark >/dev/null || need+=(tshark)
+	command -v ethtool >/dev/null || need+=(ethtool)
+	if [ ${#need[@]} -gt 0 ]; then
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	fi
+	command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+}
+
+stop_pid() { # stop_pid PID [SIG]: ends one process this script started, waits for it
+	local pid=$1 sig=${2:-TERM}
+	[ -n "$pid" ] || return 0
+	kill -"$sig" "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+net_down() {
+	ip netns del "$NS_C" 2>/dev/null || true
+	ip netns del "$NS_S" 2>/dev/null || true
+}
+
+cleanup() {
+	stop_pid "$DUMP_PID" INT
+	stop_pid "$LAB_PID"
+	net_down
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+net_up() {
+	net_down
+	ip netns add "$NS_C"
+	ip netns add "$NS_S"
+	ip link add "$IF_C" type veth peer name "$IF_S"
+	ip link set "$IF_C" netns "$NS_C"
+	ip link set "$IF_S" netns "$NS_S"
+	ip -n "$NS_C" addr add "$IP_C/24" dev "$IF_C"
+	ip -n "$NS_S" addr add "$IP_S/24" dev "$IF_S"
+	for ns in "$NS_C" "$NS_S"; do ip -n "$ns" link set lo up; done
+	ip -n "$NS_C" link set "$IF_C" up
+	ip -n "$NS_S" link set "$IF_S" up
+	# Offloads off: the capture then holds real checksums and MTU-sized segments.
+	ip netns exec "$NS_C" ethtool -K "$IF_C" tx off tso off gso off gro off >/dev/null 2>&1 || true
+	ip netns exec "$NS_S" ethtool -K "$IF_S" tx off tso off gso off gro off >/dev/null 2>&1 || true
+}
+
+lab_start() {
+	rm -rf "$WORK/root" "$WORK/events.jsonl" "$WORK/ready"
+	ip netns exec "$NS_S" "$PY" "$HERE/tsch_lab.py" --addr "$IP_S" --root "$WORK/root" --tcp-port "$TCP_PORT" \
+		--user "$USER_" --domain "$DOMAIN" --password "$PASSWORD" --events "$WORK/events.jsonl" \
+		--ready "$WORK/ready" >>"$WORK/lab.log" 2>&1 &
+	LAB_PID=$!
+	for _ in $(seq 100); do [ -e "$WORK/ready" ] && return 0; sleep 0.1; done
+	echo "lab server did not start; log:" >&2; tail -20 "$WORK/lab.log" >&2; exit 1
+}
+
+dump_start() { # dump_start FILE
+	rm -f "$1"
+	ip netns exec "$NS_S" tcpdump -Z root -i "$IF_S" -s 0 -U -n -w "$1" 'tcp' 2>"$WORK/tcpdump.err" &
+	DUMP_PID=$!
+	for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.1; done
+	echo "tcpdump did not start" >&2; cat "$WORK/tcpdump.err" >&2; exit 1
+}
+
+capture() { # capture NAME EXTRA_JSON CLIENT-FLAGS...
+	local name=$1 extra=$2; shift 2
+	local pcap="$OUT/$name.pcap"
+	echo "== $name"
+	lab_start
+	dump_start "$pcap"
+	ip netns exec "$NS_C" timeout 60 "$WORK/gomsrpc" -target "$IP_S" -user "$USER_" -domain "$DOMAIN" \
+		-password "$PASSWORD" "$@" >"$WORK/client.json" 2>"$WORK/client.err" || {
+		echo "client failed:" >&2; cat "$WORK/client.err" >&2; tail -30 "$WORK/lab.log" >&2; exit 1; }
+	sleep 1 # let the last FIN/ACKs reach the capture
+	stop_pid "$DUMP_PID" INT; DUMP_PID=
+	stop_pid "$LAB_PID"; LAB_PID=
+	# facts.py describes the 10.77 lab by default: the extra JSON overrides it.
+	extra=$("$PY" -c 'import json,sys; e=json.loads(sys.argv[1]); e.update(client_ip=sys.argv[2], server_ip=sys.argv[3],
+generator="pcaps/gen/make-gomsrpc-captures.sh (client pcaps/gen/gomsrpc, go-msrpc v1.5.2; lab server pcaps/gen/tsch_lab.py)"); print(json.dumps(e))' \
+		"$extra" "$IP_C" "$IP_S")
+	"$PY" "$HERE/facts.py" --name "$name" --pcap "$pcap" --events "$WORK/events.jsonl" \
+		--client-json "$WORK/client.json" --out "$OUT/$name.json" --password "$PASSWORD" \
+		--tcp-port "$TCP_PORT" --extra "$extra"
+	local size; size=$(stat -c %s "$pcap")
+	[ "$size" -lt 102400 ] || { echo "$name.pcap is $size bytes (limit 100 KB)" >&2; exit 1; }
+	echo "   $size bytes, facts in $OUT/$name.json"
+}
+
+want() { [ ${#SELECTED[@]} -eq 0 ] && return 0; local w; for w in "${SELECTED[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
+
+main() {
+	SELECTED=("$@")
+	install_deps
+	(cd "$REPO" && go build -o "$WORK/gomsrpc" ./pcaps/gen/gomsrpc)
+	net_up
+	if want gomsrpc-schtask-tcp-sealed; then
+		capture gomsrpc-schtask-tcp-sealed '{"rpc_auth": "NTLMSSP (auth type 10), auth_level 6 (packet privacy): stubs sealed"}' \
+			-mode tcp -level privacy
+	fi
+	if want gomsrpc-schtask-np-sealed; then
+		capture gomsrpc-schtask-np-sealed '{"rpc_auth": "NTLMSSP (auth type 10), auth_level 6 (packet privacy): stubs sealed"}' \
+			-mode np -level privacy
+	fi
+	if want gomsrpc-schtask-tcp-ndr64-sealed; then
+		capture gomsrpc-schtask-tcp-ndr64-sealed '{"rpc_auth": "NTLMSSP (auth type 10), auth_level 6 (packet privacy): stubs sealed, NDR64"}' \
+			-mode tcp -level privacy -ndr64
+	fi
+	if want gomsrpc-schtask-tcp-connect; then
+		capture gomsrpc-schtask-tcp-connect '{"rpc_auth": "NTLMSSP (auth type 10), auth_level 2 (connect): stubs in the clear"}' \
+			-mode tcp -level connect
+	fi
+}
+
+main "$@"
