@@ -119,6 +119,7 @@ func (p *pktCtx) GetCaptureInfo() gopacket.CaptureInfo { return p.ci }
 type Worker struct {
 	opt    Options
 	rec    Recorder
+	buf    *flushBuffer
 	asm    *reassembly.Assembler
 	defrag *ip4defrag.IPv4Defragmenter
 	stats  Stats
@@ -143,7 +144,12 @@ type Worker struct {
 // workers; it is safe for concurrent use.
 func NewWorker(opt Options, rec Recorder, epm *EPMTable) *Worker {
 	opt.setDefaults()
-	w := &Worker{opt: opt, rec: rec, stats: newStats(), ring: make([]pktCtx, ctxRing), defrag: ip4defrag.NewIPv4Defragmenter(), epm: epm}
+	w := &Worker{opt: opt, stats: newStats(), ring: make([]pktCtx, ctxRing), defrag: ip4defrag.NewIPv4Defragmenter(), epm: epm}
+	w.buf = &flushBuffer{next: rec}
+	w.rec = w.buf
+	if er, ok := rec.(EPMRecorder); ok {
+		w.rec = epmFlushBuffer{w.buf, er}
+	}
 	if w.epm == nil {
 		w.epm = NewEPMTable(0, 0)
 	}
@@ -173,6 +179,9 @@ func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 	defer func() {
 		if r := recover(); r != nil {
 			w.stats.anomaly(AnomalyPanic)
+			if w.buf.on {
+				w.buf.release() // a flush was cut short: deliver what it made
+			}
 			if w.opt.PanicHook != nil {
 				w.opt.PanicHook(r)
 			}
@@ -258,7 +267,9 @@ func (w *Worker) maybeFlush() {
 		idle = min(idle, pressureIdle)
 		w.pressure = false
 	}
+	w.buf.hold()
 	w.asm.FlushWithOptions(reassembly.FlushOptions{T: w.now.Add(-DefaultGapWait), TC: w.now.Add(-idle)})
+	w.buf.release()
 	w.defrag.DiscardOlderThan(w.now.Add(-30 * time.Second))
 }
 
@@ -283,6 +294,8 @@ func (w *Worker) Flush() {
 			}
 		}
 	}()
+	w.buf.hold()
+	defer w.buf.release()
 	w.asm.FlushAll()
 }
 
