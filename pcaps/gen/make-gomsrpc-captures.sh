@@ -38,60 +38,10 @@ install_deps() {
 	command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
 }
 
-stop_pid() { # stop_pid PID [SIG]: ends one process this script started, waits for it
-	local pid=$1 sig=${2:-TERM}
-	[ -n "$pid" ] || return 0
-	kill -"$sig" "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
-net_down() {
-	ip netns del "$NS_C" 2>/dev/null || true
-	ip netns del "$NS_S" 2>/dev/null || true
-}
-
-cleanup() {
-	stop_pid "$DUMP_PID" INT
-	stop_pid "$LAB_PID"
-	net_down
-	rm -rf "$WORK"
-}
+# shellcheck source=labnet.sh
+. "$HERE/labnet.sh"
+cleanup() { labnet_cleanup "$LAB_PID"; }
 trap cleanup EXIT
-
-net_up() {
-	net_down
-	ip netns add "$NS_C"
-	ip netns add "$NS_S"
-	ip link add "$IF_C" type veth peer name "$IF_S"
-	ip link set "$IF_C" netns "$NS_C"
-	ip link set "$IF_S" netns "$NS_S"
-	ip -n "$NS_C" addr add "$IP_C/24" dev "$IF_C"
-	ip -n "$NS_S" addr add "$IP_S/24" dev "$IF_S"
-	for ns in "$NS_C" "$NS_S"; do ip -n "$ns" link set lo up; done
-	ip -n "$NS_C" link set "$IF_C" up
-	ip -n "$NS_S" link set "$IF_S" up
-	# Offloads off: the capture then holds real checksums and MTU-sized segments.
-	ip netns exec "$NS_C" ethtool -K "$IF_C" tx off tso off gso off gro off >/dev/null 2>&1 || true
-	ip netns exec "$NS_S" ethtool -K "$IF_S" tx off tso off gso off gro off >/dev/null 2>&1 || true
-}
-
-lab_start() {
-	rm -rf "$WORK/root" "$WORK/events.jsonl" "$WORK/ready"
-	ip netns exec "$NS_S" "$PY" "$HERE/tsch_lab.py" --addr "$IP_S" --root "$WORK/root" --tcp-port "$TCP_PORT" \
-		--user "$USER_" --domain "$DOMAIN" --password "$PASSWORD" --events "$WORK/events.jsonl" \
-		--ready "$WORK/ready" >>"$WORK/lab.log" 2>&1 &
-	LAB_PID=$!
-	for _ in $(seq 100); do [ -e "$WORK/ready" ] && return 0; sleep 0.1; done
-	echo "lab server did not start; log:" >&2; tail -20 "$WORK/lab.log" >&2; exit 1
-}
-
-dump_start() { # dump_start FILE
-	rm -f "$1"
-	ip netns exec "$NS_S" tcpdump -Z root -i "$IF_S" -s 0 -U -n -w "$1" 'tcp' 2>"$WORK/tcpdump.err" &
-	DUMP_PID=$!
-	for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.1; done
-	echo "tcpdump did not start" >&2; cat "$WORK/tcpdump.err" >&2; exit 1
-}
 
 capture() { # capture NAME EXTRA_JSON CLIENT-FLAGS...
 	local name=$1 extra=$2; shift 2

@@ -15,7 +15,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OUT=$(cd "$HERE/.." && pwd)
+OUT=${OUT:-$(cd "$HERE/.." && pwd)} # OUT=dir writes elsewhere
 NS_C=tschsmb3-cli NS_S=tschsmb3-srv
 IF_C=ts3-cli IF_S=ts3-srv
 IP_C=10.78.0.1 IP_S=10.78.0.2
@@ -55,42 +55,10 @@ install_deps() {
 	fi
 }
 
-stop_pid() { # stop_pid PID [SIG]: ends one process this script started, waits for it
-	local pid=$1 sig=${2:-TERM}
-	[ -n "$pid" ] || return 0
-	kill -"$sig" "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
-net_down() {
-	ip netns del "$NS_C" 2>/dev/null || true
-	ip netns del "$NS_S" 2>/dev/null || true
-}
-
-cleanup() {
-	stop_pid "$DUMP_PID" INT
-	stop_pid "$SMBD_PID"
-	net_down
-	rm -rf "$WORK"
-}
+# shellcheck source=labnet.sh
+. "$HERE/labnet.sh"
+cleanup() { labnet_cleanup "$SMBD_PID"; }
 trap cleanup EXIT
-
-net_up() {
-	net_down
-	ip netns add "$NS_C"
-	ip netns add "$NS_S"
-	ip link add "$IF_C" type veth peer name "$IF_S"
-	ip link set "$IF_C" netns "$NS_C"
-	ip link set "$IF_S" netns "$NS_S"
-	ip -n "$NS_C" addr add "$IP_C/24" dev "$IF_C"
-	ip -n "$NS_S" addr add "$IP_S/24" dev "$IF_S"
-	for ns in "$NS_C" "$NS_S"; do ip -n "$ns" link set lo up; done
-	ip -n "$NS_C" link set "$IF_C" up
-	ip -n "$NS_S" link set "$IF_S" up
-	# Offloads off: the capture then holds real checksums and MTU-sized segments.
-	ip netns exec "$NS_C" ethtool -K "$IF_C" tx off tso off gso off gro off >/dev/null 2>&1 || true
-	ip netns exec "$NS_S" ethtool -K "$IF_S" tx off tso off gso off gro off >/dev/null 2>&1 || true
-}
 
 # nss_env: the account database Samba sees (root for smbd itself, bob for the share).
 nss_env() {
@@ -174,15 +142,6 @@ smbd_start() {
 	exit 1
 }
 
-dump_start() { # dump_start FILE
-	ip netns exec "$NS_S" tcpdump -i "$IF_S" -s 0 -U -w "$1" 'tcp' >/dev/null 2>&1 &
-	DUMP_PID=$!
-	local i
-	for i in $(seq 1 50); do
-		[ -s "$1" ] && return 0
-		sleep 0.1
-	done
-}
 
 # The client: put, get and delete one small file on ADMIN$, as atexec does
 # with its output file, encryption required, NTLM only.
