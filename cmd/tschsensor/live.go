@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -60,15 +59,8 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: tschsensor run -i IFACE [-i IFACE...] [flags]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tschsensor run: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if rc, ok := parseFlags(fs, args, false, stderr); !ok {
+		return rc
 	}
 	if len(ifaces) == 0 {
 		fmt.Fprintln(stderr, "tschsensor run: no interface: give -i IFACE")

@@ -7,6 +7,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -51,4 +53,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "tschsensor: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// parseFlags parses a subcommand's flags. When ok is false the command ends
+// with rc: 0 after -h, 2 for a bad flag or, for a command that takes no
+// arguments, a stray one.
+func parseFlags(fs *flag.FlagSet, args []string, takesArgs bool, stderr io.Writer) (rc int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if !takesArgs && fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tschsensor %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
 }

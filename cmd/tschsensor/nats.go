@@ -231,15 +231,8 @@ func runTail(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: tschsensor tail [--nats URL] [--since TIME|DURATION|all] [--subject FILTER] [--count N]\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tschsensor tail: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if rc, ok := parseFlags(fs, args, false, stderr); !ok {
+		return rc
 	}
 	if len(o.URLs) == 0 && !o.Embedded {
 		o.URLs = []string{"nats://" + natsout.DefaultEmbeddedAddr}

@@ -26,8 +26,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if rc, ok := parseFlags(fs, args, true, stderr); !ok {
+		return rc
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
