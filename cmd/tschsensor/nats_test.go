@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/tschsensor/tschsensor/sensor"
 	"github.com/tschsensor/tschsensor/sensor/natsout"
 )
@@ -73,16 +72,7 @@ func TestNATSFlagsEnv(t *testing.T) {
 }
 
 func TestRunTail(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	defer srv.Shutdown()
+	srv := startJetStream(t)
 
 	o := natsout.DefaultNATSOptions()
 	o.URLs, o.SensorID, o.SpoolDir = []string{srv.ClientURL()}, "tail-test", filepath.Join(t.TempDir(), "spool")

@@ -18,16 +18,7 @@ import (
 // JetStream server: the stream holds exactly the lines written on stdout, on
 // the subjects their kind and names give; a second replay adds nothing.
 func TestReplayToJetStream(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	defer srv.Shutdown()
+	srv := startJetStream(t)
 
 	files, _ := filepath.Glob(filepath.Join("..", "..", "pcaps", "*.pcap"))
 	if len(files) == 0 {
@@ -117,4 +108,21 @@ func TestReplayToJetStream(t *testing.T) {
 	if int(info.State.Msgs) != len(lines) {
 		t.Errorf("after a second replay the stream holds %d messages, want %d", info.State.Msgs, len(lines))
 	}
+}
+
+// startJetStream runs a real nats-server with JetStream on a loopback port
+// for the duration of the test.
+func startJetStream(t *testing.T) *server.Server {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
 }
