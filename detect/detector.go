@@ -50,7 +50,6 @@ type pairKey struct{ client, server netip.Addr }
 type chain struct {
 	start, last         time.Time
 	register            *Call
-	registerEvent       string
 	events              []string
 	name                string // task name when visible ("nTMgxVrV")
 	outName             string // output file the action redirects to, when visible
@@ -214,7 +213,7 @@ func (d *Detector) tschCall(p *pairState, c *Call, ev *Event, op string) {
 		}
 		d.alert(RuleTaskRegistered, c, ev, []string{ev.Event.ID}, why)
 		if c.Transport == TransportNamedPipe && c.SMB != nil && strings.EqualFold(strings.TrimLeft(c.SMB.Pipe, `\`), "atsvc") {
-			p.chains = append(p.chains, &chain{start: c.Time, last: c.Time, register: c, registerEvent: ev.Event.ID,
+			p.chains = append(p.chains, &chain{start: c.Time, last: c.Time, register: c,
 				events: []string{ev.Event.ID}, name: taskName(taskPath(c)), outName: outputFile(c), sealed: c.Encrypted && !c.Decrypted})
 		}
 	case "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete":

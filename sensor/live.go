@@ -174,15 +174,13 @@ type Live struct {
 	// tests replaying old captures, whose packets carry their own time.
 	now func() time.Time
 
-	dropped  atomic.Uint64 // records lost on a full queue
-	events   atomic.Uint64
-	alerts   atomic.Uint64
-	outDrops atomic.Uint64
-	// resolved and unnamed are the resolver's counts, set when it ends.
-	resolved, unnamed atomic.Uint64
-	capturing         atomic.Bool
-	start             time.Time
-	stopping          atomic.Bool
+	dropped   atomic.Uint64 // records lost on a full queue
+	events    atomic.Uint64
+	alerts    atomic.Uint64
+	outDrops  atomic.Uint64
+	capturing atomic.Bool
+	start     time.Time
+	stopping  atomic.Bool
 }
 
 // NewLive opens every capture socket, so that a missing interface or
@@ -281,7 +279,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 		<-allDone
 		close(l.records)
 	}()
-	l.detect(det)
+	resolver := l.detect(det)
 	l.capturing.Store(false)
 
 	var res LiveResult
@@ -301,10 +299,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 	}
 	res.DroppedRecords = l.dropped.Load()
 	res.Stats.DroppedEvents += res.DroppedRecords + l.cfg.Output.Dropped
-	res.Stats.TschCalls += l.resolved.Load()
-	if n := l.unnamed.Load(); n > 0 {
-		res.Stats.Anomalies["dcerpc_call_unknown_context"] += n
-	}
+	resolver.account(&res.Stats)
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(l.start)
 	if len(errs) == len(l.workers) && ctx.Err() == nil {
@@ -316,7 +311,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 // detect runs the detector and the output on one goroutine: both are
 // single-threaded, and cross-connection correlation needs every worker's
 // records in one place.
-func (l *Live) detect(det *detect.Detector) {
+func (l *Live) detect(det *detect.Detector) *Resolver {
 	tick := time.NewTicker(l.cfg.StatsInterval)
 	defer tick.Stop()
 	out := l.cfg.Output
@@ -332,12 +327,10 @@ func (l *Live) detect(det *detect.Detector) {
 		case r, ok := <-l.records:
 			if !ok {
 				res.Flush()
-				l.resolved.Store(res.Resolved)
-				l.unnamed.Store(res.Dropped)
 				det.Flush()
 				out.Emit(l.metricEvent())
 				sync()
-				return
+				return res
 			}
 			switch {
 			case r.call != nil:

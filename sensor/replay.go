@@ -55,10 +55,7 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	res0.Flush()
 	det.Flush()
 	res.Stats = *w.Stats()
-	res.Stats.TschCalls += res0.Resolved
-	if res0.Dropped > 0 {
-		res.Stats.Anomalies["dcerpc_call_unknown_context"] += res0.Dropped
-	}
+	res0.account(&res.Stats)
 	res.Stats.DroppedEvents += cfg.Output.Dropped
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(start)

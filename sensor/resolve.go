@@ -118,3 +118,12 @@ func (r *Resolver) Flush() {
 	r.held = make(map[epmKey][]*detect.Call)
 	r.n, r.bytes = 0, 0
 }
+
+// account adds what the resolver did to a run's counters: calls it named are
+// MS-TSCH calls the workers could not count, and calls never named an anomaly.
+func (r *Resolver) account(s *Stats) {
+	s.TschCalls += r.Resolved
+	if r.Dropped > 0 {
+		s.Anomalies["dcerpc_call_unknown_context"] += r.Dropped
+	}
+}

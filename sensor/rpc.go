@@ -54,12 +54,10 @@ const (
 )
 
 type presCtx struct {
-	iface    dissect.Iface
-	uuid     string
-	version  string
-	syntax   dissect.Syntax
-	accepted bool
-	guessed  bool // named from the endpoint-mapper table, bind not seen
+	iface   dissect.Iface
+	uuid    string
+	version string
+	syntax  dissect.Syntax
 }
 
 type authState struct {
@@ -75,7 +73,6 @@ type authState struct {
 
 type rpcCall struct {
 	call       *detect.Call
-	ctx        *presCtx
 	drep       [4]byte
 	req, resp  []byte
 	reqDone    bool
@@ -182,7 +179,7 @@ func (r *rpcChannel) bindAck(b []byte) {
 		}
 		iface := dissect.IfaceByUUID(e.AbstractUUID, e.AbstractMajor)
 		pc := &presCtx{iface: iface, uuid: e.AbstractUUID, version: fmt.Sprintf("%d.%d", e.AbstractMajor, e.AbstractMinor),
-			syntax: dissect.SyntaxByUUID(res[i].Syntax), accepted: true}
+			syntax: dissect.SyntaxByUUID(res[i].Syntax)}
 		r.contexts[e.ID] = pc
 		name := iface.String()
 		if name == "" {
@@ -285,7 +282,7 @@ func (r *rpcChannel) context(id uint16) *presCtx {
 	if !ok || iface == dissect.IfaceUnknown {
 		return nil
 	}
-	pc := &presCtx{iface: iface, uuid: uuid, version: "1.0", guessed: true}
+	pc := &presCtx{iface: iface, uuid: uuid, version: "1.0"}
 	r.contexts[id] = pc
 	return pc
 }
@@ -473,7 +470,7 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	} else if r.auth.seen {
 		call.HasAuth, call.AuthType, call.AuthLevel = true, r.auth.typ, r.auth.level
 	}
-	rc := &rpcCall{call: call, ctx: pc, drep: r.hdr.DRep, interested: interested || unresolved, unresolved: unresolved}
+	rc := &rpcCall{call: call, drep: r.hdr.DRep, interested: interested || unresolved, unresolved: unresolved}
 	r.calls[r.hdr.CallID] = rc
 	return rc
 }
@@ -553,7 +550,6 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		if !interestingIface(pc.iface) {
 			return
 		}
-		rc.ctx = pc
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
 	}
 	if call.User == nil {

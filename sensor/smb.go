@@ -65,9 +65,7 @@ type smbSession struct {
 	encrypted uint64
 	// keys decrypt SMB3 transform messages when credentials matched.
 	keys      *dissect.SMB3Keys
-	keyErr    string
 	keysTried bool
-	decrypted uint64
 	reported  bool
 }
 
@@ -84,7 +82,6 @@ type smbReq struct {
 	treeID  uint32
 	file    dissect.FileID
 	name    string
-	access  uint32
 	options uint32
 	path    string
 	frame   uint64
@@ -178,7 +175,6 @@ func (s *smbState) transform(dir int, msg []byte) {
 		}
 		return
 	}
-	ss.decrypted++
 	s.c.w.stats.SMB3Decrypted++
 	switch dissect.ClassifySMB(plain) {
 	case dissect.SMBKind2:
@@ -211,7 +207,6 @@ func (s *smbState) deriveKeys(ss *smbSession) {
 	for _, cr := range cands {
 		ns, err := dissect.NewNTLMSession(ss.ntlmNeg, ss.ntlmChal, ss.ntlmAuth, cr)
 		if err != nil {
-			ss.keyErr = err.Error()
 			continue
 		}
 		var hash []byte
@@ -224,10 +219,9 @@ func (s *smbState) deriveKeys(ss *smbSession) {
 		}
 		k, err := dissect.DeriveSMB3Keys(ns.SessionKey(), s.dialect, cipher, hash)
 		if err != nil {
-			ss.keyErr = err.Error()
 			continue
 		}
-		ss.keys, ss.keyErr = &k, ""
+		ss.keys = &k
 		s.keyed = true
 		return
 	}
@@ -374,8 +368,7 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.c.anomaly("smb2_bad_create")
 			return
 		}
-		s.addPending(h.MessageID, &smbReq{cmd: h.Command, tree: tree, treeID: h.TreeID, name: s.create.Name,
-			access: s.create.DesiredAccess, options: s.create.CreateOptions})
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, tree: tree, treeID: h.TreeID, name: s.create.Name, options: s.create.CreateOptions})
 	case dissect.SMB2Write:
 		fid, off, n, err := dissect.WriteRequest(msg)
 		if err != nil {
