@@ -40,9 +40,10 @@ func (c Credential) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("domain", c.Domain), slog.String("user", c.User))
 }
 
-// Credentials is a parsed credential file.
+// Credentials is a parsed credential file: NTLM accounts and Kerberos keys.
 type Credentials struct {
 	list []Credential
+	krb  []KerberosKey
 }
 
 // MaxCredentialLineLen bounds one line of a credential file: longer lines are
@@ -54,6 +55,18 @@ const MaxCredentialLineLen = 4096
 //	DOMAIN\user:password
 //	DOMAIN\user:nt:<32 hex digits>
 //	\user:password   or   user:password   (any domain)
+//	user@REALM:password                    (Kerberos realm as the domain)
+//	PRINCIPAL:aes256:<64 hex digits>       (a Kerberos key only)
+//	PRINCIPAL:aes128:<32 hex digits>
+//
+// PRINCIPAL is a service or account name with an optional realm or domain:
+// host/srv.lab.example@LAB.EXAMPLE, srv$@LAB.EXAMPLE, LAB\srv$. Every
+// password and nt: line is also an RC4-HMAC Kerberos key (etype 23: the key
+// is the NT hash); a password line whose realm is known (user@REALM, or a
+// DNS domain before the '\') also yields the account's AES keys (RFC 3962
+// string-to-key with the Active Directory salt: REALM + user, or for a
+// machine account NAME$, REALM + "host" + name.realm in lower case).
+// Lines naming a service (with a '/') are Kerberos keys only.
 //
 // Blank lines and lines starting with '#' are skipped. Everything after the
 // first ':' is the password, spaces included, so passwords may contain ':'
@@ -75,14 +88,34 @@ func ParseCredentials(data []byte) (*Credentials, error) {
 		}
 		account = strings.TrimSpace(account)
 		var cred Credential
+		realm := ""
 		if dom, user, ok := strings.Cut(account, `\`); ok {
 			cred.Domain, cred.User = strings.TrimSpace(dom), strings.TrimSpace(user)
+			if strings.Contains(cred.Domain, ".") {
+				realm = strings.ToUpper(cred.Domain)
+			}
+		} else if user, rlm, ok := strings.Cut(account, "@"); ok {
+			cred.User, cred.Domain = strings.TrimSpace(user), strings.TrimSpace(rlm)
+			realm = strings.ToUpper(cred.Domain)
 		} else {
 			cred.User = account
 		}
 		if cred.User == "" {
 			return nil, fmt.Errorf("credentials line %d: empty user name", lineNo)
 		}
+		src := fmt.Sprintf("credentials line %d", lineNo)
+		if etype, h, isKey := credKerberosKey(secret); isKey {
+			raw, err := hex.DecodeString(strings.TrimSpace(h))
+			if err != nil || len(raw) != kerberosKeyLen(etype) {
+				return nil, fmt.Errorf("credentials line %d: %s key must be %d hex digits", lineNo,
+					KerberosETypeName(etype), 2*kerberosKeyLen(etype))
+			}
+			k, _ := NewKerberosKey(cred.User, realm, 0, etype, raw) // length checked above
+			k.Source = src
+			c.krb = append(c.krb, k)
+			continue
+		}
+		password, hasPassword := "", false
 		if h, isHash := strings.CutPrefix(secret, "nt:"); isHash {
 			h = strings.TrimSpace(h)
 			raw, err := hex.DecodeString(h)
@@ -91,12 +124,49 @@ func ParseCredentials(data []byte) (*Credentials, error) {
 			}
 			copy(cred.NTHash[:], raw)
 		} else {
+			password, hasPassword = secret, true
 			cred.NTHash = NTHashFromPassword(secret)
 			cred.LMHash, cred.HasLMHash = lmHashFromPassword(secret)
 		}
-		c.list = append(c.list, cred)
+		rc4, _ := NewKerberosKey(cred.User, realm, 0, KerberosETypeRC4, cred.NTHash[:]) // 16 bytes
+		rc4.Source = src
+		c.krb = append(c.krb, rc4)
+		if hasPassword && realm != "" {
+			for _, etype := range []int32{KerberosETypeAES256, KerberosETypeAES128} {
+				k, err := KerberosKeyFromPassword(cred.User, realm, etype, password)
+				if err != nil {
+					return nil, fmt.Errorf("credentials line %d: %w", lineNo, err)
+				}
+				k.Source = src
+				c.krb = append(c.krb, k)
+			}
+		}
+		if !strings.Contains(cred.User, "/") {
+			c.list = append(c.list, cred)
+		}
 	}
 	return c, nil
+}
+
+// credKerberosKey recognises the aes256: and aes128: secrets.
+func credKerberosKey(secret string) (int32, string, bool) {
+	if h, ok := strings.CutPrefix(secret, "aes256:"); ok {
+		return KerberosETypeAES256, h, true
+	}
+	if h, ok := strings.CutPrefix(secret, "aes128:"); ok {
+		return KerberosETypeAES128, h, true
+	}
+	return 0, "", false
+}
+
+// KerberosKeys returns the Kerberos keys the file's lines give: aes256:
+// and aes128: lines, every NT hash as an RC4-HMAC key, and the AES keys of
+// passwords whose realm is known. The slice is a copy.
+func (c *Credentials) KerberosKeys() []KerberosKey {
+	if c == nil {
+		return nil
+	}
+	return append([]KerberosKey(nil), c.krb...)
 }
 
 // Len is the number of credentials.

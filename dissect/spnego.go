@@ -299,3 +299,100 @@ func krbString(b []byte) (string, bool) {
 	}
 	return strings.ToValidUTF8(string(rv.Bytes), "\uFFFD"), true
 }
+
+// KerberosMessageType names the Kerberos message a security token carries:
+// its ASN.1 APPLICATION tag (RFC 4120 5.10).
+type KerberosMessageType int
+
+// Kerberos messages found in security tokens.
+const (
+	KerberosNone     KerberosMessageType = 0
+	KerberosAPReq    KerberosMessageType = 14
+	KerberosAPRep    KerberosMessageType = 15
+	KerberosErrorMsg KerberosMessageType = 30
+)
+
+func (t KerberosMessageType) String() string {
+	switch t {
+	case KerberosAPReq:
+		return "AP-REQ"
+	case KerberosAPRep:
+		return "AP-REP"
+	case KerberosErrorMsg:
+		return "KRB-ERROR"
+	}
+	return "none"
+}
+
+// FindKerberosMessage returns the Kerberos message inside a security token
+// and its type: blob may be SPNEGO (NegTokenInit or NegTokenResp), a GSS-API
+// token (RFC 4121 4.1: OID, TOK_ID, message) or a bare message, as
+// DCE-style Kerberos sends it (MS-RPCE auth type 16, or inside SPNEGO with
+// auth type 9). The message is exactly one DER element and aliases blob.
+// Blobs the strict parser rejects are searched for the Kerberos OID, as
+// FindKerberos does.
+func FindKerberosMessage(blob []byte) (KerberosMessageType, []byte) {
+	tok, ok := spnegoToken(blob)
+	if ok && tok == nil {
+		return KerberosNone, nil
+	}
+	if !ok {
+		tok = blob
+	}
+	if oid, inner, wrapped := gssUnwrap(tok); wrapped {
+		if !oid.Equal(oidKerberos5) && !oid.Equal(oidMSKerberos) {
+			return KerberosNone, nil
+		}
+		return krbInnerMessage(inner)
+	}
+	if t, m := krbBareMessage(tok); t != KerberosNone {
+		return t, m
+	}
+	if ok {
+		return KerberosNone, nil
+	}
+	for _, oid := range [][]byte{derKerberos5, derMSKerberos} {
+		for rest, i := blob, 0; i < maxSPNEGOElements; i++ {
+			at := bytes.Index(rest, oid)
+			if at < 0 {
+				break
+			}
+			rest = rest[at+len(oid):]
+			if t, m := krbInnerMessage(rest); t != KerberosNone {
+				return t, m
+			}
+		}
+	}
+	return KerberosNone, nil
+}
+
+// krbInnerMessage reads the RFC 4121 4.1 inner token: TOK_ID then the
+// message, whose APPLICATION tag must agree with the TOK_ID.
+func krbInnerMessage(b []byte) (KerberosMessageType, []byte) {
+	if len(b) < 2 || b[1] != 0 {
+		return KerberosNone, nil
+	}
+	want := map[byte]KerberosMessageType{1: KerberosAPReq, 2: KerberosAPRep, 3: KerberosErrorMsg}[b[0]]
+	if want == KerberosNone {
+		return KerberosNone, nil
+	}
+	t, m := krbBareMessage(b[2:])
+	if t != want {
+		return KerberosNone, nil
+	}
+	return t, m
+}
+
+// krbBareMessage recognises one DER element tagged AP-REQ, AP-REP or
+// KRB-ERROR.
+func krbBareMessage(b []byte) (KerberosMessageType, []byte) {
+	rv, _, ok := spnegoNext(b)
+	if !ok || rv.Class != asn1.ClassApplication || !rv.IsCompound {
+		return KerberosNone, nil
+	}
+	switch t := KerberosMessageType(rv.Tag); t {
+	case KerberosAPReq, KerberosAPRep, KerberosErrorMsg:
+		return t, rv.FullBytes
+	}
+	return KerberosNone, nil
+}
