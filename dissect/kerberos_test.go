@@ -247,7 +247,7 @@ func TestKerberosCandidatesOrder(t *testing.T) {
 		mk("alice", testRealm, 1, 1),
 		mk("cifs/srv.lab.example", testRealm, 4, 2), // principal, other kvno
 		mk("HOST/SRV.lab.example", "lab.example", 5, 3),
-		mk("srv$", "", 0, 4),                      // account key: matches by host name
+		mk("srv$", "", 0, 4),                        // account key: matches by host name
 		mk("host/srv.lab.example", testRealm, 5, 3), // same bytes as #3: returned once
 		mk("host/srv.lab.example", "OTHER.REALM", 5, 5),
 	)
