@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 )
@@ -112,4 +113,66 @@ func FuzzParseCredentials(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseCredentialsKerberos(t *testing.T) {
+	aes256 := strings.Repeat("ab", 32)
+	file := "host/srv.lab.example@LAB.EXAMPLE:aes256:" + aes256 + "\n" +
+		"LAB\\srv$:aes128:" + strings.Repeat("cd", 16) + "\r\n" +
+		"lab.example\\analyst:Tsch-Dev-2026!\n" + // DNS domain: RC4 + AES256 + AES128
+		"LAB\\analyst:nt:EBD03FF0ACF8BE8A1D1BF15943DCD154\n" + // RC4 only, any realm
+		"srv$@lab.example:" + testSvcPass + "\n"
+	c, err := ParseCredentials([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NTLM accounts: the service-key-only lines are not NTLM credentials.
+	if c.Len() != 3 {
+		t.Errorf("%d NTLM credentials, want 3", c.Len())
+	}
+	var got []string
+	for _, k := range c.KerberosKeys() {
+		got = append(got, fmt.Sprintf("%s@%s %d %s", k.Principal, k.Realm, k.EType, k.Source))
+	}
+	want := []string{
+		"host/srv.lab.example@LAB.EXAMPLE 18 credentials line 1",
+		"srv$@ 17 credentials line 2",
+		"analyst@LAB.EXAMPLE 23 credentials line 3",
+		"analyst@LAB.EXAMPLE 18 credentials line 3",
+		"analyst@LAB.EXAMPLE 17 credentials line 3",
+		"analyst@ 23 credentials line 4",
+		"srv$@LAB.EXAMPLE 23 credentials line 5",
+		"srv$@LAB.EXAMPLE 18 credentials line 5",
+		"srv$@LAB.EXAMPLE 17 credentials line 5",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("keys\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	keys := c.KerberosKeys()
+	if !bytes.Equal(keys[0].value, bytes.Repeat([]byte{0xab}, 32)) {
+		t.Error("aes256 key bytes")
+	}
+	nt := NTHashFromPassword("Tsch-Dev-2026!")
+	if !bytes.Equal(keys[2].value, nt[:]) || !bytes.Equal(keys[5].value, nt[:]) {
+		t.Error("RC4 key is not the NT hash")
+	}
+	// The machine password opens tickets encrypted with the keytab's key.
+	mit, _, err := ParseKeytab(must(os.ReadFile("testdata/krb5/mit-ktutil.keytab")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(keys[7].value, mit[0].value) || !bytes.Equal(keys[8].value, mit[1].value) || !bytes.Equal(keys[6].value, mit[2].value) {
+		t.Error("srv$ password keys differ from MIT ktutil's")
+	}
+
+	for _, bad := range []string{
+		"x@R:aes256:" + strings.Repeat("ab", 16), // short
+		"x@R:aes128:" + strings.Repeat("zz", 16), // not hex
+		"x@R:aes256:" + strings.Repeat("ab", 33), // long
+	} {
+		_, err := ParseCredentials([]byte("# c\n" + bad))
+		if err == nil || !strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "abab") || strings.Contains(err.Error(), "zzzz") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
 }

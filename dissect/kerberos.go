@@ -1,6 +1,7 @@
 package dissect
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -365,8 +366,8 @@ func OpenAPReq(token []byte, keys *KerberosKeys) (*KerberosContext, error) {
 		return nil, errAt(layerKerberos, 0, ErrMalformed, "ticket sname with %d components", n)
 	}
 	c := &KerberosContext{
-		ServiceName:  strings.Join(tkt.SName.NameString, "/"),
-		ServiceRealm: tkt.Realm,
+		ServiceName:  krbName(tkt.SName.NameString),
+		ServiceRealm: strings.ToValidUTF8(tkt.Realm, "\uFFFD"),
 		TicketEType:  tkt.EncPart.EType,
 		TicketKVNO:   uint32(tkt.EncPart.KVNO),
 	}
@@ -378,7 +379,6 @@ func OpenAPReq(token []byte, keys *KerberosKeys) (*KerberosContext, error) {
 		return nil, fmt.Errorf("ticket for %s@%s kvno %d %s: %w", c.ServiceName, c.ServiceRealm, c.TicketKVNO,
 			KerberosETypeName(c.TicketEType), ErrKerberosNoKey)
 	}
-	var enc messages.EncTicketPart
 	opened := false
 	for i, k := range cands {
 		if i >= MaxKerberosKeyTrials {
@@ -390,8 +390,8 @@ func OpenAPReq(token []byte, keys *KerberosKeys) (*KerberosContext, error) {
 		}
 		// A key that decrypts and authenticates the ticket is the right
 		// one; a failure to parse what it yields is the ticket's fault.
-		if err := enc.Unmarshal(plain); err != nil {
-			return nil, errAt(layerKerberos, 0, ErrMalformed, "EncTicketPart: %v", err)
+		if err := c.readEncTicketPart(plain); err != nil {
+			return nil, err
 		}
 		c.OpenedWith = k.String()
 		opened = true
@@ -401,41 +401,60 @@ func OpenAPReq(token []byte, keys *KerberosKeys) (*KerberosContext, error) {
 		return nil, fmt.Errorf("ticket for %s@%s kvno %d %s, %d keys tried: %w", c.ServiceName, c.ServiceRealm,
 			c.TicketKVNO, KerberosETypeName(c.TicketEType), min(len(cands), MaxKerberosKeyTrials), ErrKerberosWrongKey)
 	}
-	if n := len(enc.CName.NameString); n > maxPrincipalComponents {
-		return nil, errAt(layerKerberos, 0, ErrMalformed, "ticket cname with %d components", n)
-	}
-	c.ClientName = strings.Join(enc.CName.NameString, "/")
-	c.ClientRealm = enc.CRealm
-	c.AuthTime = enc.AuthTime
-	c.TicketFlags = bitStringUint32(enc.Flags.Bytes)
-	if kerberosKeyLen(enc.Key.KeyType) == 0 || len(enc.Key.KeyValue) != kerberosKeyLen(enc.Key.KeyType) {
-		return nil, fmt.Errorf("ticket session key %s of %d bytes: %w", KerberosETypeName(enc.Key.KeyType),
-			len(enc.Key.KeyValue), ErrKerberosUnsupported)
-	}
-	c.sessionKey = enc.Key
 
 	plain, err := kerberosDecrypt(req.EncryptedAuthenticator, c.sessionKey, keyusage.AP_REQ_AUTHENTICATOR)
 	if err != nil {
 		return nil, errAt(layerKerberos, 0, ErrMalformed, "authenticator does not decrypt with the ticket's session key: %v", err)
 	}
+	if err := c.readAuthenticator(plain); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readEncTicketPart takes the client's name, the flags, the auth time and
+// the session key from a decrypted EncTicketPart.
+func (c *KerberosContext) readEncTicketPart(plain []byte) error {
+	var enc messages.EncTicketPart
+	if err := enc.Unmarshal(plain); err != nil {
+		return errAt(layerKerberos, 0, ErrMalformed, "EncTicketPart: %v", err)
+	}
+	if n := len(enc.CName.NameString); n > maxPrincipalComponents {
+		return errAt(layerKerberos, 0, ErrMalformed, "ticket cname with %d components", n)
+	}
+	if kerberosKeyLen(enc.Key.KeyType) == 0 || len(enc.Key.KeyValue) != kerberosKeyLen(enc.Key.KeyType) {
+		return fmt.Errorf("ticket session key %s of %d bytes: %w", KerberosETypeName(enc.Key.KeyType),
+			len(enc.Key.KeyValue), ErrKerberosUnsupported)
+	}
+	c.ClientName = krbName(enc.CName.NameString)
+	c.ClientRealm = strings.ToValidUTF8(enc.CRealm, "\uFFFD")
+	c.AuthTime = enc.AuthTime
+	c.TicketFlags = bitStringUint32(enc.Flags.Bytes)
+	c.sessionKey = enc.Key
+	return nil
+}
+
+// readAuthenticator takes the initiator's sequence number, GSS flags and
+// subkey from a decrypted Authenticator. Its bytes are the client's
+// choosing (the client knows the session key): parse them as hostile.
+func (c *KerberosContext) readAuthenticator(plain []byte) error {
 	var auth types.Authenticator
 	if err := auth.Unmarshal(plain); err != nil {
-		return nil, errAt(layerKerberos, 0, ErrMalformed, "authenticator: %v", err)
+		return errAt(layerKerberos, 0, ErrMalformed, "authenticator: %v", err)
 	}
 	c.InitiatorSeq = uint32(auth.SeqNumber)
 	if auth.Cksum.CksumType == gssChecksumType && len(auth.Cksum.Checksum) >= 24 {
 		c.HasGSSChecksum = true
-		c.GSSFlags = uint32(auth.Cksum.Checksum[20]) | uint32(auth.Cksum.Checksum[21])<<8 |
-			uint32(auth.Cksum.Checksum[22])<<16 | uint32(auth.Cksum.Checksum[23])<<24
+		c.GSSFlags = binary.LittleEndian.Uint32(auth.Cksum.Checksum[20:24])
 	}
 	if len(auth.SubKey.KeyValue) > 0 {
 		if len(auth.SubKey.KeyValue) != kerberosKeyLen(auth.SubKey.KeyType) {
-			return nil, fmt.Errorf("authenticator subkey %s of %d bytes: %w", KerberosETypeName(auth.SubKey.KeyType),
+			return fmt.Errorf("authenticator subkey %s of %d bytes: %w", KerberosETypeName(auth.SubKey.KeyType),
 				len(auth.SubKey.KeyValue), ErrKerberosUnsupported)
 		}
 		c.initiatorSubkey = auth.SubKey
 	}
-	return c, nil
+	return nil
 }
 
 // gssChecksumType is the authenticator checksum type of GSS-API Kerberos
@@ -466,6 +485,12 @@ func (c *KerberosContext) OpenAPRep(token []byte, fromAcceptor bool) error {
 	if err != nil {
 		return errAt(layerKerberos, 0, ErrMalformed, "AP-REP does not decrypt with the ticket's session key: %v", err)
 	}
+	return c.readEncAPRepPart(plain, fromAcceptor)
+}
+
+// readEncAPRepPart takes the acceptor's sequence number and subkey from a
+// decrypted EncAPRepPart (hostile bytes, like the authenticator).
+func (c *KerberosContext) readEncAPRepPart(plain []byte, fromAcceptor bool) error {
 	var part messages.EncAPRepPart
 	if err := part.Unmarshal(plain); err != nil {
 		return errAt(layerKerberos, 0, ErrMalformed, "EncAPRepPart: %v", err)
@@ -508,6 +533,12 @@ func kerberosDecrypt(ed types.EncryptedData, key types.EncryptionKey, usage uint
 		return nil, fmt.Errorf("%d-byte %s key", len(key.KeyValue), KerberosETypeName(key.KeyType))
 	}
 	return krbcrypto.DecryptMessage(ed.Cipher, key, usage)
+}
+
+// krbName joins a PrincipalName's components with "/"; names end up in
+// events, so invalid UTF-8 is replaced rather than passed on.
+func krbName(parts []string) string {
+	return strings.ToValidUTF8(strings.Join(parts, "/"), "\uFFFD")
 }
 
 // bitStringUint32 reads the first 32 bits of a KerberosFlags BIT STRING.
