@@ -58,6 +58,7 @@ const MaxCredentialLineLen = 4096
 //	user@REALM:password                    (Kerberos realm as the domain)
 //	PRINCIPAL:aes256:<64 hex digits>       (a Kerberos key only)
 //	PRINCIPAL:aes128:<32 hex digits>
+//	PRINCIPAL:aes256-cts-hmac-sha1-96:<64 hex digits>   (secretsdump's form)
 //
 // PRINCIPAL is a service or account name with an optional realm or domain:
 // host/srv.lab.example@LAB.EXAMPLE, srv$@LAB.EXAMPLE, LAB\srv$. Every
@@ -148,13 +149,20 @@ func ParseCredentials(data []byte) (*Credentials, error) {
 	return c, nil
 }
 
-// credKerberosKey recognises the aes256: and aes128: secrets.
+// credKerberosKey recognises the aes256: and aes128: secrets, and the
+// enctype names secretsdump prints (aes256-cts-hmac-sha1-96:<hex>), so its
+// lines can be pasted as they are.
 func credKerberosKey(secret string) (int32, string, bool) {
-	if h, ok := strings.CutPrefix(secret, "aes256:"); ok {
-		return KerberosETypeAES256, h, true
-	}
-	if h, ok := strings.CutPrefix(secret, "aes128:"); ok {
-		return KerberosETypeAES128, h, true
+	for _, p := range []struct {
+		prefix string
+		etype  int32
+	}{
+		{"aes256:", KerberosETypeAES256}, {"aes256-cts-hmac-sha1-96:", KerberosETypeAES256},
+		{"aes128:", KerberosETypeAES128}, {"aes128-cts-hmac-sha1-96:", KerberosETypeAES128},
+	} {
+		if h, ok := strings.CutPrefix(secret, p.prefix); ok {
+			return p.etype, h, true
+		}
 	}
 	return 0, "", false
 }

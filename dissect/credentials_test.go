@@ -121,7 +121,8 @@ func TestParseCredentialsKerberos(t *testing.T) {
 		"LAB\\srv$:aes128:" + strings.Repeat("cd", 16) + "\r\n" +
 		"lab.example\\analyst:Tsch-Dev-2026!\n" + // DNS domain: RC4 + AES256 + AES128
 		"LAB\\analyst:nt:EBD03FF0ACF8BE8A1D1BF15943DCD154\n" + // RC4 only, any realm
-		"srv$@lab.example:" + testSvcPass + "\n"
+		"srv$@lab.example:" + testSvcPass + "\n" +
+		"LAB\\SRV$:aes256-cts-hmac-sha1-96:" + aes256 + "\n" // secretsdump's line
 	c, err := ParseCredentials([]byte(file))
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +145,7 @@ func TestParseCredentialsKerberos(t *testing.T) {
 		"srv$@LAB.EXAMPLE 23 credentials line 5",
 		"srv$@LAB.EXAMPLE 18 credentials line 5",
 		"srv$@LAB.EXAMPLE 17 credentials line 5",
+		"SRV$@ 18 credentials line 6",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("keys\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
