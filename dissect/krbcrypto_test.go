@@ -312,3 +312,52 @@ func krbHex(t testing.TB, s string) []byte {
 	}
 	return b
 }
+
+// BenchmarkKerberosUnseal: one 4 KiB sealed request (a large
+// SchRpcRegisterTask) per op, AES256 and RC4, header signing learnt.
+func BenchmarkKerberosUnseal(b *testing.B) {
+	for _, etype := range []int32{KerberosETypeAES256, KerberosETypeRC4} {
+		b.Run(KerberosETypeName(etype), func(b *testing.B) {
+			key, _ := types.GenerateEncryptionKey(must(krbEType(etype)))
+			sealed, so, to := sealPDU(b, key, false, true, true, testLevelPrivacy, 1, bytes.Repeat([]byte("x"), 4096))
+			c := testContext(key)
+			pdu := append([]byte(nil), sealed...)
+			if err := c.Unseal(true, pdu, pdu[so:to], pdu[to+8:]); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(sealed)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				copy(pdu, sealed)
+				if err := c.Unseal(true, pdu, pdu[so:to], pdu[to+8:]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpenAPReq: opening one AES256 ticket with the right key first,
+// and behind 100 wrong keys of the same type.
+func BenchmarkOpenAPReq(b *testing.B) {
+	kt, file := testKeytab(b, 2, 2, KerberosETypeAES256)
+	m := mintAPReq(b, kt, testSPN, 2, KerberosETypeAES256, GSSFlagDCEStyle, true)
+	right := keysFromKeytab(b, file)
+	var crowded KerberosKeys
+	for i := 0; i < 100; i++ {
+		// Same principal and kvno: these are tried before the right key.
+		crowded.Add(must(NewKerberosKey(testSPN, testRealm, 2, KerberosETypeAES256, bytes.Repeat([]byte{byte(i)}, 32))))
+	}
+	crowded.Add(right.Keys()[0])
+	for name, ks := range map[string]*KerberosKeys{"first": right, "behind100": &crowded} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := OpenAPReq(m.raw, ks); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
