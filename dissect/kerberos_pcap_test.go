@@ -148,6 +148,7 @@ type labPDU struct {
 
 type labStream struct {
 	pdus []labPDU
+	raw  [2][]byte // all payload: [0] from the client, [1] from the server
 }
 
 // tcpStreams cuts each TCP connection of a lab capture (in order, no loss:
@@ -164,6 +165,8 @@ func tcpStreams(t *testing.T, file string) []*labStream {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Some public captures hold frames longer than their header's snaplen.
+	r.SetSnaplen(1 << 18)
 	type dir struct {
 		buf  []byte
 		next uint32
@@ -215,6 +218,11 @@ func tcpStreams(t *testing.T, file string) []*labStream {
 			continue // retransmission or keep-alive
 		}
 		d.next += uint32(len(tcp.Payload))
+		if fromClient {
+			c.s.raw[0] = append(c.s.raw[0], tcp.Payload...)
+		} else {
+			c.s.raw[1] = append(c.s.raw[1], tcp.Payload...)
+		}
 		d.buf = append(d.buf, tcp.Payload...)
 		for {
 			var h DCERPCHeader
@@ -231,4 +239,56 @@ func tcpStreams(t *testing.T, file string) []*labStream {
 		out = append(out, c.s)
 	}
 	return out
+}
+
+// TestKerberosZeekSMB2Capture opens a ticket a Windows KDC issued: Zeek's
+// smb2_krb.pcap (in ../shared as C_zeek__smb2_krb.pcap), an SMB2 session
+// setup to host/phxlabbal821.ds.susq.com. Zeek publishes that service's key
+// beside the capture (zeek/zeek testing/btest/Traces/krb/smb2_krb.keytab,
+// BSD-3-Clause; only the key is reproduced here, as a credentials line),
+// and its baseline names the client: wallior@DS.SUSQ.COM. A Windows ticket
+// with a PAC, a Windows AP-REP with an acceptor subkey.
+func TestKerberosZeekSMB2Capture(t *testing.T) {
+	const file = "../../shared/pcaps/C_zeek__smb2_krb.pcap"
+	if _, err := os.Stat(file); err != nil {
+		t.Skipf("shared corpus absent: %v", err)
+	}
+	creds, err := ParseCredentials([]byte("host/phxlabbal821.ds.susq.com@DS.SUSQ.COM:aes256:" +
+		"e8746b39615e6b6c3b42c78ac585ddd9874a87088e5be713634da5c85014d31f\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks KerberosKeys
+	ks.Add(creds.KerberosKeys()...)
+	var opened, apreps int
+	for _, s := range tcpStreams(t, file) {
+		// The SPNEGO blobs sit inside SMB2 SESSION_SETUP; the OID search of
+		// FindKerberosMessage finds them in the raw stream.
+		if typ, _ := FindKerberosMessage(s.raw[0]); typ != KerberosAPReq {
+			continue
+		}
+		c, err := OpenAPReq(s.raw[0], &ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened++
+		// The ticket is for cifs/ under another DNS name: only the "every key
+		// of the etype" step of Candidates finds the host/ key.
+		if c.Client() != "wallior@DS.SUSQ.COM" || c.ServiceName != "cifs/phxlabbal821.techlab.susq.com" || c.TicketEType != KerberosETypeAES256 {
+			t.Errorf("ticket: %s -> %s (%s)", c.Client(), c.ServiceName, KerberosETypeName(c.TicketEType))
+		}
+		if typ, _ := FindKerberosMessage(s.raw[1]); typ == KerberosAPRep {
+			if err := c.OpenAPRep(s.raw[1], true); err != nil {
+				t.Errorf("AP-REP: %v", err)
+			} else {
+				apreps++
+			}
+		}
+		t.Logf("%s -> %s, authenticator subkey %s, acceptor subkey %v, GSS flags %#x, SMB session key %d bytes",
+			c.Client(), c.ServiceName, KerberosETypeName(c.MessageKeyEType()), c.HasAcceptorSubkey(), c.GSSFlags,
+			len(c.SMBSessionKey(SMB2Dialect311, SMB3CipherAES256GCM)))
+	}
+	if opened == 0 || apreps != opened {
+		t.Errorf("%d AP-REQs opened, %d AP-REPs", opened, apreps)
+	}
 }
