@@ -96,6 +96,8 @@ func TestCredentialRedacted(t *testing.T) {
 func FuzzParseCredentials(f *testing.F) {
 	f.Add([]byte(testCredFile))
 	f.Add([]byte("LAB\\u:nt:00112233445566778899aabbccddeeff"))
+	f.Add([]byte("host/srv.lab.example@LAB.EXAMPLE:aes256:" + strings.Repeat("0f", 32) + "\nsrv$@LAB.EXAMPLE:aes128:" +
+		strings.Repeat("e1", 16) + "\nLAB\\SRV$:aes256-cts-hmac-sha1-96:" + strings.Repeat("a5", 32) + "\nu@r.x:pw\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseCredentials(b)
 		if err != nil {
@@ -110,6 +112,17 @@ func FuzzParseCredentials(f *testing.F) {
 		for _, cr := range c.list {
 			if len(c.Lookup(cr.Domain, cr.User)) == 0 {
 				t.Fatalf("%v not found by its own names", cr)
+			}
+		}
+		// At most three Kerberos keys a line (RC4, AES256, AES128), each
+		// of the length its type needs.
+		keys := c.KerberosKeys()
+		if len(keys) > 3*(bytes.Count(b, []byte{'\n'})+1) {
+			t.Fatalf("%d Kerberos keys from %d lines", len(keys), bytes.Count(b, []byte{'\n'})+1)
+		}
+		for _, k := range keys {
+			if len(k.value) != kerberosKeyLen(k.EType) {
+				t.Fatalf("key %v of %d bytes", k, len(k.value))
 			}
 		}
 	})
