@@ -40,10 +40,12 @@ const (
 	// MaxKerberosTokenLen bounds one AP-REQ/AP-REP: Windows' MaxTokenSize
 	// is at most 65535 (a ticket with a large PAC); longer is not Kerberos.
 	MaxKerberosTokenLen = 65535
-	// MaxKerberosKeyTrials bounds how many keys one ticket is tried with.
-	// A domain-wide keytab export holds a few keys per account; past this
-	// many the ticket is reported as not opened rather than burning CPU.
-	MaxKerberosKeyTrials = 65536
+	// MaxKerberosKeyTrials bounds how many keys one ticket is tried with
+	// (about 11 µs each): a forged AP-REQ makes every candidate fail, so
+	// the bound is the CPU one such packet can cost (~45 ms). Keys whose
+	// principal matches the ticket come first and are never cut off by a
+	// large keytab of other accounts.
+	MaxKerberosKeyTrials = 4096
 	// maxPrincipalComponents bounds a PrincipalName; real ones have 1-3.
 	maxPrincipalComponents = 16
 )

@@ -166,3 +166,30 @@ func TestMITKeytab(t *testing.T) {
 		}
 	}
 }
+
+// TestDKRFC3962: the RFC 3961 DK(tkey, "kerberos") step on its own, from
+// RFC 3962 Appendix B's PBKDF2 outputs to its keys (RFC 3961's own DK
+// vectors are for DES3, which this package does not use).
+func TestDKRFC3962(t *testing.T) {
+	for _, v := range []struct {
+		etype     int32
+		tkey, key string
+	}{
+		{KerberosETypeAES128, "cd ed b5 28 1b b2 f8 01 56 5a 11 22 b2 56 35 15",
+			"42 26 3c 6e 89 f4 fc 28 b8 df 68 ee 09 79 9f 15"},
+		{KerberosETypeAES256, "cd ed b5 28 1b b2 f8 01 56 5a 11 22 b2 56 35 15 0a d1 f7 a0 4b b9 f3 a3 33 ec c0 e2 e1 f7 08 37",
+			"fe 69 7b 52 bc 0d 3c e1 44 32 ba 03 6a 92 e6 5b bb 52 28 09 90 a2 fa 27 88 39 98 d7 2a f3 01 61"},
+		{KerberosETypeAES128, "5c 08 eb 61 fd f7 1e 4e 4e c3 cf 6b a1 f5 51 2b",
+			"4c 01 cd 46 d6 32 d0 1e 6d be 23 0a 01 ed 64 2a"},
+		{KerberosETypeAES256, "5c 08 eb 61 fd f7 1e 4e 4e c3 cf 6b a1 f5 51 2b a7 e5 2d db c5 e5 14 2f 70 8a 31 e2 e6 2b 1e 13",
+			"55 a6 ac 74 0a d1 7b 48 46 94 10 51 e1 e8 b0 a7 54 8d 93 b0 ab 30 a8 bc 3f f1 62 80 38 2b 8c 2a"},
+	} {
+		got, err := must(krbEType(v.etype)).DeriveKey(unhexSpaced(t, v.tkey), []byte("kerberos"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := unhexSpaced(t, v.key); !bytes.Equal(got, want) {
+			t.Errorf("%s DK(%s): %x, want %x", KerberosETypeName(v.etype), v.tkey[:8], got, want)
+		}
+	}
+}
