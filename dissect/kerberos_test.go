@@ -415,3 +415,29 @@ func TestKerberosKeyRedaction(t *testing.T) {
 }
 
 func krbEType(id int32) (etype.EType, error) { return krbcrypto.GetEtype(id) }
+
+// TestKerberosKeyTrialsBound: past MaxKerberosKeyTrials unrelated keys the
+// right key, filed under another name, is not reached; filed under the
+// ticket's service it is tried first whatever the crowd.
+func TestKerberosKeyTrialsBound(t *testing.T) {
+	kt, file := testKeytab(t, 2, 6, KerberosETypeAES256)
+	m := mintAPReq(t, kt, testSPN, 6, KerberosETypeAES256, 0, false)
+	right := keysFromKeytab(t, file).Keys()[0]
+	var crowd []KerberosKey
+	for i := 0; i < MaxKerberosKeyTrials; i++ {
+		v := bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 16)
+		crowd = append(crowd, must(NewKerberosKey(fmt.Sprintf("ws%d$", i), testRealm, 1, KerberosETypeAES256, v)))
+	}
+	misfiled := right
+	misfiled.Principal, misfiled.KVNO = "unrelated$", 0
+	var ks KerberosKeys
+	ks.Add(crowd...)
+	ks.Add(misfiled)
+	if _, err := OpenAPReq(m.raw, &ks); !errors.Is(err, ErrKerberosWrongKey) {
+		t.Errorf("key behind %d others: %v", MaxKerberosKeyTrials, err)
+	}
+	ks.Add(right)
+	if _, err := OpenAPReq(m.raw, &ks); err != nil {
+		t.Errorf("key filed under the service: %v", err)
+	}
+}
