@@ -16,7 +16,8 @@ from impacket import smb
 from impacket.smbconnection import SMBConnection
 from impacket.dcerpc.v5 import transport, tsch, atsvc, sasec, epm
 from impacket.dcerpc.v5.dtypes import NULL
-from impacket.dcerpc.v5.rpcrt import (RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_NONE, DCERPC)
+from impacket.dcerpc.v5.rpcrt import (RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_NONE, DCERPC,
+                                     RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
 
 ATEXEC = "/usr/share/doc/python3-impacket/examples/atexec.py"
 JOB_RUN_PERIODICALLY = 0x01  # MS-TSCH 2.3.4 AT_INFO Flags
@@ -263,6 +264,37 @@ def scen_tcp(a, ndr64=False):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
+def scen_tcp_krb(a):
+    """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp with
+    Kerberos (SPNEGO, auth type 9) at packet privacy: the TGT comes from the
+    ccache named by KRB5CCNAME, impacket asks the KDC for host/<server name>."""
+    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
+    rt = transport.DCERPCTransportFactory(binding)
+    # The SPN is host/<remote name>: the DNS name, while the socket goes to the address.
+    rt.setRemoteName(a.server_name)
+    rt.setRemoteHost(a.target)
+    rt.set_credentials(a.user, "", a.realm)
+    rt.set_kerberos(True, a.kdc)
+    dce = rt.get_dce_rpc()
+    dce.set_credentials(*rt.get_credentials())
+    dce.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    dce.bind(tsch.MSRPC_UUID_TSCHS)
+    path = "\\Microsoft\\Windows\\TschLab\\KrbUpdater"
+    command = "powershell.exe"
+    arguments = "-NoP -W Hidden -enc " + PS_ENC
+    run_as = "S-1-5-18"
+    xml = task_xml(command, arguments, run_as)
+    actual = register_sequence(dce, path, xml, tsch.TASK_LOGON_SERVICE_ACCOUNT)
+    dce.disconnect()
+    return dict(interface="ITaskSchedulerService", auth_level=6, auth_type=9, transport=binding,
+                spn="host/" + a.server_name, realm=a.realm, transfer_syntax="NDR", epm_port=135, task_path=path,
+                actual_path=actual, command=command, arguments=arguments, encoded_script=PS_SCRIPT, run_as=run_as,
+                logon_type=tsch.TASK_LOGON_SERVICE_ACCOUNT, register_flags=tsch.TASK_CREATE, task_xml=xml,
+                op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
+
+
 def scen_at_smb1(a):
     """ATSVC NetrJobAdd over SMB1 \\pipe\\atsvc, no RPC authentication (level NONE)."""
     conn, dce = smb_dce(a, smb.SMB_DIALECT, 445, RPC_C_AUTHN_LEVEL_NONE)
@@ -332,11 +364,14 @@ def scen_sasec(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
-                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans"])
+                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
-    p.add_argument("--password", required=True)
+    p.add_argument("--password", default="")
+    p.add_argument("--realm", help="Kerberos realm (tcp-krb)")
+    p.add_argument("--kdc", help="KDC address (tcp-krb)")
+    p.add_argument("--server-name", help="the server's DNS name, for its SPN (tcp-krb)")
     p.add_argument("--task-password", default="Run-As-Secret-7")
     a = p.parse_args()
     if a.scenario == "atexec-clear":
@@ -347,6 +382,8 @@ def main():
         out = scen_tsch_np(a, None, 139)
     elif a.scenario == "tcp":
         out = scen_tcp(a)
+    elif a.scenario == "tcp-krb":
+        out = scen_tcp_krb(a)
     elif a.scenario == "tcp-ndr64":
         out = scen_tcp(a, ndr64=True)
     elif a.scenario == "at-smb1":

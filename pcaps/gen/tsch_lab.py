@@ -60,6 +60,8 @@ UUID_SASEC = sasec.MSRPC_UUID_SASEC
 UUID_EPM = epm.MSRPC_UUID_PORTMAP
 
 AUTH_WINNT = 10
+AUTH_SPNEGO, AUTH_KRB5 = 9, 16
+PFC_SUPPORT_HEADER_SIGN = 0x04  # in bind/alter_context flags (MS-RPCE 2.2.2.3)
 LEVEL_PRIVACY, LEVEL_INTEGRITY = 6, 5
 
 NCA_S_OP_RNG_ERROR = 0x1C010002
@@ -85,6 +87,10 @@ class Lab:
         self.next_job = 1
         self.events = open(args.events, "a", buffering=1) if args.events else None
         self.nt_hash = ntlm.compute_nthash(args.password)
+        self.krb = None
+        if args.keytab:
+            import krb_accept
+            self.krb = krb_accept.KrbAcceptor(args.keytab)
 
     def event(self, **kv):
         kv["ts"] = datetime.datetime.utcnow().isoformat() + "Z"
@@ -196,6 +202,8 @@ class RpcConnection:
         self.secondary_addr = secondary_addr
         self.contexts = {}  # ctx_id -> (abstract syntax 20 bytes, ndr64 bool)
         self.auth = None
+        self.krb = None  # krb_accept.KrbContext once a Kerberos AP-REQ was accepted
+        self.auth_type = None
         self.auth_level = 1
         self.auth_ctx_id = 0
         self.max_xmit = 4280
@@ -289,6 +297,10 @@ class RpcConnection:
                 self.auth = NtlmServer(self.lab)
                 chal = self.auth.challenge_token(token)
                 auth_out = (struct.pack("<BBBBI", AUTH_WINNT, alevel, 0, 0, actx), chal)
+            elif atype in (AUTH_SPNEGO, AUTH_KRB5) and self.lab.krb is not None:
+                out_tok = self.kerberos_token(atype, token, pdu[3])
+                if out_tok is not None:
+                    auth_out = (struct.pack("<BBBBI", atype, alevel, 0, 0, actx), out_tok)
         sec = self.secondary_addr.encode() + b"\x00" if ptype == PT_BIND else b"\x00"
         out = struct.pack("<HHI", self.max_xmit, self.max_xmit, assoc or 0x1ed5) + struct.pack("<H", len(sec)) + sec
         out += b"\x00" * ((4 - (16 + len(out)) % 4) % 4)
@@ -299,12 +311,39 @@ class RpcConnection:
             out += auth_out[0] + auth_out[1]
             auth_len = len(auth_out[1])
         rtype = PT_BIND_ACK if ptype == PT_BIND else PT_ALTER_RESP
-        self.lab.event(kind="bind", endpoint=self.endpoint, call_id=call_id, contexts=[list(a) for a in accepted],
-                       auth_level=self.auth_level if trailer is not None else None)
-        return hdr(rtype, PFC_FIRST | PFC_LAST, call_id, len(out), auth_len) + out
+        ev = dict(kind="bind" if ptype == PT_BIND else "alter_context", endpoint=self.endpoint, call_id=call_id,
+                  contexts=[list(a) for a in accepted], auth_level=self.auth_level if trailer is not None else None)
+        if trailer is not None and trailer[0] != AUTH_WINNT:
+            ev["auth_type"] = trailer[0]
+        self.lab.event(**ev)
+        flags = PFC_FIRST | PFC_LAST
+        if self.krb is not None and self.krb.header_sign:
+            flags |= PFC_SUPPORT_HEADER_SIGN
+        return hdr(rtype, flags, call_id, len(out), auth_len) + out
+
+    def kerberos_token(self, atype, token, pfc_flags):
+        """First leg (AP-REQ) or DCE-style third leg (AP-REP echo) of Kerberos;
+        returns the token to answer with, or None when nothing is sent back."""
+        import krb_accept
+        if self.krb is None or self.krb.completed:
+            self.krb, reply = self.lab.krb.accept(token)
+            self.auth_type = atype
+            # Header signing as Windows: when the client asks for it in the bind.
+            self.krb.header_sign = bool(pfc_flags & PFC_SUPPORT_HEADER_SIGN)
+            ev = krb_accept.describe(self.krb)
+            self.lab.event(kind="kerberos_ap_req", endpoint=self.endpoint, auth_type=atype, **ev)
+            if self.krb.completed:
+                self.krb.server_seq = self.krb.ap_rep_seq
+            return reply
+        reply = self.lab.krb.third_leg(self.krb, token)
+        self.lab.event(kind="kerberos_third_leg", endpoint=self.endpoint, auth_type=atype, ok=True)
+        return reply if reply else None
 
     def auth3(self, pdu):
         _body, _trailer, token = self.split_auth(pdu)
+        if self.krb is not None and token is not None:
+            self.kerberos_token(self.auth_type, token, 0)
+            return
         if self.auth is None or token is None:
             return
         ok = self.auth.authenticate(token)
@@ -319,7 +358,22 @@ class RpcConnection:
         stub_off = 24 + (16 if flags & PFC_OBJECT else 0)
         body, trailer, verifier = self.split_auth(pdu)
         stub = body[stub_off:]
-        if trailer is not None:
+        if trailer is not None and self.krb is not None:
+            import krb_accept
+            _t, alevel, pad, _r, _c = struct.unpack("<BBBBI", trailer)
+            if alevel == LEVEL_PRIVACY:
+                if not self.krb.completed:
+                    return self.fault(call_id, ctx_id, NCA_S_FAULT_ACCESS_DENIED)
+                sign = self.krb.header_sign
+                try:
+                    stub = krb_accept.unwrap(self.krb, stub, verifier, pdu[:stub_off] if sign else b"",
+                                             trailer if sign else b"")
+                except krb_accept.KrbError as e:
+                    LOG.error("call %d: %s", call_id, e)
+                    return self.fault(call_id, ctx_id, NCA_S_FAULT_ACCESS_DENIED)
+            if pad:
+                stub = stub[:-pad]
+        elif trailer is not None:
             _t, alevel, pad, _r, _c = struct.unpack("<BBBBI", trailer)
             if alevel in (LEVEL_PRIVACY, LEVEL_INTEGRITY):
                 if self.auth is None or not self.auth.ok:
@@ -359,6 +413,8 @@ class RpcConnection:
         return hdr(PT_FAULT, PFC_FIRST | PFC_LAST, call_id, len(body), 0) + body
 
     def response(self, call_id, ctx_id, stub):
+        if self.krb is not None and self.krb.completed and self.auth_level == LEVEL_PRIVACY:
+            return self.krb_response(call_id, ctx_id, stub)
         sealed = self.auth is not None and self.auth.ok and self.auth_level in (LEVEL_PRIVACY, LEVEL_INTEGRITY)
         # Leave room for header (24), trailer (8), verifier (16) and padding.
         room = self.max_xmit - 24 - (8 + 16 + 16 if sealed else 0)
@@ -387,6 +443,27 @@ class RpcConnection:
                 mac = self.auth.s_seal(mac)
             verifier = struct.pack("<I", 1) + mac + struct.pack("<I", self.auth.send_seq)
             self.auth.send_seq += 1
+            out += h + head_rest + body + trailer + verifier
+        return out
+
+
+    def krb_response(self, call_id, ctx_id, stub):
+        """Response fragments sealed with the Kerberos acceptor subkey."""
+        import krb_accept
+        vlen = krb_accept.verifier_len(self.krb)
+        room = self.max_xmit - 24 - (8 + vlen + 16)
+        room -= room % 16
+        chunks = [stub[i:i + room] for i in range(0, len(stub), room)] or [b""]
+        out = b""
+        for i, chunk in enumerate(chunks):
+            f = (PFC_FIRST if i == 0 else 0) | (PFC_LAST if i == len(chunks) - 1 else 0)
+            head_rest = struct.pack("<IHBB", len(stub) - i * room, ctx_id, 0, 0)
+            pad = (16 - len(chunk) % 16) % 16  # Windows pads sealed stubs to 16
+            chunk += b"\x00" * pad
+            trailer = struct.pack("<BBBBI", self.auth_type, self.auth_level, pad, 0, self.auth_ctx_id)
+            h = hdr(PT_RESPONSE, f, call_id, 8 + len(chunk) + 8 + vlen, vlen)
+            sign = self.krb.header_sign
+            body, verifier = krb_accept.wrap(self.krb, chunk, h + head_rest if sign else b"", trailer if sign else b"")
             out += h + head_rest + body + trailer + verifier
         return out
 
@@ -663,6 +740,7 @@ def main():
     p.add_argument("--password", required=True)
     p.add_argument("--events", help="append decoded calls as JSON lines here")
     p.add_argument("--ready", help="touch this file once every listener is up")
+    p.add_argument("--keytab", help="service keys (MIT keytab): accept Kerberos in binds and SMB2 session setup")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
