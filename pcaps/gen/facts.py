@@ -144,6 +144,9 @@ def main():
             if k in e:
                 kc[k] = e[k]
         key_calls.append(kc)
+    if client.get("actual_path") is not None and client.get("task_path") and \
+            client["actual_path"] != client["task_path"]:
+        problems.append("the server answered path %r to %r" % (client["actual_path"], client["task_path"]))
     if client.get("op_sequence"):
         got = [c["op"] for c in calls if c["interface"] != "EPM"]
         if got != client["op_sequence"]:

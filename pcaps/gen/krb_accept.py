@@ -203,8 +203,11 @@ class KrbAcceptor:
     def third_leg(self, ctx, token):
         """The client's DCE-style AP-REP echo: same sequence number, session key.
         Returns the token for an alter_context_resp (SPNEGO accept-completed)."""
+        mic = None
         if ctx.spnego:
-            token = SPNEGO_NegTokenResp(token)["ResponseToken"]
+            fields = negtokenresp_fields(token)
+            token, mic = fields.get(0xA2), fields.get(0xA3)
+            token = _unwrap_octets(token)
         ap_rep = decoder.decode(token, asn1Spec=AP_REP())[0]
         cipher = _enctype_table[int(ap_rep["enc-part"]["etype"])]
         plain = cipher.decrypt(ctx.session_key, 12, bytes(ap_rep["enc-part"]["cipher"]))
@@ -212,11 +215,42 @@ class KrbAcceptor:
         if int(part["seq-number"]) != ctx.ap_rep_seq:
             raise KrbError("third leg seq-number %d, sent %d" % (int(part["seq-number"]), ctx.ap_rep_seq))
         ctx.completed = True
+        if mic is not None:
+            # The client's SPNEGO mechListMIC is a GSS MIC token: it takes
+            # one initiator sequence number before the first request.
+            ctx.client_seq = (ctx.client_seq + 1) & 0xFFFFFFFF
+            ctx.client_mic = True
         if ctx.spnego:
             resp = SPNEGO_NegTokenResp()
             resp["NegState"] = b"\x00"
             return resp.getData()
         return b""
+
+
+def negtokenresp_fields(token):
+    """The context-tagged fields of a SPNEGO NegTokenResp (a1 { 30 { a0..a3 } }) by tag."""
+    if token[:1] != b"\xa1":
+        raise KrbError("not a NegTokenResp")
+    _, i = _der_len(token, 1)
+    if token[i:i + 1] != b"\x30":
+        raise KrbError("NegTokenResp is not a SEQUENCE")
+    n, i = _der_len(token, i + 1)
+    end = i + n
+    out = {}
+    while i < end:
+        tag = token[i]
+        n, j = _der_len(token, i + 1)
+        out[tag] = token[j:j + n]
+        i = j + n
+    return out
+
+
+def _unwrap_octets(v):
+    """The contents of a DER OCTET STRING."""
+    if v is None or v[:1] != b"\x04":
+        raise KrbError("no responseToken")
+    n, i = _der_len(v, 1)
+    return v[i:i + n]
 
 
 def _frame(inner, tok_id):

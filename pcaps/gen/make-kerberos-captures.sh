@@ -236,16 +236,40 @@ impacket_tcp() { # impacket_tcp NAME SERVER_NAME ENCTYPE
 		--kdc "$IP_DC" --server-name "$2"
 }
 
+gomsrpc_capture() { # gomsrpc_capture NAME SPN ENCTYPE RPC_AUTH_DESC CLIENT-FLAGS...
+	local name=$1 spn=$2 etype=$3 desc=$4; shift 4
+	tickets ""
+	rpc_capture "$name" "{\"rpc_auth\": \"$desc\", \"enctype\": \"$etype\"}" "" \
+		"$WORK/gomsrpc" -target "$IP_S" -user "$USER_" -domain "$DOMAIN" -realm "$REALM" -password "$PASSWORD" \
+		-spn "$spn" -level privacy "$@"
+}
+
 want() { [ ${#SELECTED[@]} -eq 0 ] && return 0; local w; for w in "${SELECTED[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 main() {
 	SELECTED=("$@")
 	install_deps
+	(cd "$REPO" && go build -o "$WORK/gomsrpc" ./pcaps/gen/gomsrpc)
 	net_up
 	dc_setup
 	dc_start
 	if want krb-impacket-schtask-tcp-aes256; then impacket_tcp krb-impacket-schtask-tcp-aes256 "$SRV_NAME" aes256-cts-hmac-sha1-96; fi
 	if want krb-impacket-schtask-tcp-rc4; then impacket_tcp krb-impacket-schtask-tcp-rc4 "$RC4_NAME" rc4-hmac; fi
+	local k5="Kerberos (auth type 16), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
+	local sp="Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
+	if want krb-gomsrpc-schtask-tcp-aes256; then
+		gomsrpc_capture krb-gomsrpc-schtask-tcp-aes256 "host/$SRV_NAME" aes256-cts-hmac-sha1-96 "$k5" -mode tcp -auth krb5
+	fi
+	if want krb-gomsrpc-schtask-tcp-spnego-aes256; then
+		gomsrpc_capture krb-gomsrpc-schtask-tcp-spnego-aes256 "host/$SRV_NAME" aes256-cts-hmac-sha1-96 "$sp" -mode tcp -auth spnego-krb5
+	fi
+	if want krb-gomsrpc-schtask-tcp-rc4; then
+		gomsrpc_capture krb-gomsrpc-schtask-tcp-rc4 "host/$RC4_NAME" rc4-hmac "$k5" -mode tcp -auth krb5
+	fi
+	if want krb-gomsrpc-schtask-np-aes256; then
+		gomsrpc_capture krb-gomsrpc-schtask-np-aes256 "host/$SRV_NAME" aes256-cts-hmac-sha1-96 "$k5" -mode np -auth krb5 \
+			-smb-auth ntlm
+	fi
 	du -ch "$OUT"/krb-*.pcap | tail -1
 }
 

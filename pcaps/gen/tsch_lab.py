@@ -264,7 +264,8 @@ class RpcConnection:
         call_id = struct.unpack_from("<I", pdu, 12)[0]
         body, trailer, token = self.split_auth(pdu)
         max_t, max_r, assoc = struct.unpack_from("<HHI", body, 16)
-        self.max_xmit = min(max_r, 5840)
+        if ptype == PT_BIND or max_r:  # an alter_context may say 0: the association's size stays
+            self.max_xmit = min(max_r, 5840)
         n = body[24]
         off = 28
         results = b""
@@ -311,10 +312,11 @@ class RpcConnection:
             out += auth_out[0] + auth_out[1]
             auth_len = len(auth_out[1])
         rtype = PT_BIND_ACK if ptype == PT_BIND else PT_ALTER_RESP
-        ev = dict(kind="bind" if ptype == PT_BIND else "alter_context", endpoint=self.endpoint, call_id=call_id,
+        ev = dict(kind="bind", endpoint=self.endpoint, call_id=call_id,
                   contexts=[list(a) for a in accepted], auth_level=self.auth_level if trailer is not None else None)
-        if trailer is not None and trailer[0] != AUTH_WINNT:
+        if trailer is not None and trailer[0] != AUTH_WINNT:  # Kerberos only: NTLM events stay as they were
             ev["auth_type"] = trailer[0]
+            ev["pdu"] = "bind" if ptype == PT_BIND else "alter_context"
         self.lab.event(**ev)
         flags = PFC_FIRST | PFC_LAST
         if self.krb is not None and self.krb.header_sign:

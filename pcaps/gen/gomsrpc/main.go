@@ -28,6 +28,7 @@ import (
 	"github.com/oiweiwei/go-msrpc/ssp"
 	"github.com/oiweiwei/go-msrpc/ssp/credential"
 	"github.com/oiweiwei/go-msrpc/ssp/gssapi"
+	"github.com/oiweiwei/go-msrpc/ssp/krb5"
 )
 
 // MS-TSCH constants the client uses.
@@ -56,6 +57,11 @@ type options struct {
 	arguments string
 	runAs     string
 	dialect   uint
+	auth      string // ntlm, krb5 (raw Kerberos, auth type 16) or spnego-krb5 (Kerberos in SPNEGO, 9)
+	realm     string // Kerberos realm (krb5 modes)
+	spn       string // service principal of the RPC server (krb5 modes)
+	smbAuth   string // SMB session setup for -mode np: ntlm or krb5
+	smbSPN    string // service principal of the SMB server (cifs/...)
 }
 
 func main() {
@@ -72,6 +78,12 @@ func main() {
 	flag.StringVar(&o.arguments, "arguments", defaultArguments, "Exec action arguments")
 	flag.StringVar(&o.runAs, "run-as", defaultRunAs, "Principal UserId")
 	flag.UintVar(&o.dialect, "smb-dialect", 0x0202, "SMB2 dialect for -mode np")
+	flag.StringVar(&o.auth, "auth", "ntlm", "RPC authentication: ntlm, krb5 (auth type 16) or spnego-krb5 (auth type 9); "+
+		"krb5 modes read KRB5_CONFIG for the KDC")
+	flag.StringVar(&o.realm, "realm", "", "Kerberos realm")
+	flag.StringVar(&o.spn, "spn", "", "RPC server's service principal, e.g. host/tsch-srv.lab.tsch.lan")
+	flag.StringVar(&o.smbAuth, "smb-auth", "ntlm", "SMB session setup authentication for -mode np: ntlm or krb5 (SPNEGO)")
+	flag.StringVar(&o.smbSPN, "smb-spn", "", "SMB server's service principal, e.g. cifs/tsch-srv.lab.tsch.lan")
 	flag.Parse()
 	if o.password == "" {
 		fmt.Fprintln(os.Stderr, "gomsrpc: -password is required")
@@ -79,6 +91,9 @@ func main() {
 	}
 	if o.path == "" {
 		o.path = defaultTaskPathPrefix + strings.ToUpper(o.mode[:1]) + o.mode[1:]
+		if o.auth != "ntlm" {
+			o.path += "Krb"
+		}
 		switch o.level {
 		case "connect":
 			o.path += "Connect"
@@ -151,14 +166,43 @@ func securityOption(level string) (dcerpc.Option, int, error) {
 	return nil, 0, fmt.Errorf("unknown level %q", level)
 }
 
-func run(ctx context.Context, o options) (map[string]any, error) {
-	// Credentials and mechanisms live in the context, not in package state of
-	// ours: SPNEGO for the SMB session setup, raw NTLM (auth type 10) for RPC.
-	ctx = gssapi.NewSecurityContext(ctx,
-		gssapi.WithCredential(credential.NewFromPassword(o.domain+`\`+o.user, o.password)),
-		gssapi.WithMechanismFactory(ssp.NTLM),
+// rpcAuthType is the DCE-RPC auth type the bind uses.
+func rpcAuthType(o options) (dcerpc.AuthType, string, error) {
+	switch o.auth {
+	case "ntlm":
+		return dcerpc.AuthTypeWinNT, "NTLMSSP (auth type 10, RPC_C_AUTHN_WINNT)", nil
+	case "krb5":
+		return dcerpc.AuthTypeKerberos, "Kerberos (auth type 16, RPC_C_AUTHN_GSS_KERBEROS), DCE style", nil
+	case "spnego-krb5":
+		return dcerpc.AuthTypeGSSNegotiate, "Kerberos in SPNEGO (auth type 9, RPC_C_AUTHN_GSS_NEGOTIATE), DCE style", nil
+	}
+	return 0, "", fmt.Errorf("unknown -auth %q", o.auth)
+}
+
+// securityContext puts credentials and mechanisms in the context (not in
+// package state of ours). Kerberos takes the KDC and realm from the
+// krb5.conf KRB5_CONFIG names; go-msrpc's client asks the KDC itself.
+func securityContext(ctx context.Context, o options, auth string) context.Context {
+	if auth == "ntlm" {
+		return gssapi.NewSecurityContext(ctx,
+			gssapi.WithCredential(credential.NewFromPassword(o.domain+`\`+o.user, o.password)),
+			gssapi.WithMechanismFactory(ssp.NTLM),
+			gssapi.WithMechanismFactory(ssp.SPNEGO),
+		)
+	}
+	return gssapi.NewSecurityContext(ctx,
+		gssapi.WithCredential(credential.NewFromPassword(o.user+"@"+o.realm, o.password)),
+		gssapi.WithMechanismFactory(ssp.KRB5, krb5.NewConfig()),
 		gssapi.WithMechanismFactory(ssp.SPNEGO),
 	)
+}
+
+func run(ctx context.Context, o options) (map[string]any, error) {
+	authType, authDesc, err := rpcAuthType(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx = securityContext(ctx, o, o.auth)
 	secOpt, level, err := securityOption(o.level)
 	if err != nil {
 		return nil, err
@@ -180,7 +224,7 @@ func run(ctx context.Context, o options) (map[string]any, error) {
 		"op_sequence":      strings.Split(registerTaskOpSequence, ","),
 		"task_xml":         taskXML(o),
 		"hidden":           true,
-		"rpc_auth_type":    map[bool]string{false: "NTLMSSP (auth type 10, RPC_C_AUTHN_WINNT)", true: "none"}[o.level == "none"],
+		"rpc_auth_type":    map[bool]string{false: authDesc, true: "none"}[o.level == "none"],
 		"go_msrpc_options": []string{},
 	}
 
@@ -200,9 +244,17 @@ func run(ctx context.Context, o options) (map[string]any, error) {
 			return nil, fmt.Errorf("dial %s: %w", binding, err)
 		}
 	case "np":
-		dialer := smb2.NewDialer(smb2.WithDialect(smb2.Dialect(o.dialect)),
-			smb2.WithSecurity(gssapi.WithMechanismFactory(ssp.SPNEGO), gssapi.WithMechanismFactory(ssp.NTLM),
-				gssapi.WithCredential(credential.NewFromPassword(o.domain+`\`+o.user, o.password))))
+		smbSec := []gssapi.ContextOption{gssapi.WithMechanismFactory(ssp.SPNEGO), gssapi.WithMechanismFactory(ssp.NTLM),
+			gssapi.WithCredential(credential.NewFromPassword(o.domain+`\`+o.user, o.password))}
+		facts["smb_auth"] = "NTLMSSP in SPNEGO"
+		if o.smbAuth == "krb5" {
+			smbSec = []gssapi.ContextOption{gssapi.WithMechanismFactory(ssp.SPNEGO),
+				gssapi.WithMechanismFactory(ssp.KRB5, krb5.NewConfig()),
+				gssapi.WithCredential(credential.NewFromPassword(o.user+"@"+o.realm, o.password)),
+				gssapi.WithTargetName(o.smbSPN)}
+			facts["smb_auth"] = "Kerberos in SPNEGO (" + o.smbSPN + ")"
+		}
+		dialer := smb2.NewDialer(smb2.WithDialect(smb2.Dialect(o.dialect)), smb2.WithSecurity(smbSec...))
 		binding := fmt.Sprintf(`ncacn_np:%s[\pipe\atsvc]`, o.target)
 		facts["transport"] = `ncacn_np:\pipe\atsvc`
 		facts["smb_dialect"] = fmt.Sprintf("0x%04x", o.dialect)
@@ -216,8 +268,13 @@ func run(ctx context.Context, o options) (map[string]any, error) {
 
 	bindOpts = append(bindOpts, secOpt)
 	if o.level != "none" {
-		// Raw NTLMSSP (auth type 10) as the lab accepts, not SPNEGO (9).
-		bindOpts = append(bindOpts, dcerpc.WithSecurtyProvider(dcerpc.AuthTypeWinNT))
+		// NTLM: raw NTLMSSP (auth type 10) as the lab accepts, not SPNEGO (9).
+		bindOpts = append(bindOpts, dcerpc.WithSecurtyProvider(authType))
+		if o.auth != "ntlm" {
+			bindOpts = append(bindOpts, dcerpc.WithTargetName(o.spn))
+			facts["spn"] = o.spn
+			facts["realm"] = o.realm
+		}
 	}
 	if o.ndr64 {
 		bindOpts = append(bindOpts, dcerpc.WithNDR64())
