@@ -402,3 +402,45 @@ def describe(ctx):
             "acceptor_subkey": ctx.subkey.contents.hex(), "gss_flags": "0x%x" % ctx.gss_flags,
             "dce_style": ctx.dce_style, "ap_rep_seq": ctx.ap_rep_seq, "spnego": bool(ctx.spnego),
             "header_signing": ctx.header_sign}
+
+
+def session_key_from_exchange(keytab_path, init_token, resp_token):
+    """What a passive observer with the keytab derives from one SPNEGO
+    Kerberos exchange (session setup request and response blobs): the client
+    principal and the GSS session key (acceptor subkey, else initiator
+    subkey, else ticket session key). Used by the SMB3 facts."""
+    acc = KrbAcceptor(keytab_path)
+    ap_der, _ = unframe_ap_req(init_token)
+    ap_req = decoder.decode(ap_der, asn1Spec=AP_REQ())[0]
+    tkt = ap_req["ticket"]
+    etype = int(tkt["enc-part"]["etype"])
+    enc_ticket = None
+    for _name, _vno, kt_etype, key in acc.keys:
+        if kt_etype != etype:
+            continue
+        try:
+            plain = _enctype_table[etype].decrypt(Key(etype, key), 2, bytes(tkt["enc-part"]["cipher"]))
+        except Exception:
+            continue
+        enc_ticket = decoder.decode(plain, asn1Spec=EncTicketPart())[0]
+        break
+    if enc_ticket is None:
+        raise KrbError("no keytab key opens the ticket")
+    sk = Key(int(enc_ticket["key"]["keytype"]), bytes(enc_ticket["key"]["keyvalue"]))
+    c = _enctype_table[sk.enctype]
+    auth = decoder.decode(c.decrypt(sk, 11, bytes(ap_req["authenticator"]["cipher"])), asn1Spec=Authenticator())[0]
+    key = sk
+    if auth["subkey"].hasValue():
+        key = Key(int(auth["subkey"]["keytype"]), bytes(auth["subkey"]["keyvalue"]))
+    rep = negtokenresp_fields(resp_token).get(0xA2)
+    if rep is not None:
+        rep = _unwrap_octets(rep)
+        if rep[:1] == b"\x60":  # GSS framing, token id 02 00
+            _, i = _der_len(rep, 1)
+            rep = rep[i + len(KRB5_OID_DER) + 2:]
+        ap_rep = decoder.decode(rep, asn1Spec=AP_REP())[0]
+        part = decoder.decode(c.decrypt(sk, 12, bytes(ap_rep["enc-part"]["cipher"])), asn1Spec=EncAPRepPart())[0]
+        if part["subkey"].hasValue():
+            key = Key(int(part["subkey"]["keytype"]), bytes(part["subkey"]["keyvalue"]))
+    cname = "/".join(str(x) for x in enc_ticket["cname"]["name-string"])
+    return cname, str(enc_ticket["crealm"]), key.contents

@@ -27,7 +27,7 @@ USER_=alice PASSWORD='Tsch-Lab-2026!'
 SRV_NAME=tsch-srv.$DNSDOMAIN RC4_NAME=tsch-rc4.$DNSDOMAIN DC_NAME=dc1.$DNSDOMAIN
 # Fixed machine passwords: the same keys (and keytab) on every run.
 SRV_PASS='Tsch-Srv-Machine-2026!' RC4_PASS='Tsch-Rc4-Machine-2026!' DC_PASS='Tsch-Dc1-Machine-2026!'
-ADMIN_PASS='Tsch-Krb-Admin-2026!'
+ADMIN_PASS='Tsch-Krb-Admin-2026!' KRBTGT_PASS='Tsch-Krbtgt-2026!'
 TCP_PORT=49667
 WORK=$(mktemp -d /tmp/tschkrb.XXXXXX)
 KEYTAB="$OUT/keys/lab.keytab"
@@ -63,12 +63,14 @@ trap cleanup EXIT
 dc_setup() {
 	local dc="$WORK/dc" conf="$WORK/dc/etc/smb.conf"
 	mkdir -p "$WORK/share/Temp"
+	chmod 0755 "$WORK"
 	chmod 0777 "$WORK/share" "$WORK/share/Temp"
 	samba-tool domain provision --use-rfc2307 --realm="$REALM" --domain="$DOMAIN" --server-role=dc \
 		--dns-backend=SAMBA_INTERNAL --host-name=dc1 --host-ip="$IP_DC" --adminpass="$ADMIN_PASS" \
+		--machinepass="$DC_PASS" --krbtgtpass="$KRBTGT_PASS" \
 		--targetdir="$dc" --option="interfaces=$IP_DC" --option="bind interfaces only=yes" \
 		--option="log file=$WORK/samba.log" --option="pid directory=$dc/run" --option="ncalrpc dir=$dc/ncalrpc" \
-		--option="server services=s3fs, rpc, kdc, ldap" --option="dns update command=/bin/true" \
+		--option="server services=-dns, -nbt, -dnsupdate, -kcc, -drepl" --option="dns update command=/bin/true" \
 		--option="dns forwarder=127.0.0.1" >"$WORK/provision.log" 2>&1 ||
 		{ tail -20 "$WORK/provision.log" >&2; exit 1; }
 	cat >>"$conf" <<-EOF
@@ -90,7 +92,6 @@ dc_setup() {
 		--service-principal-name="cifs/$RC4_NAME" --service-principal-name=host/TSCH-RC4
 	st user setpassword 'TSCH-SRV$' --newpassword="$SRV_PASS"
 	st user setpassword 'TSCH-RC4$' --newpassword="$RC4_PASS"
-	st user setpassword 'DC1$' --newpassword="$DC_PASS"
 	st user enable 'TSCH-SRV$'
 	st user enable 'TSCH-RC4$'
 	local m etypes dn
@@ -146,7 +147,7 @@ dc_setup() {
 
 dc_start() {
 	ip -n "$NS_S" addr add "$IP_DC/24" dev "$IF_S"
-	setsid ip netns exec "$NS_S" samba -s "$WORK/dc/etc/smb.conf" -i --debug-stdout -d1 >"$WORK/samba.out" 2>&1 &
+	setsid ip netns exec "$NS_S" samba -s "$WORK/dc/etc/smb.conf" -i --debug-stdout -d${SAMBA_DEBUG:-1} >"$WORK/samba.out" 2>&1 &
 	SAMBA_PID=$!
 	local i
 	for i in $(seq 1 150); do
@@ -244,6 +245,49 @@ gomsrpc_capture() { # gomsrpc_capture NAME SPN ENCTYPE RPC_AUTH_DESC CLIENT-FLAG
 		-spn "$spn" -level privacy "$@"
 }
 
+# smb3_capture NAME PROTO CIPHER: smbclient with Kerberos (ticket for
+# cifs/dc1...) against the DC's own smbd, encryption required, only CIPHER
+# allowed on the client. put/get/del of one file on [labshare].
+smb3_capture() {
+	local name=$1 proto=$2 cipher=$3 pcap="$OUT/$1.pcap" file='Temp\tschkrb.tmp'
+	echo "== $name ($proto, $cipher)"
+	tickets ""
+	head -c 3000 /dev/zero | tr '\0' 'K' >"$WORK/payload.txt"
+	printf 'tschsensor kerberos smb3 lab payload\n' >>"$WORK/payload.txt"
+	rm -f "$WORK/got.txt"
+	dump_host "$pcap" "$IP_DC" 445
+	in_client smbclient "//$DC_NAME/labshare" -s "$WORK/client.conf" --use-kerberos=required \
+		--use-krb5-ccache="$WORK/ccache" --client-protection=encrypt -m "$proto" \
+		--option="client smb3 encryption algorithms=$cipher" \
+		-c "put $WORK/payload.txt $file; get $file $WORK/got.txt; del $file" >"$WORK/client.out" 2>&1 || {
+		echo "smbclient failed:" >&2; cat "$WORK/client.out" >&2; grep -i -E "error|fail|denied|krb|gensec|status" "$WORK/samba.out" | tail -40 >&2; exit 1; }
+	sleep 1
+	stop_pid "$DUMP_PID" INT; DUMP_PID=
+	cmp -s "$WORK/payload.txt" "$WORK/got.txt" || { echo "smbclient did not read back what it wrote" >&2; cat "$WORK/client.out" >&2; exit 1; }
+	"$PY" "$HERE/smb3_facts.py" --pcap "$pcap" --name "$name" --proto "$proto" --cipher "$cipher" \
+		--user "$USER_" --domain "$DOMAIN" --realm "$REALM" --share labshare --file "$file" \
+		--bytes "$(stat -c %s "$WORK/payload.txt")" --client-ip "$IP_C" --server-ip "$IP_DC" --server-name DC1 \
+		--tree-host "$DC_NAME" --keytab "$KEYTAB" --keytab-name pcaps/keys/lab.keytab \
+		--auth "Kerberos in SPNEGO (ticket for cifs/$DC_NAME, AES256, from the Samba AD DC's KDC); NTLM off" \
+		--generator "pcaps/gen/make-kerberos-captures.sh (Samba AD DC 4.17 smbd + smbclient --use-kerberos=required, facts pcaps/gen/smb3_facts.py)" \
+		>"$OUT/$name.json"
+	check_size "$pcap"
+}
+
+# dc_ready: the KDC and smbd answer, and winbindd maps the user (smbd's
+# first Kerberos session setups fail with NT_STATUS_INTERNAL_ERROR until it
+# does): a Kerberos SMB session, outside any capture, until one succeeds.
+dc_ready() {
+	tickets ""
+	local i
+	for i in $(seq 30); do
+		in_client smbclient "//$DC_NAME/labshare" -s "$WORK/client.conf" --use-kerberos=required \
+			--use-krb5-ccache="$WORK/ccache" -c "ls" >"$WORK/ready.out" 2>&1 && return 0
+		sleep 1
+	done
+	echo "the DC never accepted a Kerberos SMB session:" >&2; cat "$WORK/ready.out" >&2; exit 1
+}
+
 want() { [ ${#SELECTED[@]} -eq 0 ] && return 0; local w; for w in "${SELECTED[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 main() {
@@ -253,6 +297,7 @@ main() {
 	net_up
 	dc_setup
 	dc_start
+	dc_ready
 	if want krb-impacket-schtask-tcp-aes256; then impacket_tcp krb-impacket-schtask-tcp-aes256 "$SRV_NAME" aes256-cts-hmac-sha1-96; fi
 	if want krb-impacket-schtask-tcp-rc4; then impacket_tcp krb-impacket-schtask-tcp-rc4 "$RC4_NAME" rc4-hmac; fi
 	local k5="Kerberos (auth type 16), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
@@ -270,6 +315,13 @@ main() {
 		gomsrpc_capture krb-gomsrpc-schtask-np-aes256 "host/$SRV_NAME" aes256-cts-hmac-sha1-96 "$k5" -mode np -auth krb5 \
 			-smb-auth ntlm
 	fi
+	local c n p ci
+	for c in "krb-smb3-300-aes128ccm|SMB3_00|AES-128-CCM" "krb-smb3-311-aes128ccm|SMB3_11|AES-128-CCM" \
+		"krb-smb3-311-aes128gcm|SMB3_11|AES-128-GCM" "krb-smb3-311-aes256ccm|SMB3_11|AES-256-CCM" \
+		"krb-smb3-311-aes256gcm|SMB3_11|AES-256-GCM"; do
+		IFS='|' read -r n p ci <<<"$c"
+		if want "$n"; then smb3_capture "$n" "$p" "$ci"; fi
+	done
 	du -ch "$OUT"/krb-*.pcap | tail -1
 }
 
