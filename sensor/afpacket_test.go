@@ -168,8 +168,9 @@ func TestAFPacketRing(t *testing.T) {
 	var in *injector
 	inNetns(t, ns, func() {
 		var err error
-		// Small blocks so that several fill up and are handed back.
-		sock, err = OpenAFPacket(AFPacketConfig{Iface: "rx0", BlockSize: 1 << 16, NumBlocks: 8, BlockTimeout: 5 * time.Millisecond, Promisc: true})
+		// Small blocks so that several fill up and are handed back; enough of
+		// them to hold every frame of pcaps/ (all are sent before any is read).
+		sock, err = OpenAFPacket(AFPacketConfig{Iface: "rx0", BlockSize: 1 << 16, NumBlocks: 64, BlockTimeout: 5 * time.Millisecond, Promisc: true})
 		if err != nil {
 			t.Error(err)
 			return
@@ -215,7 +216,7 @@ func TestAFPacketSnapLen(t *testing.T) {
 	var in *injector
 	inNetns(t, ns, func() {
 		var err error
-		sock, err = OpenAFPacket(AFPacketConfig{Iface: "rx0", SnapLen: 60, BlockSize: 1 << 16, NumBlocks: 4, BlockTimeout: 5 * time.Millisecond})
+		sock, err = OpenAFPacket(AFPacketConfig{Iface: "rx0", SnapLen: 60, BlockSize: 1 << 16, NumBlocks: 16, BlockTimeout: 5 * time.Millisecond})
 		if err != nil {
 			t.Error(err)
 			return
@@ -250,7 +251,7 @@ func TestAFPacketFanout(t *testing.T) {
 	var in *injector
 	inNetns(t, ns, func() {
 		for i := range socks {
-			s, err := OpenAFPacket(AFPacketConfig{Iface: "rx0", Fanout: true, FanoutGroup: uint16(os.Getpid()), BlockSize: 1 << 16, NumBlocks: 8, BlockTimeout: 5 * time.Millisecond})
+			s, err := OpenAFPacket(AFPacketConfig{Iface: "rx0", Fanout: true, FanoutGroup: uint16(os.Getpid()), BlockSize: 1 << 16, NumBlocks: 64, BlockTimeout: 5 * time.Millisecond})
 			if err != nil {
 				t.Error(err)
 				return

@@ -221,7 +221,7 @@ rpc_capture() {
 	extra=$("$PY" -c 'import json,sys; e=json.loads(sys.argv[1]); e.update(client_ip=sys.argv[2], server_ip=sys.argv[3],
 kdc_ip=sys.argv[4], realm=sys.argv[5], server_name=sys.argv[6],
 generator="pcaps/gen/make-kerberos-captures.sh (KDC: Samba AD DC 4.17; lab server pcaps/gen/tsch_lab.py --keytab)"); print(json.dumps(e))' \
-		"$extra" "$IP_C" "$IP_S" "$IP_DC" "$REALM" "$SRV_NAME")
+		"$extra" "$IP_C" "$IP_S" "$IP_DC" "$REALM" "${CAP_SERVER:-$SRV_NAME}")
 	# shellcheck disable=SC2086
 	"$PY" "$HERE/facts.py" --name "$name" --pcap "$pcap" --events "$WORK/events.jsonl" \
 		--client-json "$WORK/client.json" --out "$OUT/$name.json" --keytab "$KEYTAB" \
@@ -232,15 +232,39 @@ generator="pcaps/gen/make-kerberos-captures.sh (KDC: Samba AD DC 4.17; lab serve
 
 impacket_tcp() { # impacket_tcp NAME SERVER_NAME ENCTYPE
 	tickets "" "host/$2"
-	rpc_capture "$1" "{\"rpc_auth\": \"Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed\", \"enctype\": \"$3\"}" \
+	CAP_SERVER=$2 rpc_capture "$1" "{\"rpc_auth\": \"Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed\", \"enctype\": \"$3\"}" \
 		--tshark-request-gap "$PY" "$HERE/tsch_client.py" tcp-krb --target "$IP_S" --user "$USER_" --realm "$REALM" \
 		--kdc "$IP_DC" --server-name "$2"
+}
+
+# atexec_krb NAME: Debian impacket's examples/atexec.py, unmodified, run as a
+# program with -k -no-pass: SMB2 session setup with Kerberos (cifs/), then
+# ITaskSchedulerService on \pipe\atsvc with Kerberos in SPNEGO at packet
+# privacy (host/), both tickets from the ccache.
+atexec_krb() { # atexec_krb NAME SERVER_NAME ENCTYPE
+	local name=$1 target=$2 etype=$3 atexec=/usr/share/doc/python3-impacket/examples/atexec.py
+	tickets "" "cifs/$target" "host/$target"
+	"$PY" - "$WORK/client.json" "$atexec" "$REALM" "$USER_" "$DOMAIN" "$target" "$IP_DC" <<-'EOF'
+	import hashlib, json, sys
+	out, src, realm, user, domain, target, kdc = sys.argv[1:]
+	json.dump({"tool": "impacket examples/atexec.py (Debian python3-impacket, unmodified, run as a program)",
+	           "atexec_sha256": hashlib.sha256(open(src, "rb").read()).hexdigest(),
+	           "argv": ["atexec.py", "-k", "-no-pass", "-dc-ip", kdc, "%s/%s@%s" % (realm, user, target), "whoami", "/all"],
+	           "auth_level": 6, "transport": "ncacn_np:\\pipe\\atsvc", "interface": "ITaskSchedulerService",
+	           "user": user, "realm": realm, "domain": domain, "smb_auth": "Kerberos in SPNEGO (cifs/%s)" % target,
+	           "spn": "host/" + target, "operator_command": "whoami /all",
+	           "op_sequence": ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]},
+	          open(out, "w"))
+	EOF
+	CAP_SERVER=$target rpc_capture "$name" "{\"rpc_auth\": \"Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed; SMB2 session setup with Kerberos\", \"enctype\": \"$etype\"}" \
+		--tshark-request-gap "$PY" "$atexec" -k -no-pass -dc-ip "$IP_DC" "$REALM/$USER_@$target" whoami /all
+	grep -q "tsch_lab fake output" "$WORK/client.out" || { echo "atexec did not read its output back" >&2; cat "$WORK/client.out" >&2; exit 1; }
 }
 
 gomsrpc_capture() { # gomsrpc_capture NAME SPN ENCTYPE RPC_AUTH_DESC CLIENT-FLAGS...
 	local name=$1 spn=$2 etype=$3 desc=$4; shift 4
 	tickets ""
-	rpc_capture "$name" "{\"rpc_auth\": \"$desc\", \"enctype\": \"$etype\"}" "" \
+	CAP_SERVER=${spn#*/} rpc_capture "$name" "{\"rpc_auth\": \"$desc\", \"enctype\": \"$etype\"}" "" \
 		"$WORK/gomsrpc" -target "$IP_S" -user "$USER_" -domain "$DOMAIN" -realm "$REALM" -password "$PASSWORD" \
 		-spn "$spn" -level privacy "$@"
 }
@@ -302,6 +326,10 @@ main() {
 	if want krb-impacket-schtask-tcp-rc4; then impacket_tcp krb-impacket-schtask-tcp-rc4 "$RC4_NAME" rc4-hmac; fi
 	local k5="Kerberos (auth type 16), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
 	local sp="Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
+	if want krb-impacket-atexec-smb2-aes256; then
+		atexec_krb krb-impacket-atexec-smb2-aes256 "$SRV_NAME" aes256-cts-hmac-sha1-96
+	fi
+	if want krb-impacket-atexec-smb2-rc4; then atexec_krb krb-impacket-atexec-smb2-rc4 "$RC4_NAME" rc4-hmac; fi
 	if want krb-gomsrpc-schtask-tcp-aes256; then
 		gomsrpc_capture krb-gomsrpc-schtask-tcp-aes256 "host/$SRV_NAME" aes256-cts-hmac-sha1-96 "$k5" -mode tcp -auth krb5
 	fi
@@ -313,7 +341,7 @@ main() {
 	fi
 	if want krb-gomsrpc-schtask-np-aes256; then
 		gomsrpc_capture krb-gomsrpc-schtask-np-aes256 "host/$SRV_NAME" aes256-cts-hmac-sha1-96 "$k5" -mode np -auth krb5 \
-			-smb-auth ntlm
+			-smb-auth krb5 -smb-spn "cifs/$SRV_NAME"
 	fi
 	local c n p ci
 	for c in "krb-smb3-300-aes128ccm|SMB3_00|AES-128-CCM" "krb-smb3-311-aes128ccm|SMB3_11|AES-128-CCM" \

@@ -699,6 +699,59 @@ def grant_ntlm_sign(orig):
     return hook
 
 
+def kerberos_session_setup(lab, orig):
+    """Wraps the SMB2 SESSION_SETUP handler: a SPNEGO NegTokenInit whose first
+    mechanism is Kerberos is accepted with the lab keytab in one round trip
+    (AP-REP in an accept-completed NegTokenResp), as a Windows server does;
+    anything else (NTLM) goes to impacket's handler unchanged. impacket 0.10's
+    SMB server has no Kerberos of its own. The session is not signed: the
+    server does not require it and impacket's client does not ask."""
+    import krb_accept
+    from impacket.spnego import SPNEGO_NegTokenInit, SPNEGO_NegTokenResp
+
+    pending = {}  # conn_id -> DCE-style context waiting for the client's AP-REP echo
+
+    def hook(conn_id, server, packet):
+        blob = smb2.SMB2SessionSetup(packet["Data"])["Buffer"]
+        try:
+            mech = SPNEGO_NegTokenInit(blob)["MechTypes"][0] if blob[:1] == b"\x60" else None
+        except Exception:
+            mech = None
+        if mech not in (krb_accept.MS_KRB5_OID, krb_accept.KRB5_OID) and not (
+                conn_id in pending and blob[:1] == b"\xa1"):
+            return orig(conn_id, server, packet)
+        conn = server.getConnectionData(conn_id, checkStatus=False)
+        resp = smb2.SMB2SessionSetup_Response()
+        try:
+            if conn_id in pending:
+                # go-msrpc keeps Kerberos DCE style on SMB: a second round trip.
+                token = lab.krb.third_leg(pending.pop(conn_id), blob)
+                lab.event(kind="kerberos_third_leg", endpoint="smb2_session_setup", ok=True)
+                status = 0
+                conn["Authenticated"] = True
+            else:
+                ctx, token = lab.krb.accept(blob)
+                lab.event(kind="kerberos_ap_req", endpoint="smb2_session_setup", **krb_accept.describe(ctx))
+                conn["Uid"] = struct.unpack("<I", os.urandom(4))[0] | 1
+                if ctx.completed:
+                    status = 0
+                    conn["Authenticated"] = True
+                else:
+                    pending[conn_id] = ctx
+                    status = 0xC0000016  # STATUS_MORE_PROCESSING_REQUIRED
+        except krb_accept.KrbError as e:
+            LOG.error("SMB2 Kerberos session setup: %s", e)
+            r = SPNEGO_NegTokenResp()
+            r["NegState"] = b"\x02"
+            token, status = r.getData(), 0xC000006D  # STATUS_LOGON_FAILURE
+        resp["SecurityBufferOffset"] = 0x48
+        resp["SecurityBufferLength"] = len(token)
+        resp["Buffer"] = token
+        server.setConnectionData(conn_id, conn)
+        return [resp], None, status
+    return hook
+
+
 def smb_listener(lab, pipe_port, port):
     a = lab.args
     cfg = configparser.ConfigParser()
@@ -723,7 +776,10 @@ def smb_listener(lab, pipe_port, port):
     cfg.set("ADMIN$", "path", os.path.join(a.root, "ADMIN"))
     srv = smbserver.SMBSERVER((a.addr, port), config_parser=cfg)
     orig = srv.hookSmb2Command(smb2.SMB2_SESSION_SETUP, None)
-    srv.hookSmb2Command(smb2.SMB2_SESSION_SETUP, grant_ntlm_sign(orig))
+    if lab.krb is not None:
+        srv.hookSmb2Command(smb2.SMB2_SESSION_SETUP, kerberos_session_setup(lab, grant_ntlm_sign(orig)))
+    else:
+        srv.hookSmb2Command(smb2.SMB2_SESSION_SETUP, grant_ntlm_sign(orig))
     srv.processConfigFile()
     srv.addCredential(a.user, 1000, ntlm.compute_lmhash(a.password).hex(), lab.nt_hash.hex())
     srv.registerNamedPipe("atsvc", ("127.0.0.1", pipe_port))

@@ -248,6 +248,8 @@ func run(ctx context.Context, o options) (map[string]any, error) {
 			gssapi.WithCredential(credential.NewFromPassword(o.domain+`\`+o.user, o.password))}
 		facts["smb_auth"] = "NTLMSSP in SPNEGO"
 		if o.smbAuth == "krb5" {
+			// go-smb2.fork always makes two session setup round trips, so
+			// go-msrpc's Kerberos stays DCE style (AP-REP echo) on SMB too.
 			smbSec = []gssapi.ContextOption{gssapi.WithMechanismFactory(ssp.SPNEGO),
 				gssapi.WithMechanismFactory(ssp.KRB5, krb5.NewConfig()),
 				gssapi.WithCredential(credential.NewFromPassword(o.user+"@"+o.realm, o.password)),
