@@ -12,7 +12,10 @@
 # resolve through a private hosts file bind-mounted over /etc/hosts in a
 # private mount namespace of each client (unshare -m); clients find the KDC
 # through our krb5.conf (KRB5_CONFIG). Nothing on the host is changed: every
-# Samba file lives under a mktemp -d. OUT=dir writes the captures elsewhere.
+# Samba file lives under a mktemp -d. OUT=dir writes the captures elsewhere;
+# SAMBA_DEBUG=3 makes samba's log (shown when smbclient fails) verbose.
+# RC4: the KDC issues RC4 tickets and session keys for TSCH-RC4$, whose
+# msDS-SupportedEncryptionTypes is 4; clients keep their default enctypes.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -126,9 +129,6 @@ dc_setup() {
 		.$DNSDOMAIN = $REALM
 		$DNSDOMAIN = $REALM
 	EOF
-	# RC4 variant for clients that choose enctypes from krb5.conf.
-	sed 's/^\tudp_preference_limit = 1/&\n\tdefault_tgs_enctypes = arcfour-hmac\n\tdefault_tkt_enctypes = arcfour-hmac\n\tpermitted_enctypes = arcfour-hmac aes256-cts-hmac-sha1-96\n\tallow_weak_crypto = true/' \
-		"$WORK/krb5.conf" >"$WORK/krb5-rc4.conf"
 	printf '127.0.0.1 localhost\n%s %s dc1\n%s %s %s\n' "$IP_DC" "$DC_NAME" "$IP_S" "$SRV_NAME" "$RC4_NAME" >"$WORK/hosts"
 	mkdir -p "$WORK/clistate"
 	cat >"$WORK/client.conf" <<-EOF
@@ -163,20 +163,19 @@ dc_start() {
 # in_client CMD...: runs in the client namespace with the lab's hosts file and krb5.conf.
 in_client() {
 	ip netns exec "$NS_C" unshare -m --propagation private \
-		env KRB5_CONFIG="${KRB5_CONF:-$WORK/krb5.conf}" KRB5CCNAME="$WORK/ccache" \
+		env KRB5_CONFIG="$WORK/krb5.conf" KRB5CCNAME="$WORK/ccache" \
 		sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$WORK/hosts" "$@"
 }
 
-# tickets [KRB5_CONF] SPN...: a fresh TGT for alice and service tickets, from
+# tickets [SPN...]: a fresh TGT for alice and service tickets, from
 # MIT kinit/kvno, before the capture starts (the capture then holds no KDC
 # traffic). impacket 0.10's own TGS-REQ is refused by Samba 4.17
 # (KRB_AP_ERR_INAPP_CKSUM: its authenticator checksum is unkeyed), so impacket
 # clients take their service ticket from the ccache, as with getST.py.
 tickets() {
-	local conf=$1; shift
 	rm -f "$WORK/ccache"
-	printf '%s\n' "$PASSWORD" | KRB5_CONF="$conf" in_client kinit "$USER_@$REALM" >/dev/null
-	[ $# -eq 0 ] || KRB5_CONF="$conf" in_client kvno "$@" >/dev/null
+	printf '%s\n' "$PASSWORD" | in_client kinit "$USER_@$REALM" >/dev/null
+	[ $# -eq 0 ] || in_client kvno "$@" >/dev/null
 }
 
 lab_start_krb() {
@@ -231,7 +230,7 @@ generator="pcaps/gen/make-kerberos-captures.sh (KDC: Samba AD DC 4.17; lab serve
 }
 
 impacket_tcp() { # impacket_tcp NAME SERVER_NAME ENCTYPE
-	tickets "" "host/$2"
+	tickets "host/$2"
 	CAP_SERVER=$2 rpc_capture "$1" "{\"rpc_auth\": \"Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed\", \"enctype\": \"$3\"}" \
 		--tshark-request-gap "$PY" "$HERE/tsch_client.py" tcp-krb --target "$IP_S" --user "$USER_" --realm "$REALM" \
 		--kdc "$IP_DC" --server-name "$2"
@@ -243,7 +242,7 @@ impacket_tcp() { # impacket_tcp NAME SERVER_NAME ENCTYPE
 # privacy (host/), both tickets from the ccache.
 atexec_krb() { # atexec_krb NAME SERVER_NAME ENCTYPE
 	local name=$1 target=$2 etype=$3 atexec=/usr/share/doc/python3-impacket/examples/atexec.py
-	tickets "" "cifs/$target" "host/$target"
+	tickets "cifs/$target" "host/$target"
 	"$PY" - "$WORK/client.json" "$atexec" "$REALM" "$USER_" "$DOMAIN" "$target" "$IP_DC" <<-'EOF'
 	import hashlib, json, sys
 	out, src, realm, user, domain, target, kdc = sys.argv[1:]
@@ -263,7 +262,7 @@ atexec_krb() { # atexec_krb NAME SERVER_NAME ENCTYPE
 
 gomsrpc_capture() { # gomsrpc_capture NAME SPN ENCTYPE RPC_AUTH_DESC CLIENT-FLAGS...
 	local name=$1 spn=$2 etype=$3 desc=$4; shift 4
-	tickets ""
+	tickets
 	CAP_SERVER=${spn#*/} rpc_capture "$name" "{\"rpc_auth\": \"$desc\", \"enctype\": \"$etype\"}" "" \
 		"$WORK/gomsrpc" -target "$IP_S" -user "$USER_" -domain "$DOMAIN" -realm "$REALM" -password "$PASSWORD" \
 		-spn "$spn" -level privacy "$@"
@@ -275,7 +274,7 @@ gomsrpc_capture() { # gomsrpc_capture NAME SPN ENCTYPE RPC_AUTH_DESC CLIENT-FLAG
 smb3_capture() {
 	local name=$1 proto=$2 cipher=$3 pcap="$OUT/$1.pcap" file='Temp\tschkrb.tmp'
 	echo "== $name ($proto, $cipher)"
-	tickets ""
+	tickets
 	head -c 3000 /dev/zero | tr '\0' 'K' >"$WORK/payload.txt"
 	printf 'tschsensor kerberos smb3 lab payload\n' >>"$WORK/payload.txt"
 	rm -f "$WORK/got.txt"
@@ -302,7 +301,7 @@ smb3_capture() {
 # first Kerberos session setups fail with NT_STATUS_INTERNAL_ERROR until it
 # does): a Kerberos SMB session, outside any capture, until one succeeds.
 dc_ready() {
-	tickets ""
+	tickets
 	local i
 	for i in $(seq 30); do
 		in_client smbclient "//$DC_NAME/labshare" -s "$WORK/client.conf" --use-kerberos=required \
