@@ -278,6 +278,46 @@ func CreateResponseFileID(msg []byte) (FileID, uint64, error) {
 	return FileID(b[64:80]), binary.LittleEndian.Uint64(b[48:]), nil
 }
 
+// CreateResponse is the part of an SMB2 CREATE response (MS-SMB2 2.2.14)
+// that tells what was opened.
+type CreateResponse struct {
+	FileID     FileID
+	EndOfFile  uint64
+	Attributes uint32
+	// Times: creation, last access, last write, change (FILETIME).
+	Times [4]uint64
+}
+
+// FileAttributeNormal is FILE_ATTRIBUTE_NORMAL (MS-FSCC 2.6).
+const FileAttributeNormal = 0x80
+
+// ParseCreateResponse decodes an SMB2 CREATE response's fixed part.
+func ParseCreateResponse(msg []byte, r *CreateResponse) error {
+	b, err := smb2Body(msg, 89, 88)
+	if err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	for i := range r.Times {
+		r.Times[i] = le.Uint64(b[8+8*i:])
+	}
+	r.EndOfFile = le.Uint64(b[48:])
+	r.Attributes = le.Uint32(b[56:])
+	r.FileID = FileID(b[64:80])
+	return nil
+}
+
+// PipeLike reports whether the response looks like the opening of a named
+// pipe: servers answer a pipe with no timestamps at all (a file system
+// object always has some) and FILE_ATTRIBUTE_NORMAL alone (Windows, Samba).
+func (r *CreateResponse) PipeLike() bool {
+	return r.Times == [4]uint64{} && r.Attributes == FileAttributeNormal
+}
+
+// NoTimes reports whether the response carries no timestamps: true of pipes,
+// never of files or directories.
+func (r *CreateResponse) NoTimes() bool { return r.Times == [4]uint64{} }
+
 // CloseFileID returns the handle of an SMB2 CLOSE request.
 func CloseFileID(msg []byte) (FileID, error) {
 	b, err := smb2Body(msg, 24, 24)

@@ -651,3 +651,37 @@ func FuzzSMB2(f *testing.F) {
 		}
 	})
 }
+
+// TestParseCreateResponse: the CREATE responses of
+// A_hangchuanin__atexec.pcapng (Windows server): frame 15 opens
+// \pipe\atsvc (no timestamps, FILE_ATTRIBUTE_NORMAL), frame 46 the output
+// file in ADMIN$\Temp (timestamps, FILE_ATTRIBUTE_ARCHIVE).
+func TestParseCreateResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name, hex string
+		pipe      bool
+		attrs     uint32
+		eof       uint64
+	}{
+		{"pipe", `fe534d424000010000000000050021000900000000000000050000000000000000000000010000002500000c0004000068a07580fda9171d528a370b3df1939559000000010000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000000000008000000073007600610100001000000001000000ffffffff0000000000000000`, true, 0x80, 0},
+		{"file", `fe534d4240000100000000000500010009000000000000005d0000000000000000000000050000002500000c00040000630948c9c34c74722ae881afba7d29145900000001000000d064cd008979d901d064cd008979d901d064cd008979d901d064cd008979d901180000000000000015000000000000002000000000000000650100001000000005000000ffffffff0000000000000000`, false, 0x20, 21},
+	} {
+		msg, err := hex.DecodeString(tc.hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r CreateResponse
+		if err := ParseCreateResponse(msg, &r); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if r.PipeLike() != tc.pipe || r.NoTimes() != tc.pipe || r.Attributes != tc.attrs || r.EndOfFile != tc.eof {
+			t.Errorf("%s: pipe %v notimes %v attrs %#x eof %d, want pipe %v attrs %#x eof %d", tc.name, r.PipeLike(), r.NoTimes(), r.Attributes, r.EndOfFile, tc.pipe, tc.attrs, tc.eof)
+		}
+		if fid, _, _ := CreateResponseFileID(msg); fid != r.FileID {
+			t.Errorf("%s: file id %x, CreateResponseFileID says %x", tc.name, r.FileID, fid)
+		}
+		if err := ParseCreateResponse(msg[:SMB2HeaderLen+40], &r); err == nil {
+			t.Errorf("%s: truncated response accepted", tc.name)
+		}
+	}
+}

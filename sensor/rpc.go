@@ -439,6 +439,11 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	// endpoint mapper, whose answer another worker may not have learnt yet:
 	// keep the call and look again when it finishes.
 	unresolved := pc == nil && r.transport == detect.TransportTCP && len(r.contexts) == 0 && len(r.offered) == 0
+	if pc == nil && !unresolved {
+		// The bind naming this context was not captured: the interface
+		// stays unknown (never guessed from the opnum).
+		r.c.anomaly("dcerpc_call_without_bind")
+	}
 	if !interested && !unresolved && !(pc == nil && r.pipeIsAtsvc()) {
 		return nil // calls of other interfaces are only counted
 	}

@@ -22,6 +22,7 @@ type smbState struct {
 	lastFile [2]dissect.FileID
 	hdr      dissect.SMB2Header
 	create   dissect.CreateRequest
+	createR  dissect.CreateResponse
 	ioctl    dissect.IOCTLMessage
 	setinfo  dissect.SetInfoRequest
 	smb1     *smb1State
@@ -74,6 +75,10 @@ type smbTree struct {
 	share string // upper-case share name
 	ipc   bool
 	typ   uint8
+	// learned marks a tree whose TREE_CONNECT was not captured: its kind
+	// (IPC) was learnt from a pipe opened on it. A TREE_CONNECT seen later
+	// replaces it.
+	learned bool
 }
 
 type smbReq struct {
@@ -99,6 +104,10 @@ type smbFile struct {
 	deleted       bool
 	deleteOnClose bool
 	firstFrame    uint64
+	// undecided marks a handle opened on a tree never connected whose
+	// CREATE response did not tell pipe from file: DCE-RPC traffic on it
+	// makes it a pipe.
+	undecided bool
 }
 
 type pipeState struct {
@@ -492,17 +501,22 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 		if !ok {
 			return
 		}
-		fid, _, err := dissect.CreateResponseFileID(msg)
-		if err != nil {
+		cr := &s.createR
+		if err := dissect.ParseCreateResponse(msg, cr); err != nil {
 			s.c.anomaly("smb2_bad_create")
 			return
 		}
+		fid := cr.FileID
 		s.lastFile[dir] = fid
 		tree := req.tree
 		if tree == nil {
 			tree = s.trees[treeKey{h.SessionID, req.treeID}]
 		}
-		s.openFile(h.SessionID, fid, req.treeID, tree, req.name, req.options, req.frame)
+		if tree != nil && !tree.learned {
+			s.openFile(h.SessionID, fid, req.treeID, tree, req.name, req.options, req.frame)
+			return
+		}
+		s.openUnconnected(h.SessionID, fid, req.treeID, req.name, req.options, req.frame, cr)
 	case dissect.SMB2Read:
 		f := s.files[fileKey{h.SessionID, req.file}]
 		if f == nil && (ok || h.Status == dissect.StatusBufferOverflow) {
@@ -576,12 +590,12 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 	}
 	switch {
 	case h.Command == dissect.SMB2Write && !h.Response():
-		fid, _, n, err := dissect.WriteRequest(msg)
+		fid, off, n, err := dissect.WriteRequest(msg)
 		if err != nil {
 			return false
 		}
 		f := s.files[fileKey{h.SessionID, fid}]
-		if f == nil || f.pipe != nil {
+		if f == nil || f.pipe != nil || f.undecided && rpcAt(msg, off) {
 			return false
 		}
 		f.written += uint64(n)
@@ -595,13 +609,72 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 		if f == nil || f.pipe != nil {
 			return false
 		}
+		off, n, err := dissect.ReadResponseData(msg)
+		if f.undecided && err == nil && rpcAt(msg, off) {
+			return false
+		}
 		delete(s.pending, h.MessageID)
-		if _, n, err := dissect.ReadResponseData(msg); err == nil {
+		if err == nil {
 			f.read += uint64(n)
 		}
 		return true
 	}
 	return false
+}
+
+// openUnconnected opens a handle on a tree whose TREE_CONNECT was not
+// captured (or was only learnt). The CREATE response decides, with the name:
+// a pipe has no timestamps and FILE_ATTRIBUTE_NORMAL, or no timestamps and
+// the name of a known RPC pipe; anything with timestamps is a file system
+// object. What remains undecided becomes a pipe if DCE-RPC flows on it.
+func (s *smbState) openUnconnected(session uint64, fid dissect.FileID, treeID uint32, name string, options uint32, frame uint64, cr *dissect.CreateResponse) {
+	s.c.anomaly("smb_tree_without_connect")
+	pipe := cr.PipeLike() || cr.NoTimes() && knownPipe(name)
+	if pipe {
+		s.openFile(session, fid, treeID, s.learnIPC(session, treeID), name, options, frame)
+		return
+	}
+	f := s.openFile(session, fid, treeID, nil, name, options, frame)
+	if f != nil && cr.NoTimes() {
+		f.undecided = true
+	}
+}
+
+// learnIPC records that a tree never connected in the capture is IPC$:
+// later handles on it are pipes too.
+func (s *smbState) learnIPC(session uint64, treeID uint32) *smbTree {
+	k := treeKey{session, treeID}
+	if t := s.trees[k]; t != nil {
+		return t
+	}
+	t := &smbTree{ipc: true, typ: dissect.ShareTypePipe, learned: true}
+	if len(s.trees) < s.c.w.opt.MaxFiles {
+		s.trees[k] = t
+	}
+	return t
+}
+
+// knownPipe reports whether a CREATE name is one of the named pipes RPC
+// servers listen on (MS-RPCE and the protocols' own specifications).
+func knownPipe(name string) bool {
+	switch strings.ToLower(pipeName(name)) {
+	case "atsvc", "svcctl", "samr", "lsarpc", "lsass", "netlogon", "srvsvc", "wkssvc", "winreg", "spoolss",
+		"eventlog", "epmapper", "ntsvcs", "browser", "scerpc", "initshutdown", "efsrpc", "protected_storage",
+		"keysvc", "trkwks", "tapsrv", "dnsserver", "wmi", "ipsec", "w32time", "netdfs", "msgsvc", "dssetup":
+		return true
+	}
+	return false
+}
+
+// rpcAt reports whether the data at off in a message head starts like a
+// DCE-RPC PDU.
+func rpcAt(msg []byte, off int) bool {
+	if off < 0 || off >= len(msg) {
+		return false
+	}
+	var h dissect.DCERPCHeader
+	ok, _ := dissect.PeekDCERPC(msg[off:], &h)
+	return ok
 }
 
 func newTree(path string, typ uint8) *smbTree {
@@ -665,14 +738,23 @@ func (s *smbState) dialectName() string {
 // file finds the handle's state. A handle first seen mid-stream becomes a
 // pipe when its data starts like a DCE-RPC PDU, else it is not tracked.
 func (s *smbState) file(session uint64, fid dissect.FileID, treeID uint32, data []byte) *smbFile {
+	var h dissect.DCERPCHeader
 	if f := s.files[fileKey{session, fid}]; f != nil {
+		if f.undecided {
+			if ok, _ := dissect.PeekDCERPC(data, &h); ok {
+				// Mid-stream CREATE on a tree never connected: the
+				// traffic says pipe, and so is the tree.
+				f.undecided = false
+				f.tree = s.learnIPC(session, treeID)
+				f.pipe = s.newPipe(f)
+			}
+		}
 		return f
 	}
 	tree := s.trees[treeKey{session, treeID}]
 	if tree != nil && !tree.ipc {
 		return nil
 	}
-	var h dissect.DCERPCHeader
 	if ok, _ := dissect.PeekDCERPC(data, &h); !ok {
 		return nil
 	}
