@@ -29,6 +29,7 @@ type ocMidstreamFacts struct {
 		Transport    string
 		Pipe         string
 		Outcome      string
+		User         string
 		Responded    bool
 		Alerts       []string
 		AbsentAlerts []string `json:"absent_alerts"`
@@ -39,6 +40,7 @@ type ocMidstreamFacts struct {
 type ocEvent struct {
 	Event struct{ Kind, Action, Outcome string }
 	Rule  *struct{ ID string }
+	User  *struct{ Name string }
 	SMB   *struct{ Pipe, Tree string }
 	RPC   *struct {
 		Interface struct{ Name string }
@@ -133,6 +135,13 @@ func ocCheckMidstream(t *testing.T, facts ocMidstreamFacts, lines []string, chec
 				pipe = ev.SMB.Pipe
 			}
 			check("pipe", pipe == exp.Pipe, "event %d: pipe %q, want %q", i, pipe, exp.Pipe)
+		}
+		if exp.User != "" {
+			user := ""
+			if ev.User != nil {
+				user = ev.User.Name
+			}
+			check("user", user == exp.User, "event %d: user %q, want %q", i, user, exp.User)
 		}
 		if wantIface == "unknown" {
 			check("tsch", ev.Tsch == nil, "event %d: a tsch object for an unknown interface", i)

@@ -140,6 +140,9 @@ main() {
 	if want impacket-at-smb1 ; then
 		client_capture impacket-at-smb1 at-smb1 '{"rpc_auth": "none (auth_level 1): no sec_trailer"}'
 	fi
+	if want impacket-at-smb2 ; then
+		client_capture impacket-at-smb2 at-smb2 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
 	if want impacket-sasec-smb2 ; then
 		client_capture impacket-sasec-smb2 sasec-smb2 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
 	fi

