@@ -656,6 +656,16 @@ func (r *rpcChannel) finishOldest() {
 	}
 }
 
+// discard forgets the channel's calls without reporting them: what was
+// taken for a pipe turned out to be a file.
+func (r *rpcChannel) discard() {
+	for id, rc := range r.calls {
+		r.c.w.stubBytes -= len(rc.req) + len(rc.resp)
+		delete(r.calls, id)
+	}
+	r.early, r.earlyBytes = nil, 0
+}
+
 // close reports calls still waiting for their response (outcome unknown).
 func (r *rpcChannel) close() {
 	for id, pdus := range r.early {

@@ -20,12 +20,15 @@ type smbState struct {
 	files    map[fileKey]*smbFile
 	// lastFile is the handle a compound chain refers to with all-ones.
 	lastFile [2]dissect.FileID
-	hdr      dissect.SMB2Header
-	create   dissect.CreateRequest
-	createR  dissect.CreateResponse
-	ioctl    dissect.IOCTLMessage
-	setinfo  dissect.SetInfoRequest
-	smb1     *smb1State
+	// createdIDs maps placeholders of CREATEs in related compounds to the
+	// handles their responses named.
+	createdIDs map[dissect.FileID]dissect.FileID
+	hdr        dissect.SMB2Header
+	create     dissect.CreateRequest
+	createR    dissect.CreateResponse
+	ioctl      dissect.IOCTLMessage
+	setinfo    dissect.SetInfoRequest
+	smb1       *smb1State
 	// SMB 3.1.1 pre-authentication integrity: the connection's hash over
 	// NEGOTIATE, and the one of the session setup in progress.
 	connHash    dissect.PreauthHash
@@ -337,11 +340,127 @@ func (s *smbState) addPending(id uint64, r *smbReq) {
 	}
 }
 
+// resolve gives the handle a request means: all-ones in a related compound
+// is the handle of the operation before it (MS-SMB2 3.2.4.1.4), which for
+// a CREATE still awaiting its response is a placeholder (creatingFID).
 func (s *smbState) resolve(dir int, id dissect.FileID, h *dissect.SMB2Header) dissect.FileID {
 	if id.AllOnes() && h.Flags&dissect.SMB2FlagRelated != 0 {
 		return s.lastFile[dir]
 	}
+	s.lastFile[dir] = id
 	return id
+}
+
+// creatingFID is the placeholder handle of the file a CREATE with message
+// id msgID opens, named by the related messages after it in its compound
+// before the response gives the real one. Real handles never end in
+// "creating" in practice; a collision would only merge two handles' state.
+func creatingFID(msgID uint64) dissect.FileID {
+	var f dissect.FileID
+	binary.LittleEndian.PutUint64(f[:8], msgID)
+	copy(f[8:], "creating")
+	return f
+}
+
+func isCreatingFID(f dissect.FileID) bool { return string(f[8:]) == "creating" }
+
+// maxCreated bounds the placeholder-to-handle map: entries are needed only
+// until the rest of a compound's responses are read.
+const maxCreated = 64
+
+// openCreating opens the placeholder handle of a CREATE still awaiting its
+// response, when a related message in its compound uses it: the tree, the
+// name or the data (DCE-RPC) say whether it is a pipe.
+func (s *smbState) openCreating(session uint64, fid dissect.FileID, data []byte) *smbFile {
+	req := s.pending[binary.LittleEndian.Uint64(fid[:8])]
+	if req == nil || req.cmd != dissect.SMB2Create {
+		return nil
+	}
+	tree := req.tree
+	if tree == nil {
+		tree = s.trees[treeKey{session, req.treeID}]
+	}
+	if tree != nil && !tree.learned {
+		return s.openFile(session, fid, req.treeID, tree, req.name, req.options, req.frame)
+	}
+	f := s.openFile(session, fid, req.treeID, nil, req.name, req.options, req.frame)
+	if f == nil {
+		return nil
+	}
+	var h dissect.DCERPCHeader
+	if ok, _ := dissect.PeekDCERPC(data, &h); ok || knownPipe(req.name) {
+		f.pipe = s.newPipe(f)
+	} else {
+		f.undecided = true
+	}
+	return f
+}
+
+// created moves a placeholder handle to the handle its CREATE response
+// names; a failed CREATE drops it.
+func (s *smbState) created(session, msgID uint64, ok bool, cr *dissect.CreateResponse, dir int) bool {
+	old := fileKey{session, creatingFID(msgID)}
+	f := s.files[old]
+	if f == nil {
+		return false
+	}
+	delete(s.files, old)
+	if !ok {
+		if f.pipe != nil {
+			f.pipe.rpc.close()
+		}
+		return true
+	}
+	if s.createdIDs == nil || len(s.createdIDs) >= maxCreated {
+		s.createdIDs = make(map[dissect.FileID]dissect.FileID)
+	}
+	s.createdIDs[old.id] = cr.FileID
+	s.lastFile[dir] = cr.FileID
+	if prev := s.files[fileKey{session, cr.FileID}]; prev != nil {
+		s.closeFile(prev, false) // handle reused: its close was not seen
+	}
+	f.id = cr.FileID
+	s.files[fileKey{session, cr.FileID}] = f
+	if f.tree == nil || f.tree.learned {
+		s.c.anomaly("smb_tree_without_connect")
+		switch {
+		case f.pipe == nil && (cr.PipeLike() || cr.NoTimes() && knownPipe(f.name)):
+			f.undecided = false
+			f.pipe = s.newPipe(f)
+		case !cr.NoTimes():
+			// A file system object: what its compound wrote was file
+			// data, whatever it looked like.
+			f.undecided = false
+			if f.pipe != nil {
+				f.pipe.rpc.discard()
+				f.pipe = nil
+			}
+		}
+		if f.pipe != nil {
+			f.tree = s.learnIPC(session, f.treeID)
+			f.pipe.rpc.smb.Tree = f.tree.path
+		}
+	}
+	if f.pipe != nil {
+		id := s.fileIDString(cr.FileID)
+		f.pipe.rpc.smb.FileID = id
+		for _, rc := range f.pipe.rpc.calls {
+			if rc.call.SMB != nil {
+				rc.call.SMB.FileID = id
+			}
+		}
+	}
+	return true
+}
+
+// realFID maps a placeholder handle to the one its CREATE response named.
+func (s *smbState) realFID(f dissect.FileID) dissect.FileID {
+	if isCreatingFID(f) {
+		if r, ok := s.createdIDs[f]; ok {
+			return r
+		}
+	}
+	return f
 }
 
 func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
@@ -378,6 +497,7 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 			return
 		}
 		s.addPending(h.MessageID, &smbReq{cmd: h.Command, tree: tree, treeID: h.TreeID, name: s.create.Name, options: s.create.CreateOptions})
+		s.lastFile[dir] = creatingFID(h.MessageID)
 	case dissect.SMB2Write:
 		fid, off, n, err := dissect.WriteRequest(msg)
 		if err != nil {
@@ -457,6 +577,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 	}
 	delete(s.pending, h.MessageID)
 	ok := h.Status == 0
+	req.file = s.realFID(req.file)
 	switch h.Command {
 	case dissect.SMB2Negotiate:
 		if d, err := dissect.NegotiateResponse(msg); err == nil && ok {
@@ -498,12 +619,14 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 	case dissect.SMB2TreeDisconnect:
 		delete(s.trees, treeKey{h.SessionID, req.treeID})
 	case dissect.SMB2Create:
-		if !ok {
-			return
-		}
 		cr := &s.createR
-		if err := dissect.ParseCreateResponse(msg, cr); err != nil {
-			s.c.anomaly("smb2_bad_create")
+		if ok {
+			if err := dissect.ParseCreateResponse(msg, cr); err != nil {
+				s.c.anomaly("smb2_bad_create")
+				ok = false
+			}
+		}
+		if s.created(h.SessionID, h.MessageID, ok, cr, dir) || !ok {
 			return
 		}
 		fid := cr.FileID
@@ -739,6 +862,9 @@ func (s *smbState) dialectName() string {
 // pipe when its data starts like a DCE-RPC PDU, else it is not tracked.
 func (s *smbState) file(session uint64, fid dissect.FileID, treeID uint32, data []byte) *smbFile {
 	var h dissect.DCERPCHeader
+	if isCreatingFID(fid) && s.files[fileKey{session, fid}] == nil {
+		return s.openCreating(session, fid, data)
+	}
 	if f := s.files[fileKey{session, fid}]; f != nil {
 		if f.undecided {
 			if ok, _ := dissect.PeekDCERPC(data, &h); ok {

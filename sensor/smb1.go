@@ -444,17 +444,22 @@ func (m *smb1State) openResponse(h *dissect.SMB1Header, cmd *dissect.SMB1Command
 		s.c.anomaly("smb1_bad_create")
 		return
 	}
-	uid := uint64(h.UID)
-	tree := s.trees[treeKey{uid, uint32(req.tid)}]
-	if tree == nil && r.Pipe() {
-		// Tree connected before the capture began: the resource type
-		// still says pipe.
-		tree = newTree("", dissect.ShareTypePipe)
+	// The response's TID, not the request's: a TREE_CONNECT_ANDX chained
+	// before the open gets its TID only in the response.
+	uid, tid := uint64(h.UID), uint32(h.TID)
+	tree := s.trees[treeKey{uid, tid}]
+	if tree == nil {
+		s.c.anomaly("smb_tree_without_connect")
+		if r.Pipe() {
+			// Tree connected before the capture began: the resource
+			// type still says pipe, and the tree is IPC$.
+			tree = s.learnIPC(uid, tid)
+		}
 	}
 	if old := s.files[fileKey{uid, fid16(r.FID)}]; old != nil {
 		s.closeFile(old, false) // FID reused: its close was not seen
 	}
-	s.openFile(uid, fid16(r.FID), uint32(req.tid), tree, op.name, op.options, req.frame)
+	s.openFile(uid, fid16(r.FID), tid, tree, op.name, op.options, req.frame)
 }
 
 func (m *smb1State) readResponse(msg []byte, h *dissect.SMB1Header, cmd *dissect.SMB1Command, op *smb1Op, req *smb1Req) {
