@@ -116,7 +116,7 @@ func TestParseTaskXMLVariants(t *testing.T) {
 			"</Principals>" + exec("e.exe") + "</Task>", "e.exe", "S-1-5-32-544", nil},
 		{"unclosed", "<Task>" + exec("f.exe") + "<Settings>", "f.exe", "", ErrMalformed},
 		{"mismatched", "<Task>" + exec("g.exe") + "</Tusk>", "g.exe", "", ErrMalformed},
-		{"unknown entity", "<Task>" + exec("h&nbsp;.exe") + "</Task>", "", "", ErrMalformed},
+		{"unknown entity", "<Task>" + exec("h&nbsp;.exe") + "</Task>", "h&nbsp;.exe", "", ErrMalformed},
 		{"depth bomb", "<Task>" + exec("i.exe") + strings.Repeat("<a>", 100) + strings.Repeat("</a>", 100) + "</Task>",
 			"i.exe", "", ErrLimit},
 		{"element bomb", "<Task>" + exec("j.exe") + strings.Repeat("<a/>", maxTaskXMLElements) + "</Task>", "j.exe", "", ErrLimit},
@@ -140,13 +140,14 @@ func TestParseTaskXMLVariants(t *testing.T) {
 }
 
 func TestParseTaskXMLLimit(t *testing.T) {
-	// Cut inside the Exec action: what came before is kept.
+	// Cut inside the Exec action: what came before is kept, and the start
+	// of the command. A cut is no malformation.
 	i := strings.Index(testTaskXML, "<Command>")
 	got, err := ParseTaskXML(testTaskXML, i+12)
 	if !errors.Is(err, ErrLimit) {
 		t.Fatalf("err = %v, want ErrLimit", err)
 	}
-	if got.Author != `CORP\admin` || got.RunAs != "S-1-5-18" || len(got.Triggers) != 3 || got.Command != "" {
+	if got.Author != `CORP\admin` || got.RunAs != "S-1-5-18" || len(got.Triggers) != 3 || got.Command != "cmd" || got.XMLMalformed {
 		t.Errorf("partial result %+v", got)
 	}
 	// A cut never splits a rune.

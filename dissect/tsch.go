@@ -215,6 +215,9 @@ type TaskInfo struct {
 	XMLTruncated      bool          `json:"xml_truncated,omitempty"`
 	XMLSHA256         string        `json:"xml_sha256,omitempty"`
 	XMLParseError     string        `json:"xml_parse_error,omitempty"`
+	// XMLMalformed: the XML needed repairs a strict parser would refuse
+	// (see ParseTaskXMLBytes); the fields above were read all the same.
+	XMLMalformed bool `json:"xml_malformed,omitempty"`
 }
 
 // RegisterInfo is SchRpcRegisterTask's non-XML arguments and results.
@@ -851,6 +854,7 @@ func setXML(o TschOptions, t *TaskInfo, doc string) {
 	t.Actions, t.ActionsTruncated = parsed.Actions, parsed.ActionsTruncated
 	t.Triggers, t.TriggersTruncated = parsed.Triggers, parsed.TriggersTruncated
 	t.Author, t.Description, t.URI, t.Date = parsed.Author, parsed.Description, parsed.URI, parsed.Date
+	t.XMLMalformed = parsed.XMLMalformed
 }
 
 func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {

@@ -36,6 +36,8 @@ type Resolver struct {
 	max  int
 	// bytes is what held stubs take against DefaultMaxHeldBytes.
 	bytes int
+	// malformedXML counts task XML needing repairs in calls named here.
+	malformedXML uint64
 	// Resolved counts calls named here; Dropped those never named.
 	Resolved, Dropped uint64
 	// Tsch bounds the decoding of the calls it names (as Options.Tsch).
@@ -107,6 +109,9 @@ func (r *Resolver) resolve(c *detect.Call) bool {
 	if c.Stubs != nil {
 		decodeCall(r.Tsch, c, c.Stubs.Request, c.Stubs.Response, c.Stubs.DRep)
 		c.Stubs = nil
+		if xmlMalformed(c) {
+			r.malformedXML++
+		}
 	}
 	r.next.Call(c)
 	return true
@@ -125,5 +130,8 @@ func (r *Resolver) account(s *Stats) {
 	s.TschCalls += r.Resolved
 	if r.Dropped > 0 {
 		s.Anomalies["dcerpc_call_unknown_context"] += r.Dropped
+	}
+	if r.malformedXML > 0 {
+		s.Anomalies["tsch_task_xml_malformed"] += r.malformedXML
 	}
 }

@@ -579,6 +579,14 @@ func (r *rpcChannel) decode(rc *rpcCall) {
 	if err := decodeCall(r.c.w.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep); err != nil {
 		r.c.anomaly("tsch_stub_decode_error")
 	}
+	if xmlMalformed(rc.call) {
+		// Task XML that needed repairs to be read.
+		r.c.anomaly("tsch_task_xml_malformed")
+	}
+}
+
+func xmlMalformed(c *detect.Call) bool {
+	return c.Tsch != nil && c.Tsch.Task != nil && c.Tsch.Task.XMLMalformed
 }
 
 // decodeCall decodes a call's stubs into call.Tsch; a call whose transfer
