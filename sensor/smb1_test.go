@@ -269,13 +269,14 @@ func feedSMB(t *testing.T, path string, edit func([]smbMsg) []smbMsg) (*smbState
 	}
 	rec := &collect{}
 	w := NewWorker(Options{}, rec, nil)
-	c := &conn{w: w, client: -1, proto: protoSMB}
-	c.smb = newSMBState(c)
+	c := &conn{w: w, client: -1}
+	smb := newSMBState(c)
+	c.setApp(smb)
 	for i, m := range msgs {
 		c.frame = uint64(i + 1)
 		c.half[m.dir].feed(c, m.dir, m.data)
 	}
-	return c.smb, w.Stats()
+	return smb, w.Stats()
 }
 
 // TestSMB1TransactionSecondary splits the srvsvc bind of

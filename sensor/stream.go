@@ -21,9 +21,8 @@ const (
 type connProto uint8
 
 const (
-	protoUnknown connProto = iota
-	protoSMB
-	protoRPC
+	protoUnknown connProto = iota // classify is gathering the first bytes
+	protoApp                      // app parses the connection
 	protoIgnored
 )
 
@@ -81,8 +80,7 @@ type conn struct {
 	client int // direction index of the client, -1 while unknown
 	proto  connProto
 	half   [2]half
-	smb    *smbState
-	rpc    *rpcChannel
+	app    appParser // set with proto protoApp
 	names  [2]string // NetBIOS called (server) and calling (client) names
 	frame  uint64    // frame number of the packet being processed
 	ci     gopacket.CaptureInfo
@@ -127,8 +125,8 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 			c.w.stats.GapBytes += uint64(skip)
 		}
 		h.lost()
-		if c.smb != nil {
-			c.smb.gap(dir)
+		if c.app != nil {
+			c.app.gap(dir)
 		}
 	}
 	if length == 0 {
@@ -142,10 +140,10 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	h.feed(c, dir, data)
 }
 
-// classify decides from the first bytes whether the connection carries SMB
-// (NBSS framing) or DCE-RPC. Bytes are gathered per direction until a header
-// shows, however the stream is segmented; mid-stream connections are given
-// HuntLimit bytes to show one.
+// classify decides from the ports and first bytes which application
+// protocol the connection carries (appProbes). Bytes are gathered per
+// direction until a header shows, however the stream is segmented;
+// mid-stream connections are given HuntLimit bytes to show one.
 func (c *conn) classify(dir int, data []byte) {
 	h := &c.half[dir]
 	if h.hunted == 0 && c.half[1-dir].hunted == 0 {
@@ -156,17 +154,13 @@ func (c *conn) classify(dir int, data []byte) {
 	from := max(len(h.buf)-maxHeaderPeek, 0)
 	h.buf = append(h.buf, data...)
 	h.hunted += len(data)
-	smbPort := c.port[0] == portSMB || c.port[1] == portSMB || c.port[0] == portNetBIOS || c.port[1] == portNetBIOS
-	switch {
-	case smbPort || smbStart(h.buf[from:]) >= 0:
-		c.proto = protoSMB
-		c.smb = newSMBState(c)
-		c.w.stats.SMBConnections++
-	case rpcStart(h.buf[from:]) >= 0:
-		c.proto = protoRPC
-		c.rpc = newRPCChannel(c, detect.TransportTCP, nil)
-		c.w.stats.RPCConnections++
-	default:
+	for _, p := range appProbes() {
+		if p.match(c, h.buf[from:]) {
+			c.setApp(p.open(c))
+			break
+		}
+	}
+	if c.app == nil {
 		if c.half[0].hunted+c.half[1].hunted > c.w.opt.HuntLimit {
 			c.proto = protoIgnored
 			c.half[0].buf, c.half[1].buf = nil, nil
@@ -194,62 +188,24 @@ func (c *conn) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
 	if pc, ok := ac.(*pktCtx); ok {
 		c.frame, c.ci = pc.frame, pc.ci
 	}
-	if c.smb != nil {
-		c.smb.close()
-	}
-	if c.rpc != nil {
-		c.rpc.close()
+	if c.app != nil {
+		c.app.close()
 	}
 	c.w.active--
 	return true
 }
 
-// handle takes one framed message from direction dir.
-func (c *conn) handle(dir int, msg []byte) {
-	switch c.proto {
-	case protoSMB:
-		c.smb.message(dir, msg)
-	case protoRPC:
-		c.rpc.pdu(dir, msg)
-	}
-}
+// setApp hands the connection to an application parser.
+func (c *conn) setApp(a appParser) { c.proto, c.app = protoApp, a }
 
-// framing returns the message length at b: n>0 complete length, n==0 more
-// header bytes needed, n<0 not a message start.
-func (c *conn) framing(b []byte) int {
-	if c.proto == protoSMB {
-		return nbssFrame(b)
-	}
-	return rpcFrame(b)
-}
-
-func (c *conn) start(b []byte) int {
-	if c.proto == protoSMB {
-		return smbStart(b)
-	}
-	return rpcStart(b)
-}
-
-// partial is offered the head of a message too large to buffer; true means
-// the head was handled and the rest is to be skipped without copying.
-func (c *conn) partial(dir int, head []byte, total int) bool {
-	if c.proto == protoSMB {
-		return c.smb.partial(dir, head, total)
-	}
-	return false
-}
-
-func (c *conn) anomaly(name string) { c.w.stats.anomaly(name) }
-
-// maxMessage bounds a buffered message. Encrypted SMB3 messages can only be
-// authenticated whole, so a connection with decryption keys buffers them up
-// to the largest SMB2 read or write (8 MiB) plus headers.
-func (c *conn) maxMessage() int {
-	if c.smb != nil && c.smb.keyed {
-		return max(c.w.opt.MaxMessage, maxEncryptedMessage)
-	}
-	return c.w.opt.MaxMessage
-}
+// The halves frame with the application parser (framer): the conn adds
+// the anomaly count.
+func (c *conn) handle(dir int, msg []byte)                   { c.app.message(dir, msg) }
+func (c *conn) framing(b []byte) int                         { return c.app.framing(b) }
+func (c *conn) start(b []byte) int                           { return c.app.start(b) }
+func (c *conn) partial(dir int, head []byte, total int) bool { return c.app.partial(dir, head, total) }
+func (c *conn) maxMessage() int                              { return c.app.maxMessage() }
+func (c *conn) anomaly(name string)                          { c.w.stats.anomaly(name) }
 
 const maxEncryptedMessage = 8<<20 + 64<<10
 
