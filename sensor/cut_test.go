@@ -3,6 +3,7 @@ package sensor
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -187,8 +188,15 @@ func TestCutEverywhere(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no captures in pcaps/")
 	}
+	// The shared corpus's positives too, when it is there: Windows clients
+	// and servers (at.exe over SMB 3.1.1, schtasks over TCP with Kerberos).
+	for _, name := range plPositives {
+		if p := filepath.Join(plSharedDir, "pcaps", name); fileExists(p) {
+			files = append(files, p)
+		}
+	}
 	for _, file := range files {
-		name := strings.TrimSuffix(filepath.Base(file), ".pcap")
+		name := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 		if strings.HasPrefix(name, "smb3-") {
 			continue // encrypted: no calls visible whole or cut
 		}
@@ -223,6 +231,11 @@ func TestCutEverywhere(t *testing.T) {
 }
 
 type cutStats struct{ exact, forgiven int }
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
 
 // cutCheck compares a cut run with the whole one.
 func cutCheck(t *testing.T, where string, full, cut cutRun, first uint64, stats *cutStats) {
