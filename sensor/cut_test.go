@@ -191,7 +191,7 @@ func TestCutEverywhere(t *testing.T) {
 	// The shared corpus's positives too, when it is there: Windows clients
 	// and servers (at.exe over SMB 3.1.1, schtasks over TCP with Kerberos).
 	for _, name := range plPositives {
-		if p := filepath.Join(plSharedDir, "pcaps", name); fileExists(p) {
+		if p := filepath.Join(plSharedDir, "pcaps", name); fileExists(p) && !testing.Short() {
 			files = append(files, p)
 		}
 	}
@@ -267,6 +267,9 @@ func cutCheck(t *testing.T, where string, full, cut cutRun, first uint64, stats 
 		t.Errorf("cut before %s: calls differ beyond the counted reasons %v:\n  missing %q\n  extra %q\n  anomalies %v", where, reasons, missing, extra, cut.anoms)
 	}
 	if len(missing)+len(extra) > 0 {
+		if os.Getenv("CUTDEBUG") != "" { // CUTDEBUG=1 go test -v: which cuts lose what, and why
+			t.Logf("forgiven %s: missing %d extra %d reasons %v", where, len(missing), len(extra), reasons)
+		}
 		stats.forgiven++
 	} else {
 		stats.exact++
