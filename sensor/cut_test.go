@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -153,9 +154,9 @@ func cutPoints(pkts []plPacket) []cutPoint {
 		switch {
 		case len(pl) >= 8 && pl[0] == 0 && pl[5] == 'S' && pl[6] == 'M' && pl[7] == 'B':
 			pts = append(pts, cutPoint{i, fmt.Sprintf("smb%x", pl[4])})
-		case len(pl) >= 16 && pl[0] == 5 && pl[1] == 0 && pl[2] <= 20:
+		case len(pl) >= 16 && pl[0] == 5 && pl[1] == 0 && pl[2] <= 20 && pl[4]&0xef == 0 && int(pl[8])|int(pl[9])<<8 >= 16:
 			pts = append(pts, cutPoint{i, fmt.Sprintf("dcerpc%d", pl[2])})
-		case len(pl) >= 8 && pl[0] == 0x81:
+		case len(pl) >= 8 && pl[0] == 0x81 && (binary.BigEndian.Uint16(f.tcp[2:]) == portNetBIOS):
 			pts = append(pts, cutPoint{i, "nbss_request"})
 		}
 	}
@@ -180,6 +181,12 @@ var cutReasons = map[string]string{
 	"dcerpc_call_without_bind":              "a channel whose bind was before the cut",
 }
 
+// cutAlertReasons are the anomalies that account for an alert a cut run
+// cannot raise although every call behind it is reported.
+var cutAlertReasons = map[string]string{
+	"atexec": "smb_pipe_name_unknown", // the rule needs \pipe\atsvc
+}
+
 // TestCutEverywhere is the generator: every project capture, cut before
 // every SMB/DCE-RPC message, with and without the TCP handshakes left in
 // the rest of the capture.
@@ -197,7 +204,7 @@ func TestCutEverywhere(t *testing.T) {
 	}
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
-		if strings.HasPrefix(name, "smb3-") {
+		if strings.Contains(name, "smb3-") {
 			continue // encrypted: no calls visible whole or cut
 		}
 		t.Run(name, func(t *testing.T) {
@@ -296,7 +303,12 @@ func cutCheck(t *testing.T, where string, full, cut cutRun, first uint64, stats 
 		gotAlerts = append(gotAlerts, a.rule)
 	}
 	if m, _ := multisetDiff(wantAlerts, gotAlerts); len(m) > 0 {
-		t.Errorf("cut before %s: alerts missing %q (got %q)", where, m, gotAlerts)
+		for _, rule := range m {
+			if r := cutAlertReasons[rule]; r != "" && cut.anoms[r] > 0 {
+				continue
+			}
+			t.Errorf("cut before %s: alert %s missing (got %q), anomalies %v", where, rule, gotAlerts, cut.anoms)
+		}
 	}
 }
 

@@ -45,6 +45,8 @@ type rpcChannel struct {
 	// that came early.
 	recent  [16]uint32
 	nrecent int
+	// noName is set once a call was reported on a pipe of unknown name.
+	noName bool
 }
 
 // Bounds of responses held for their request.
@@ -466,6 +468,12 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	if r.smb != nil {
 		s := *r.smb
 		call.SMB = &s
+		if s.Pipe == "" && !r.noName {
+			// Neither the CREATE nor a bind_ack named the pipe: rules
+			// that need its name (atexec: \pipe\atsvc) cannot apply.
+			r.noName = true
+			r.c.anomaly("smb_pipe_name_unknown")
+		}
 	}
 	if pc != nil {
 		call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.uuid, pc.version, pc.syntax
