@@ -350,7 +350,7 @@ func (d *Detector) taskFile(f *FileOp) {
 	}
 	ev := &Event{
 		Timestamp: rfc3339(f.Time),
-		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+RuleTaskFile, f.Time, f.Endpoints, f.Seq),
+		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+RuleTaskFile, FileKey(f), f.Dup),
 			Category: []string{"intrusion_detection", "file"}, Type: []string{"info"}, Severity: sev,
 			Dataset: "tschsensor.alert", Reason: reason},
 		Observer:    Observer{Name: d.opt.Observer, Type: "sensor", Product: "tschsensor"},
@@ -401,7 +401,7 @@ func (d *Detector) newAlert(id string, c *Call, ev *Event, related []string, why
 	}
 	a := &Event{
 		Timestamp: ev.Timestamp,
-		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+id, c.Time, c.Endpoints, uint64(c.CallID), c.Seq),
+		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+id, CallKey(c), c.Dup),
 			Category: []string{"intrusion_detection"}, Type: []string{"info"}, Action: ev.Event.Action,
 			Outcome: ev.Event.Outcome, Severity: sev, Dataset: "tschsensor.alert", Reason: strings.Join(why, "; ")},
 		Observer:    ev.Observer,

@@ -541,6 +541,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 				if !call.Encrypted || call.Decrypted {
 					call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
 				}
+				call.Dup = r.c.disambiguate(detect.CallKey(call))
 				r.c.w.rec.Call(call)
 				return
 			}
@@ -566,6 +567,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		r.decode(rc)
 	}
 	r.c.w.stats.TschCalls++
+	call.Dup = r.c.disambiguate(detect.CallKey(call))
 	r.c.w.rec.Call(call)
 }
 
