@@ -10,25 +10,28 @@ import (
 // Stats counts one worker's work. Anomalies are keyed by stable snake_case
 // names so that dashboards can follow them across versions.
 type Stats struct {
-	Packets, Bytes      uint64
-	TCPPackets          uint64
-	Connections         uint64
-	SMBConnections      uint64
-	RPCConnections      uint64
-	SMBSessions         uint64
-	SMB3Encrypted       uint64 // transform messages
-	SMB3EncSessions     uint64
-	SMB3Decrypted       uint64 // transform messages opened with supplied keys
-	SMBMessages         uint64
-	RPCPDUs             uint64
-	Binds               map[string]uint64 // interface name or uuid -> binds
-	TschCalls           uint64
-	FileOps             uint64
-	Gaps                uint64
-	GapBytes            uint64
-	Resyncs             uint64
-	Anomalies           map[string]uint64
-	DroppedEvents       uint64
+	Packets, Bytes  uint64
+	TCPPackets      uint64
+	Connections     uint64
+	SMBConnections  uint64
+	RPCConnections  uint64
+	SMBSessions     uint64
+	SMB3Encrypted   uint64 // transform messages
+	SMB3EncSessions uint64
+	SMB3Decrypted   uint64 // transform messages opened with supplied keys
+	SMBMessages     uint64
+	RPCPDUs         uint64
+	Binds           map[string]uint64 // interface name or uuid -> binds
+	TschCalls       uint64
+	FileOps         uint64
+	Gaps            uint64
+	GapBytes        uint64
+	Resyncs         uint64
+	Anomalies       map[string]uint64
+	DroppedEvents   uint64
+	// RecordsLate counts records that reached the detector after records
+	// finished later in capture time (see orderer).
+	RecordsLate         uint64
 	FirstTime, LastTime time.Time
 }
 
@@ -59,6 +62,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.GapBytes += o.GapBytes
 	s.Resyncs += o.Resyncs
 	s.DroppedEvents += o.DroppedEvents
+	s.RecordsLate += o.RecordsLate
 	if s.Binds == nil {
 		s.Binds = make(map[string]uint64)
 	}
