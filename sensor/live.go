@@ -166,10 +166,10 @@ type liveWorker struct {
 	// clock is the capture time (unix ns) up to which the worker has
 	// handed on its records: the time of its last packet, or on a quiet
 	// link the time its idle tick reached; the maximum once it stopped.
-	clock   atomic.Int64
-	mu      sync.Mutex // guards snap and err
-	snap    Stats
-	err     error
+	clock atomic.Int64
+	mu    sync.Mutex // guards snap and err
+	snap  Stats
+	err   error
 }
 
 // Live captures on interfaces with one worker per fanout share and one
