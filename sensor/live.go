@@ -183,10 +183,8 @@ type Live struct {
 	// tests replaying old captures, whose packets carry their own time.
 	now func() time.Time
 
-	dropped   atomic.Uint64 // records lost on a full queue
 	events    atomic.Uint64
 	alerts    atomic.Uint64
-	outDrops  atomic.Uint64
 	capturing atomic.Bool
 	start     time.Time
 	stopping  atomic.Bool
@@ -236,7 +234,7 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	epm := NewEPMTable(0, 0)
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
-		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: &l.dropped}
+		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: &cfg.Output.drops.queue}
 		lw.w = NewWorker(cfg.Options, lw.rec, epm)
 		l.workers = append(l.workers, lw)
 	}
@@ -249,9 +247,9 @@ type LiveResult struct {
 	Detect  detect.Stats
 	Kernel  KernelStats
 	Elapsed time.Duration
-	// DroppedRecords counts calls and file operations lost on the full
-	// detector queue (also in Stats.DroppedEvents).
-	DroppedRecords uint64
+	// Delivery is the output's count at the end of Run; sinks closed later
+	// may still change it (read Output.Delivery after closing them).
+	Delivery Delivery
 	// Err is set when every worker stopped on an error.
 	Err error
 }
@@ -306,8 +304,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 			res.Kernel.add(ks)
 		}
 	}
-	res.DroppedRecords = l.dropped.Load()
-	res.Stats.DroppedEvents += res.DroppedRecords + l.cfg.Output.Dropped
+	res.Delivery = l.cfg.Output.Delivery()
 	resolver.account(&res.Stats)
 	res.Stats.RecordsLate = ord.Late
 	res.Detect = det.Stats()
@@ -331,7 +328,6 @@ func (l *Live) detect(det *detect.Detector) (*Resolver, *orderer) {
 	sync := func() {
 		l.events.Store(out.Events)
 		l.alerts.Store(out.Alerts)
-		l.outDrops.Store(out.Dropped)
 	}
 	ord := newOrderer(directRecorder{det})
 	res := NewResolver(ord)
@@ -533,6 +529,14 @@ func (l *Live) Healthy() (bool, string) {
 			return false, fmt.Sprintf("worker %d stopped", lw.id)
 		}
 	}
+	// NATS down is not unhealthy: records are spooled and re-sent; the
+	// body says so, and metrics carry tschsensor_nats_connected.
+	if c := l.cfg.Output.Delivery().NATSConnected; c != nil && !*c {
+		return true, "capturing; nats disconnected, spooling"
+	}
+	if c := l.cfg.Output.Delivery().NATSConnected; c != nil {
+		return true, "capturing; nats connected"
+	}
 	return true, "capturing"
 }
 
@@ -570,24 +574,26 @@ type LiveMetric struct {
 	Workers       []WorkerMetric `json:"workers"`
 	Events        uint64         `json:"events"`
 	Alerts        uint64         `json:"alerts"`
-	// DroppedEvents counts records lost on the full detector queue and
-	// events the sinks refused.
+	// DroppedEvents is Delivery.DroppedTotal: every record lost, for
+	// whatever reason; DroppedRecords is Delivery.Dropped.Queue.
 	DroppedEvents  uint64 `json:"dropped_events"`
 	DroppedRecords uint64 `json:"dropped_records"`
 	QueueLen       int    `json:"queue_len"`
+	// Delivery: what reached the outputs, what waits, what was lost.
+	Delivery Delivery `json:"delivery"`
 }
 
 // Metrics takes a snapshot of every counter. It is safe to call from any
 // goroutine; worker counters are at most about a second old.
 func (l *Live) Metrics() LiveMetric {
 	m := LiveMetric{
-		Interfaces:     l.cfg.Interfaces,
-		Events:         l.events.Load(),
-		Alerts:         l.alerts.Load(),
-		DroppedRecords: l.dropped.Load(),
-		QueueLen:       len(l.records),
+		Interfaces: l.cfg.Interfaces,
+		Events:     l.events.Load(),
+		Alerts:     l.alerts.Load(),
+		QueueLen:   len(l.records),
+		Delivery:   l.cfg.Output.Delivery(),
 	}
-	m.DroppedEvents = m.DroppedRecords + l.outDrops.Load()
+	m.DroppedEvents, m.DroppedRecords = m.Delivery.DroppedTotal, m.Delivery.Dropped.Queue
 	m.UptimeSeconds = time.Since(l.start).Seconds()
 	m.Healthy, _ = l.Healthy()
 	for _, lw := range l.workers {

@@ -196,8 +196,8 @@ func TestLiveMatchesReplay(t *testing.T) {
 						res.Stats.Packets, res.Stats.Connections, res.Stats.TschCalls,
 						rres.Stats.Packets, rres.Stats.Connections, rres.Stats.TschCalls)
 				}
-				if res.Err != nil || res.Stats.DroppedEvents != 0 {
-					t.Errorf("Err %v, dropped %d", res.Err, res.Stats.DroppedEvents)
+				if res.Err != nil || res.Delivery.DroppedTotal != 0 {
+					t.Errorf("Err %v, dropped %+v", res.Err, res.Delivery.Dropped)
 				}
 				if ok, _ := l.Healthy(); ok {
 					t.Error("Healthy() after Run = true")

@@ -60,7 +60,6 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	res.Stats = *w.Stats()
 	res0.account(&res.Stats)
 	res.Stats.RecordsLate = ord.Late
-	res.Stats.DroppedEvents += cfg.Output.Dropped
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(start)
 	return res
