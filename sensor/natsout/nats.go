@@ -486,7 +486,10 @@ func (o *NATSOptions) natsOptions(name string, log *slog.Logger) ([]nats.Option,
 	}))
 	{
 		opts = append(opts,
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				if nc.IsClosed() {
+					return // our own Close
+				}
 				if err != nil {
 					log.Warn("nats: disconnected, reconnecting", "err", err)
 				} else {
@@ -600,8 +603,16 @@ func NewNATSSink(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSSin
 		// The sink talks to its own server without a socket.
 		extra = append(extra, nats.InProcessServer(srv))
 	}
-	extra = append(extra, nats.ReconnectHandler(func(nc *nats.Conn) {
-		log.Info("nats: connected", "server", nc.ConnectedUrlRedacted())
+	// ConnectHandler: the first connection of a sink started while the
+	// server was unreachable (the stream is looked up then anyway);
+	// ReconnectHandler: every later one.
+	extra = append(extra, nats.ConnectHandler(func(nc *nats.Conn) {
+		if s.needSetup.Load() {
+			log.Info("nats: connected", "server", nc.ConnectedUrlRedacted())
+			s.poke()
+		}
+	}), nats.ReconnectHandler(func(nc *nats.Conn) {
+		log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
 		// The server may have come back without our stream (new store,
 		// stream deleted): look again before publishing.
 		s.needSetup.Store(true)

@@ -541,14 +541,6 @@ func TestNATSSinkAuth(t *testing.T) {
 }
 
 func TestNATSOptionsErrors(t *testing.T) {
-	// A port nothing listens on: take one and free it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := fmt.Sprintf("nats://%s", l.Addr())
-	l.Close()
-
 	cases := []struct {
 		name string
 		mod  func(*NATSOptions)
@@ -558,7 +550,7 @@ func TestNATSOptionsErrors(t *testing.T) {
 		{"bad-scheme", func(o *NATSOptions) { o.URLs = []string{"http://127.0.0.1:4222"} }, "scheme"},
 		{"bad-port", func(o *NATSOptions) { o.URLs = []string{"nats://127.0.0.1:99999"} }, "port"},
 		{"unparsable", func(o *NATSOptions) { o.URLs = []string{"nats://[::1"} }, "server URL"},
-		{"nothing-listening", func(o *NATSOptions) { o.URLs = []string{closed} }, "no servers"},
+		{"replicas", func(o *NATSOptions) { o.Replicas = 7 }, "replicas"},
 		{"two-auth", func(o *NATSOptions) { o.User, o.Token = "u", "t" }, "only one"},
 		{"missing-creds", func(o *NATSOptions) { o.CredsFile = "/nonexistent/x.creds" }, "creds file"},
 		{"half-tls", func(o *NATSOptions) { o.TLSCert = "/etc/hostname" }, "go together"},
