@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -755,6 +756,7 @@ func TestTailSinceAndCore(t *testing.T) {
 }
 
 // buildNATSServer builds the nats-server command from the module cache.
+// Where it should work (CI=true) a failure fails the test.
 func buildNATSServer(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -763,38 +765,95 @@ func buildNATSServer(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "nats-server")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot build nats-server (%v): %s", err, out)
+		}
 		t.Skipf("cannot build nats-server (%v): %s", err, out)
 	}
 	return bin
 }
 
 type serverProc struct {
-	cmd *exec.Cmd
-	out bytes.Buffer
+	cmd  *exec.Cmd
+	out  syncBuf
+	name string
+	// url is the client URL the server bound (read back from its ports
+	// file), cluster its route URL when clustered.
+	url, cluster string
 }
 
-func startServerProc(t *testing.T, bin string, port int, store string) *serverProc {
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServerConf runs nats-server with a configuration file. The server
+// binds the ports the file names (-1: its own choice) and writes them to a
+// ports file, read back here: no port is picked free beforehand.
+func startServerConf(t *testing.T, bin, name, conf string) *serverProc {
 	t.Helper()
-	p := &serverProc{}
-	p.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", store)
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "server.conf")
+	conf = fmt.Sprintf("server_name: %q\nports_file_dir: %q\n", name, dir) + conf
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProc{name: name}
+	p.cmd = exec.Command(bin, "-c", cf)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.kill() })
+	portsFile := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", p.cmd.Process.Pid))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(portsFile); err == nil {
+			var ports struct{ Nats, Cluster []string }
+			if json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 {
+				p.url = ports.Nats[0]
+				if len(ports.Cluster) > 0 {
+					p.cluster = ports.Cluster[0]
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server %s wrote no ports file:\n%s", name, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// Wait until it accepts connections (bounded: the test fails, it does
 	// not time anything).
-	for i := 0; ; i++ {
-		nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.Timeout(time.Second))
+	for {
+		nc, err := nats.Connect(p.url, nats.Timeout(time.Second))
 		if err == nil {
 			nc.Close()
 			return p
 		}
-		if i == 300 {
-			t.Fatalf("nats-server process did not come up: %v\n%s", err, p.out.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server %s did not come up: %v\n%s", name, err, p.out.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startServerProc runs a single JetStream server on port (-1: its choice).
+func startServerProc(t *testing.T, bin string, port int, store string) *serverProc {
+	t.Helper()
+	return startServerConf(t, bin, "single", fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream { store_dir: %q }\n", port, store))
 }
 
 func (p *serverProc) kill() {
@@ -808,9 +867,13 @@ func (p *serverProc) kill() {
 // it with SIGKILL mid-run and starts it again on the same store.
 func TestNATSSinkServerProcess(t *testing.T) {
 	bin := buildNATSServer(t)
-	store, port := t.TempDir(), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	p := startServerProc(t, bin, port, store)
+	store := t.TempDir()
+	p := startServerProc(t, bin, -1, store)
+	url := p.url
+	port, err := strconv.Atoi(url[strings.LastIndexByte(url, ':')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	recs := testRecords("process", 0, 3000)
 	o := testOptions(t, url)

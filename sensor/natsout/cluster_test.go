@@ -1,0 +1,134 @@
+package natsout
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestNATSSinkClusterLeaderKilled runs a three-node JetStream cluster on
+// loopback (three nats-server processes), an R3 stream, and two sensors
+// publishing into it. The stream leader is killed (SIGKILL) half-way:
+// every record of both sensors is in the stream exactly once.
+func TestNATSSinkClusterLeaderKilled(t *testing.T) {
+	bin := buildNATSServer(t)
+	node := func(name, routes string) *serverProc {
+		return startServerConf(t, bin, name, fmt.Sprintf(`listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+cluster { name: tsch, listen: "127.0.0.1:-1", routes: [%s] }
+`, t.TempDir(), routes))
+	}
+	// A clustered JetStream server must have a route configured, and the
+	// others' ports are not known before they start: the first node gets
+	// one to port 1, where nothing ever listens; the others route to it and
+	// gossip completes the mesh.
+	n1 := node("n1", `"nats://127.0.0.1:1"`)
+	n2 := node("n2", fmt.Sprintf("%q", n1.cluster))
+	n3 := node("n3", fmt.Sprintf("%q, %q", n1.cluster, n2.cluster))
+	nodes := map[string]*serverProc{"n1": n1, "n2": n2, "n3": n3}
+	urls := []string{n1.url, n2.url, n3.url}
+
+	nc, err := nats.Connect(n1.url + "," + n2.url + "," + n3.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// The meta group needs all three peers before an R3 stream fits.
+	var stream jetstream.Stream
+	waitFor(t, "the cluster to take an R3 stream", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{DefaultSubjectPrefix + ".>"},
+			Storage: jetstream.FileStorage, Replicas: 3, Duplicates: time.Hour})
+		return err == nil
+	})
+
+	type sensor struct {
+		s    *NATSSink
+		recs []Record
+	}
+	var sensors []sensor
+	for _, id := range []string{"sensor-a", "sensor-b"} {
+		o := testOptions(t, urls...)
+		o.SensorID, o.Replicas, o.AckTimeout = id, 3, time.Minute
+		s, err := NewNATSSink(context.Background(), o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []Record
+		for _, r := range testRecords(id, 0, 4000) {
+			if r.ID != "" { // metrics carry no id: JetStream cannot de-duplicate them
+				recs = append(recs, r)
+			}
+		}
+		sensors = append(sensors, sensor{s, recs})
+	}
+	publish := func(from, to float64) {
+		var wg sync.WaitGroup
+		for _, sn := range sensors {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n := len(sn.recs)
+				for _, r := range sn.recs[int(from*float64(n)):int(to*float64(n))] {
+					if err := sn.s.Publish(r); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	publish(0, 0.5)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	info, err := stream.Info(ctx)
+	cancel()
+	if err != nil || info.Cluster == nil || nodes[info.Cluster.Leader] == nil {
+		t.Fatalf("stream leader: %v %+v", err, info)
+	}
+	leader := info.Cluster.Leader
+	nodes[leader].kill()
+	t.Logf("killed stream leader %s", leader)
+	publish(0.5, 1)
+	for _, sn := range sensors {
+		if err := sn.s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		st := sn.s.Stats()
+		t.Logf("%s: %+v", sn.s.o.SensorID, st)
+		if st.Dropped != 0 || st.SpoolRecords != 0 || st.Acked != uint64(len(sn.recs)) {
+			t.Errorf("%s: %+v", sn.s.o.SensorID, st)
+		}
+	}
+
+	var survivor string
+	for name, p := range nodes {
+		if name != leader {
+			survivor = p.url
+		}
+	}
+	msgs := readStream(t, survivor, DefaultStream)
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.sensor+"/"+m.id]++
+	}
+	total := 0
+	for _, sn := range sensors {
+		for _, r := range sn.recs {
+			total++
+			if n := seen[sn.s.o.SensorID+"/"+r.ID]; n != 1 {
+				t.Errorf("%s %s stored %d times", sn.s.o.SensorID, r.ID, n)
+			}
+		}
+	}
+	if len(msgs) != total {
+		t.Errorf("stream holds %d messages, the sensors published %d", len(msgs), total)
+	}
+}
