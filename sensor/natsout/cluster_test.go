@@ -3,6 +3,7 @@ package natsout
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,38 +17,11 @@ import (
 // publishing into it. The stream leader is killed (SIGKILL) half-way:
 // every record of both sensors is in the stream exactly once.
 func TestNATSSinkClusterLeaderKilled(t *testing.T) {
-	bin := buildNATSServer(t)
-	node := func(name, routes string) *serverProc {
-		return startServerConf(t, bin, name, fmt.Sprintf(`listen: "127.0.0.1:-1"
-jetstream { store_dir: %q }
-cluster { name: tsch, listen: "127.0.0.1:-1", routes: [%s] }
-`, t.TempDir(), routes))
+	if testing.Short() {
+		t.Skip("three nats-server processes; skipped with -short")
 	}
-	// A clustered JetStream server must have a route configured, and the
-	// others' ports are not known before they start: the first node gets
-	// one to port 1, where nothing ever listens; the others route to it and
-	// gossip completes the mesh.
-	n1 := node("n1", `"nats://127.0.0.1:1"`)
-	n2 := node("n2", fmt.Sprintf("%q", n1.cluster))
-	n3 := node("n3", fmt.Sprintf("%q, %q", n1.cluster, n2.cluster))
-	nodes := map[string]*serverProc{"n1": n1, "n2": n2, "n3": n3}
-	urls := []string{n1.url, n2.url, n3.url}
-
-	nc, err := nats.Connect(n1.url + "," + n2.url + "," + n3.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	// The meta group needs all three peers before an R3 stream fits.
-	var stream jetstream.Stream
-	waitFor(t, "the cluster to take an R3 stream", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{DefaultSubjectPrefix + ".>"},
-			Storage: jetstream.FileStorage, Replicas: 3, Duplicates: time.Hour})
-		return err == nil
-	})
+	nodes, stream := startCluster(t)
+	urls := []string{nodes["n1"].url, nodes["n2"].url, nodes["n3"].url}
 
 	type sensor struct {
 		s    *NATSSink
@@ -131,4 +105,78 @@ cluster { name: tsch, listen: "127.0.0.1:-1", routes: [%s] }
 	if len(msgs) != total {
 		t.Errorf("stream holds %d messages, the sensors published %d", len(msgs), total)
 	}
+}
+
+// startCluster runs three clustered JetStream nats-server processes on
+// loopback and creates the R3 stream on them.
+func startCluster(t testing.TB) (map[string]*serverProc, jetstream.Stream) {
+	t.Helper()
+	bin := buildNATSServer(t)
+	node := func(name, routes string) *serverProc {
+		return startServerConf(t, bin, name, fmt.Sprintf(`listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+cluster { name: tsch, listen: "127.0.0.1:-1", routes: [%s] }
+`, t.TempDir(), routes))
+	}
+	// A clustered JetStream server must have a route configured, and the
+	// others' ports are not known before they start: the first node gets
+	// one to port 1, where nothing ever listens; the others route to it and
+	// gossip completes the mesh.
+	n1 := node("n1", `"nats://127.0.0.1:1"`)
+	n2 := node("n2", fmt.Sprintf("%q", n1.cluster))
+	n3 := node("n3", fmt.Sprintf("%q, %q", n1.cluster, n2.cluster))
+	nc, err := nats.Connect(n1.url + "," + n2.url + "," + n3.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	// The meta group needs all three peers before an R3 stream fits.
+	var stream jetstream.Stream
+	waitFor(t, "the cluster to take an R3 stream", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{DefaultSubjectPrefix + ".>"},
+			Storage: jetstream.FileStorage, Replicas: 3, Duplicates: time.Hour})
+		return err == nil
+	})
+	return map[string]*serverProc{"n1": n1, "n2": n2, "n3": n3}, stream
+}
+
+// BenchmarkNATSPublishR3 measures records per second from one sensor into
+// the R3 stream of a three-node cluster on this machine, every one
+// acknowledged, with records of the sensor's mean size (about 2 KB).
+func BenchmarkNATSPublishR3(b *testing.B) {
+	nodes, _ := startCluster(b)
+	o := testOptions(b, nodes["n1"].url, nodes["n2"].url, nodes["n3"].url)
+	o.AckTimeout = 5 * time.Minute
+	s, err := NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := Record{Kind: "event", Subject: "event.itaskschedulerservice.schrpcregistertask",
+		JSON: []byte(`{"pad":"` + strings.Repeat("x", 2100) + `"}`)}
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%09d", i)
+	}
+	b.SetBytes(int64(len(tmpl.JSON)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		r := tmpl
+		r.ID = ids[i]
+		if err := s.Publish(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if st := s.Stats(); st.Acked != uint64(b.N) {
+		b.Fatalf("acked %d of %d (%+v)", st.Acked, b.N, st)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
 }

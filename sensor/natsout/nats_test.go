@@ -757,7 +757,7 @@ func TestTailSinceAndCore(t *testing.T) {
 
 // buildNATSServer builds the nats-server command from the module cache.
 // Where it should work (CI=true) a failure fails the test.
-func buildNATSServer(t *testing.T) string {
+func buildNATSServer(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds nats-server; skipped with -short")
@@ -802,7 +802,7 @@ func (s *syncBuf) String() string {
 // startServerConf runs nats-server with a configuration file. The server
 // binds the ports the file names (-1: its own choice) and writes them to a
 // ports file, read back here: no port is picked free beforehand.
-func startServerConf(t *testing.T, bin, name, conf string) *serverProc {
+func startServerConf(t testing.TB, bin, name, conf string) *serverProc {
 	t.Helper()
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "server.conf")
