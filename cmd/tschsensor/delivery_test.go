@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -15,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tschsensor/tschsensor/internal/testpcap"
 )
 
 // syncBuffer is a bytes.Buffer a test can read while a command writes it.
@@ -230,65 +228,13 @@ func TestReplaySpoolOverflow(t *testing.T) {
 	}
 }
 
-// copiesOf writes n copies of an Ethernet/IPv4 capture into one file: copy
-// k moves every packet 10k minutes later and the client's port (the one
-// that is not 445) to 20000+k, so each copy is a new connection whose
-// records have their own ids.
+// copiesOf writes n copies of src, ten minutes apart, each on its own
+// client port (see testpcap.Copies).
 func copiesOf(t *testing.T, src string, n int) string {
 	t.Helper()
-	f, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.LinkType() != layers.LinkTypeEthernet {
-		t.Fatalf("%s: link type %v", src, r.LinkType())
-	}
-	type pkt struct {
-		data []byte
-		ts   time.Time
-	}
-	var pkts []pkt
-	for {
-		data, ci, err := r.ReadPacketData()
-		if err != nil {
-			break
-		}
-		pkts = append(pkts, pkt{data, ci.Timestamp})
-	}
 	name := filepath.Join(t.TempDir(), "copies.pcap")
-	out, err := os.Create(name)
-	if err != nil {
+	if err := testpcap.Copies(src, name, n, 10*time.Minute); err != nil {
 		t.Fatal(err)
-	}
-	defer out.Close()
-	w := pcapgo.NewWriter(out)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	for k := range n {
-		for _, p := range pkts {
-			d := bytes.Clone(p.data)
-			if len(d) >= 34 && d[12] == 0x08 && d[13] == 0x00 && d[23] == 6 {
-				tcp := 14 + int(d[14]&0x0f)*4
-				if len(d) >= tcp+4 {
-					port := uint16(20000 + k)
-					for _, off := range []int{tcp, tcp + 2} {
-						if d[off] != 0x01 || d[off+1] != 0xbd { // not 445
-							d[off], d[off+1] = byte(port>>8), byte(port)
-						}
-					}
-				}
-			}
-			ci := gopacket.CaptureInfo{Timestamp: p.ts.Add(time.Duration(k) * 10 * time.Minute), CaptureLength: len(d), Length: len(d)}
-			if err := w.WritePacket(ci, d); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	return name
 }
