@@ -20,6 +20,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/internal/testpcap"
 )
 
 // fileRing is a ringSource over packets read from a capture: the test's
@@ -299,5 +300,53 @@ func TestChanRecorderDrops(t *testing.T) {
 	close(ch)
 	if n := <-got; n != 3 || dropped.Load() != 2 {
 		t.Fatalf("read %d records, dropped %d; want 3, 2", n, dropped.Load())
+	}
+}
+
+// TestLiveOrderManyChains: sixty atexec chains between one pair of hosts,
+// 50 ms apart so that they overlap, each on its own connection and spread
+// over three workers running at their own pace. The detector sees the
+// records in capture-time order whatever the workers do, so the alerts,
+// including how much of each chain was seen, are the replay's.
+func TestLiveOrderManyChains(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "copies.pcap")
+	if err := testpcap.Copies("../pcaps/impacket-atexec-smb2-clear.pcap", name, 60, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	alerts := func(out []byte) []string {
+		var keys []string
+		for _, l := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			var ev struct {
+				Event  struct{ Kind, Reason string }
+				Source struct{ Port int }
+				Rule   struct{ ID string }
+			}
+			if err := json.Unmarshal(l, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Event.Kind == "alert" {
+				keys = append(keys, fmt.Sprintf("%s %d %s", ev.Rule.ID, ev.Source.Port, ev.Event.Reason))
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	var want bytes.Buffer
+	rout := NewOutput(NewWriterSink(&want, false))
+	Replay(context.Background(), ReplayConfig{Output: rout, Detect: detect.Options{Observer: "test"}}, []string{name})
+	rout.Close(context.Background())
+	wk := alerts(want.Bytes())
+	n := 0
+	for _, k := range wk {
+		if strings.HasPrefix(k, "atexec ") {
+			n++
+		}
+	}
+	if n != 60 {
+		t.Fatalf("replay raised %d atexec alerts for 60 chains", n)
+	}
+	_, got, _ := runLiveOn(t, shardFile(t, name, 3), 0)
+	if gk := alerts(got); !slices.Equal(wk, gk) {
+		t.Errorf("live alerts differ from replay\nreplay:\n  %s\nlive:\n  %s", strings.Join(wk, "\n  "), strings.Join(gk, "\n  "))
 	}
 }
