@@ -238,3 +238,68 @@ func copiesOf(t *testing.T, src string, n int) string {
 	}
 	return name
 }
+
+// TestReplayNATSRestartMidRun: the server is shut down while a replay of
+// 6,000 records publishes, and started again on the same store: every
+// record is in the stream once, and the summary's counts are stdout's.
+func TestReplayNATSRestartMidRun(t *testing.T) {
+	store := t.TempDir()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	port, url := srv.Addr().(*net.TCPAddr).Port, srv.ClientURL()
+	capture := copiesOf(t, filepath.Join("..", "..", "pcaps", "impacket-atexec-smb2-clear.pcap"), 1000)
+
+	var out, errb syncBuffer
+	args := []string{"replay", "--nats", url, "--spool-dir", t.TempDir(), "--nats-ack-timeout", "60s", "--observer", "restart", capture}
+	rc := make(chan int, 1)
+	go func() { rc <- run(args, &out, &errb) }()
+	// Shut the server down once part of the output is out (the stdout
+	// sink flushes every 64 KiB), then start it again on the same store.
+	deadline := time.Now().Add(60 * time.Second)
+	for strings.Count(out.String(), "\n") < 1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("replay wrote nothing:\n%s", errb.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	t.Logf("server shut down after %d lines", strings.Count(out.String(), "\n"))
+	srv2, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true, JetStream: true, StoreDir: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2.Start()
+	if !srv2.ReadyForConnections(20 * time.Second) {
+		t.Fatal("nats-server not ready after restart")
+	}
+	t.Cleanup(srv2.Shutdown)
+	if got := <-rc; got != 0 {
+		t.Fatalf("rc %d:\n%s", got, errb.String())
+	}
+	ids := lineIDs(t, out.String())
+	if len(ids) != 6000 {
+		t.Fatalf("%d records on stdout, want 6000", len(ids))
+	}
+	stored := streamIDs(t, url)
+	if len(stored) != len(ids) {
+		t.Errorf("stream holds %d records, stdout %d", len(stored), len(ids))
+	}
+	for _, id := range ids {
+		if stored[id] != 1 {
+			t.Errorf("record %s stored %d times", id, stored[id])
+		}
+	}
+	s := errb.String()
+	if p, a := summaryCount(t, s, "nats: published"), summaryCount(t, s, "acked"); p != len(ids) || a != len(ids) || summaryCount(t, s, "dropped events") != 0 {
+		t.Errorf("summary published %d acked %d, want %d:\n%s", p, a, len(ids), s)
+	}
+	t.Logf("spooled %d, re-sent %d", summaryCount(t, s, "spooled"), summaryCount(t, s, "re-sent"))
+}
