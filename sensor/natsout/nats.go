@@ -1175,6 +1175,15 @@ func (s *NATSSink) Delivery() sensor.SinkDelivery {
 		Dropped: st.Dropped, SpoolRecords: st.SpoolRecords, Connected: s.Connected()}
 }
 
+// EmbeddedAddr is the address the embedded server listens on (the port it
+// chose when asked for port 0), or "" without one.
+func (s *NATSSink) EmbeddedAddr() string {
+	if s.srv == nil {
+		return ""
+	}
+	return s.srv.Addr().String()
+}
+
 // Connected says whether records can go out now: the connection is up and
 // the stream was found (or created).
 func (s *NATSSink) Connected() bool {

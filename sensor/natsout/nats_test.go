@@ -664,27 +664,21 @@ func TestNATSSinkStreamChecks(t *testing.T) {
 	checkExactly(t, readStream(t, srv.ClientURL(), "ALL"), recs, "tschsensor.site1")
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestNATSSinkEmbedded runs the in-process server, reads the stream with
 // Tail while the sink is open, and finds the data again in the store after
 // the sink (and its server) closed.
 func TestNATSSinkEmbedded(t *testing.T) {
 	store := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	o := testOptions(t)
-	o.Embedded, o.EmbeddedAddr, o.EmbeddedDir = true, addr, store
+	// Port 0: the server binds a free port itself and says which.
+	o.Embedded, o.EmbeddedAddr, o.EmbeddedDir = true, "127.0.0.1:0", store
 	s, err := NewNATSSink(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	addr := s.EmbeddedAddr()
+	if addr == "" || strings.HasSuffix(addr, ":0") || strings.HasSuffix(addr, ":4222") {
+		t.Fatalf("embedded server on %q, want a port of its own choice", addr)
 	}
 	recs := testRecords("embedded", 0, 200)
 	publishAll(t, s, recs)
