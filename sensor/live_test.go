@@ -350,3 +350,62 @@ func TestLiveOrderManyChains(t *testing.T) {
 		t.Errorf("live alerts differ from replay\nreplay:\n  %s\nlive:\n  %s", strings.Join(wk, "\n  "), strings.Join(gk, "\n  "))
 	}
 }
+
+// syncWriter lets a test read what the detector goroutine writes.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestLivePartialChainOnQuietLink: a chain that never completes (sealed,
+// no output read back) raises its alert when its window has passed on the
+// live clock, while the sensor runs and no packet arrives, not at
+// shutdown (issue 16).
+func TestLivePartialChainOnQuietLink(t *testing.T) {
+	rings := shardFile(t, "../pcaps/gomsrpc-schtask-np-sealed.pcap", 2)
+	var start time.Time
+	for _, r := range rings {
+		if len(r.pkts) > 0 && (start.IsZero() || r.pkts[0].ci.Timestamp.Before(start)) {
+			start = r.pkts[0].ci.Timestamp
+		}
+	}
+	var clock atomic.Int64 // the wall clock the test moves
+	clock.Store(start.UnixNano())
+	var out syncWriter
+	socks := make([][]ringSource, len(rings))
+	for i, r := range rings {
+		socks[i] = []ringSource{r}
+	}
+	l := newLive(LiveConfig{Output: NewOutput(NewWriterSink(&out, true)), Interfaces: []string{"file0"},
+		Detect: detect.Options{Observer: "test", AtExecWindow: 10 * time.Second}}, socks,
+		func([]ringSource, time.Duration) error { time.Sleep(time.Millisecond); return nil })
+	l.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan LiveResult)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, r := range rings {
+		<-r.drained
+	}
+	// The link stays quiet; the clock passes the 10 s window.
+	clock.Store(start.Add(time.Minute).UnixNano())
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), `"id":"atexec"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no atexec alert while running, the window past on the live clock:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
