@@ -531,13 +531,14 @@ func (l *Live) Healthy() (bool, string) {
 	}
 	// NATS down is not unhealthy: records are spooled and re-sent; the
 	// body says so, and metrics carry tschsensor_nats_connected.
-	if c := l.cfg.Output.Delivery().NATSConnected; c != nil && !*c {
+	switch c := l.cfg.Output.Delivery().NATSConnected; {
+	case c == nil:
+		return true, "capturing"
+	case *c:
+		return true, "capturing; nats connected"
+	default:
 		return true, "capturing; nats disconnected, spooling"
 	}
-	if c := l.cfg.Output.Delivery().NATSConnected; c != nil {
-		return true, "capturing; nats connected"
-	}
-	return true, "capturing"
 }
 
 // SocketMetric is one capture socket's kernel counters.
