@@ -30,6 +30,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
 		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "\nexit status: 0 done, 1 a capture could not be read, 2 usage or set-up error, 3 records dropped (spool full, write error)")
 	}
 	if rc, ok := parseFlags(fs, args, true, stderr); !ok {
 		return rc
