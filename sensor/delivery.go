@@ -5,8 +5,9 @@ import "sync/atomic"
 // SinkDelivery is what a sink that confirms delivery (NATS) counts.
 type SinkDelivery struct {
 	Published, Acked, Spooled, Resent uint64
-	// Dropped counts records the sink lost: its spool full or failing.
-	Dropped uint64
+	// Dropped counts records the sink lost: its spool full or failing;
+	// DroppedAtClose those it could not confirm when shutdown's wait ended.
+	Dropped, DroppedAtClose uint64
 	// SpoolRecords waits in the spool now.
 	SpoolRecords int64
 	// Connected: the server and the stream answer now.
@@ -31,10 +32,13 @@ type Drops struct {
 	Sink uint64 `json:"sink"`
 	// Spool: NATS records lost because the spool was full or failing.
 	Spool uint64 `json:"spool"`
+	// Shutdown: records not confirmed when shutdown's wait ended (core
+	// NATS, which has no spool for them).
+	Shutdown uint64 `json:"shutdown"`
 }
 
 // Total is the sum of every reason.
-func (d Drops) Total() uint64 { return d.Queue + d.Encode + d.Sink + d.Spool }
+func (d Drops) Total() uint64 { return d.Queue + d.Encode + d.Sink + d.Spool + d.Shutdown }
 
 // Delivery is the "delivery" section of the stats record, the metrics and
 // the summary: what reached the outputs, what waits, what was lost.

@@ -146,11 +146,11 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 	p.family("tschsensor_queue_length", "gauge", "Records waiting for the detector.")
 	p.sample("tschsensor_queue_length", float64(m.QueueLen))
 	d := m.Delivery
-	p.family("tschsensor_dropped_total", "counter", "Records lost, by reason (queue, encode, sink, spool).")
+	p.family("tschsensor_dropped_total", "counter", "Records lost, by reason (queue, encode, sink, spool, shutdown).")
 	for _, r := range []struct {
 		name string
 		v    uint64
-	}{{"queue", d.Dropped.Queue}, {"encode", d.Dropped.Encode}, {"sink", d.Dropped.Sink}, {"spool", d.Dropped.Spool}} {
+	}{{"queue", d.Dropped.Queue}, {"encode", d.Dropped.Encode}, {"sink", d.Dropped.Sink}, {"spool", d.Dropped.Spool}, {"shutdown", d.Dropped.Shutdown}} {
 		p.sample("tschsensor_dropped_total", float64(r.v), "reason", r.name)
 	}
 	if d.NATSConnected == nil {

@@ -104,6 +104,7 @@ func (o *Output) Delivery() Delivery {
 		d.Resent += sd.Resent
 		d.SpoolRecords += sd.SpoolRecords
 		d.Dropped.Spool += sd.Dropped
+		d.Dropped.Shutdown += sd.DroppedAtClose
 		c := sd.Connected
 		if d.NATSConnected != nil {
 			c = c && *d.NATSConnected

@@ -105,7 +105,8 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 	fmt.Fprintf(w, "  MS-TSCH calls %d, events %d, alerts %d, file ops %d, dropped events %d\n",
 		s.TschCalls, events, alerts, s.FileOps, d.DroppedTotal)
 	if d.DroppedTotal > 0 {
-		fmt.Fprintf(w, "  dropped: queue %d, encode %d, sink %d, spool %d\n", d.Dropped.Queue, d.Dropped.Encode, d.Dropped.Sink, d.Dropped.Spool)
+		fmt.Fprintf(w, "  dropped: queue %d, encode %d, sink %d, spool %d, shutdown %d\n",
+			d.Dropped.Queue, d.Dropped.Encode, d.Dropped.Sink, d.Dropped.Spool, d.Dropped.Shutdown)
 	}
 	if d.NATSConnected != nil {
 		fmt.Fprintf(w, "  nats: published %d, acked %d, spooled %d, re-sent %d, left in spool %d\n",

@@ -81,8 +81,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	if del.DroppedTotal > 0 {
 		// Loss is never silent, not even with --quiet.
-		fmt.Fprintf(stderr, "tschsensor: %d records dropped (queue %d, encode %d, sink %d, spool %d)\n", del.DroppedTotal,
-			del.Dropped.Queue, del.Dropped.Encode, del.Dropped.Sink, del.Dropped.Spool)
+		fmt.Fprintf(stderr, "tschsensor: %d records dropped (queue %d, encode %d, sink %d, spool %d, shutdown %d)\n", del.DroppedTotal,
+			del.Dropped.Queue, del.Dropped.Encode, del.Dropped.Sink, del.Dropped.Spool, del.Dropped.Shutdown)
 		rc = exitDropped
 	}
 	return rc

@@ -621,6 +621,26 @@ func TestNATSSinkCoreNATS(t *testing.T) {
 		s.Close(context.Background())
 		t.Fatal("jetstream on accepted a server without JetStream")
 	}
+
+	// The server goes away before Close could confirm what was sent:
+	// every record is accounted for, the unconfirmed ones as dropped.
+	o = testOptions(t, srv.ClientURL())
+	s, err = NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, s, recs[:100])
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	err = s.Close(context.Background())
+	st := s.Stats()
+	if st.Acked+st.DroppedAtClose+uint64(st.SpoolRecords) != 100 || (st.DroppedAtClose > 0) != (err != nil) {
+		t.Fatalf("after the server left: %+v, close error %v", st, err)
+	}
+	if d := s.Delivery(); d.DroppedAtClose != st.DroppedAtClose {
+		t.Fatalf("Delivery %+v", d)
+	}
+	t.Logf("acked %d, dropped at close %d, left in spool %d", st.Acked, st.DroppedAtClose, st.SpoolRecords)
 }
 
 // TestNATSSinkStreamChecks covers reusing a stream that is there, one that
