@@ -23,11 +23,7 @@ func TestNATSSinkClusterLeaderKilled(t *testing.T) {
 	nodes, stream := startCluster(t)
 	urls := []string{nodes["n1"].url, nodes["n2"].url, nodes["n3"].url}
 
-	type sensor struct {
-		s    *NATSSink
-		recs []Record
-	}
-	var sensors []sensor
+	var sensors []publisher
 	for _, id := range []string{"sensor-a", "sensor-b"} {
 		o := testOptions(t, urls...)
 		o.SensorID, o.Replicas, o.AckTimeout = id, 3, time.Minute
@@ -41,7 +37,7 @@ func TestNATSSinkClusterLeaderKilled(t *testing.T) {
 				recs = append(recs, r)
 			}
 		}
-		sensors = append(sensors, sensor{s, recs})
+		sensors = append(sensors, publisher{s, recs})
 	}
 	publish := func(from, to float64) {
 		var wg sync.WaitGroup
@@ -82,29 +78,101 @@ func TestNATSSinkClusterLeaderKilled(t *testing.T) {
 		}
 	}
 
-	var survivor string
+	var survivors []string
 	for name, p := range nodes {
 		if name != leader {
-			survivor = p.url
+			survivors = append(survivors, p.url)
 		}
 	}
-	msgs := readStream(t, survivor, DefaultStream)
+	msgs := readClusterStream(t, survivors, DefaultStream, total(sensors))
 	seen := map[string]int{}
 	for _, m := range msgs {
 		seen[m.sensor+"/"+m.id]++
 	}
-	total := 0
 	for _, sn := range sensors {
 		for _, r := range sn.recs {
-			total++
 			if n := seen[sn.s.o.SensorID+"/"+r.ID]; n != 1 {
 				t.Errorf("%s %s stored %d times", sn.s.o.SensorID, r.ID, n)
 			}
 		}
 	}
-	if len(msgs) != total {
-		t.Errorf("stream holds %d messages, the sensors published %d", len(msgs), total)
+	if n := total(sensors); len(msgs) != n {
+		t.Errorf("stream holds %d messages, the sensors published %d", len(msgs), n)
 	}
+}
+
+// readClusterStream reads every message of the stream from the surviving
+// nodes. Right after a leader loss the stream and consumer leaders may
+// still be moving ("no responders"), so a failed read is tried again,
+// within a bound. want is only a hint for the fetch size.
+func readClusterStream(t *testing.T, urls []string, stream string, want int) []storedMsg {
+	t.Helper()
+	var msgs []storedMsg
+	var lastErr error
+	waitFor(t, "a full read of the stream from the survivors", func() bool {
+		msgs, lastErr = tryReadStream(strings.Join(urls, ","), stream, want)
+		if lastErr != nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return lastErr == nil
+	})
+	return msgs
+}
+
+func tryReadStream(url, stream string, want int) ([]storedMsg, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	n := int(st.CachedInfo().State.Msgs)
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	var out []storedMsg
+	for len(out) < n {
+		batch, err := cons.Fetch(min(n-len(out), max(want, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			h := m.Headers()
+			out = append(out, storedMsg{subject: m.Subject(), id: h.Get(HeaderMsgID), sensor: h.Get(HeaderSensor), kind: h.Get(HeaderKind), data: m.Data()})
+		}
+		if batch.Error() != nil {
+			return nil, batch.Error()
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("stream says %d messages, read %d", n, len(out))
+		}
+	}
+	return out, nil
+}
+
+type publisher struct {
+	s    *NATSSink
+	recs []Record
+}
+
+func total(sensors []publisher) int {
+	n := 0
+	for _, sn := range sensors {
+		n += len(sn.recs)
+	}
+	return n
 }
 
 // startCluster runs three clustered JetStream nats-server processes on
