@@ -272,8 +272,14 @@ func TestLiveCaptureMatchesReplay(t *testing.T) {
 	ns := newNetns(t, "live")
 	for _, workers := range []int{1, 2} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
-			p := startSensor(t, ns, bin, "run", "-i", "rx0", "--workers", fmt.Sprint(workers),
-				"--stats-interval", "1h", "--observer", "e2e")
+			args := []string{"run", "-i", "rx0", "--workers", fmt.Sprint(workers), "--stats-interval", "1h", "--observer", "e2e"}
+			if workers == 1 {
+				// NATS output to a server that is not there (nothing
+				// listens in the namespace): the sensor must start, run
+				// and spool (issue 16: it exited 2 before capturing).
+				args = append(args, "--nats", "nats://127.0.0.1:4222", "--spool-dir", t.TempDir(), "--nats-ack-timeout", "500ms")
+			}
+			p := startSensor(t, ns, bin, args...)
 			for _, f := range files {
 				// --mbps paces the replay without the captures' idle gaps.
 				out, err := exec.Command("ip", "netns", "exec", ns, "tcpreplay", "-q", "-i", "tx0", "--mbps", "50", f).CombinedOutput()
@@ -310,6 +316,36 @@ func TestLiveCaptureMatchesReplay(t *testing.T) {
 			if !strings.Contains(p.errText(), "kernel:") {
 				t.Errorf("no kernel statistics in the summary:\n%s", p.errText())
 			}
+			if workers == 1 {
+				checkSpooled(t, p)
+			}
 		})
+	}
+}
+
+// checkSpooled: with NATS unreachable the closing stats record says so,
+// and every record went to the spool, none lost.
+func checkSpooled(t *testing.T, p *sensorProc) {
+	t.Helper()
+	lines := bytes.Split(bytes.TrimSpace(p.stdout()), []byte("\n"))
+	var last struct {
+		Metric struct {
+			Delivery struct {
+				Published, Spooled uint64
+				NATSConnected      *bool  `json:"nats_connected"`
+				DroppedTotal       uint64 `json:"dropped_total"`
+			}
+		}
+	}
+	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil {
+		t.Fatal(err)
+	}
+	d := last.Metric.Delivery
+	// The closing metric itself is published after its counters were read.
+	if d.NATSConnected == nil || *d.NATSConnected || d.Spooled != d.Published || d.Published != uint64(len(lines)-1) || d.DroppedTotal != 0 {
+		t.Errorf("closing stats delivery %+v (connected %v) for %d records before it", d, d.NATSConnected, len(lines)-1)
+	}
+	if !strings.Contains(p.errText(), "server unreachable") {
+		t.Errorf("no word of the unreachable NATS server:\n%s", p.errText())
 	}
 }
