@@ -121,6 +121,42 @@ func lineIDs(t *testing.T, out string) []string {
 	return ids
 }
 
+// distinctRecords counts the distinct event ids among output lines, and
+// checks that lines sharing an id are the same record on the wire: the
+// same call seen in two captures of the same traffic (midstream-* are cut
+// from others; a capture that starts mid-connection may see less of it,
+// such as the bind's user, so only what identifies the call is compared).
+func distinctRecords(t *testing.T, lines []string) int {
+	t.Helper()
+	seen := map[string]string{}
+	for _, l := range lines {
+		var ev struct {
+			Timestamp           string `json:"@timestamp"`
+			Event               struct{ Kind, ID string }
+			Source, Destination struct {
+				IP   string
+				Port int
+			}
+			DCERPC struct {
+				CallID uint32 `json:"call_id"`
+				Opnum  uint16
+			} `json:"dcerpc"`
+			SMB  struct{ SessionID, FileID string } `json:"smb"`
+			Rule struct{ ID string }
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("%s %s %s:%d>%s:%d %d/%d %s/%s %s", ev.Event.Kind, ev.Timestamp, ev.Source.IP, ev.Source.Port,
+			ev.Destination.IP, ev.Destination.Port, ev.DCERPC.CallID, ev.DCERPC.Opnum, ev.SMB.SessionID, ev.SMB.FileID, ev.Rule.ID)
+		if prev, ok := seen[ev.Event.ID]; ok && prev != key {
+			t.Errorf("id %s names two different records:\n%s\n%s", ev.Event.ID, prev, key)
+		}
+		seen[ev.Event.ID] = key
+	}
+	return len(seen)
+}
+
 // summaryCount reads "<label> N" from the summary.
 func summaryCount(t *testing.T, summary, label string) int {
 	t.Helper()
@@ -155,8 +191,8 @@ func TestReplayNATSDownAtStart(t *testing.T) {
 	}
 	ids := lineIDs(t, out.String())
 	stored := streamIDs(t, url)
-	if len(stored) != len(ids) {
-		t.Errorf("stream holds %d records, stdout %d", len(stored), len(ids))
+	if n := distinctRecords(t, strings.Split(strings.TrimSpace(out.String()), "\n")); len(stored) != n {
+		t.Errorf("stream holds %d records, stdout %d distinct", len(stored), n)
 	}
 	for _, id := range ids {
 		if stored[id] != 1 {
