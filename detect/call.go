@@ -94,8 +94,12 @@ type Call struct {
 
 	PcapFile string
 	Frames   []uint64
-	// Seq orders records from one flow; it makes event ids unique.
+	// Seq orders the records of one worker (creation order); it is no part
+	// of the event id, which must not depend on what else a run saw.
 	Seq uint64
+	// Dup tells apart records of one connection whose identifying content
+	// (CallKey) is equal; 0 for the first, and in practice always.
+	Dup uint32
 }
 
 // RawStubs are a call's reassembled stubs, kept until its interface is known.
@@ -120,5 +124,7 @@ type FileOp struct {
 
 	PcapFile string
 	Frames   []uint64
-	Seq      uint64
+	// Seq and Dup as in Call.
+	Seq uint64
+	Dup uint32
 }

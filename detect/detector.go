@@ -60,6 +60,12 @@ type chain struct {
 	outputBytes         uint64
 	fileEvents          []*FileOp
 	sealed              bool
+	// expectOutput: the action writes its output where the client reads it
+	// back, or the action could not be seen; raised marks a chain whose
+	// alert is out, kept until its window ends so that late steps raise
+	// nothing of their own.
+	expectOutput bool
+	raised       bool
 }
 
 type pairState struct {
@@ -108,6 +114,13 @@ func (d *Detector) evictOldest() {
 	delete(d.pairs, oldest)
 	d.stats.PairsEvicted++
 }
+
+// Advance moves the detector's clock to t when that is later: chains past
+// their window raise their alert. Records advance it with their capture
+// time; live capture also calls it on a quiet link, with the capture time
+// the sensor has reached, so partial chains close on time. Replay never
+// needs to.
+func (d *Detector) Advance(t time.Time) { d.advance(t) }
 
 // advance moves capture time forward and closes chains past the window.
 func (d *Detector) advance(t time.Time) {
@@ -213,8 +226,10 @@ func (d *Detector) tschCall(p *pairState, c *Call, ev *Event, op string) {
 		}
 		d.alert(RuleTaskRegistered, c, ev, []string{ev.Event.ID}, why)
 		if c.Transport == TransportNamedPipe && c.SMB != nil && strings.EqualFold(strings.TrimLeft(c.SMB.Pipe, `\`), "atsvc") {
-			p.chains = append(p.chains, &chain{start: c.Time, last: c.Time, register: c,
-				events: []string{ev.Event.ID}, name: taskName(taskPath(c)), outName: outputFile(c), sealed: c.Encrypted && !c.Decrypted})
+			ch := &chain{start: c.Time, last: c.Time, register: c,
+				events: []string{ev.Event.ID}, name: taskName(taskPath(c)), outName: outputFile(c), sealed: c.Encrypted && !c.Decrypted}
+			ch.expectOutput = ch.outName != "" || c.Tsch == nil || c.Tsch.Task == nil
+			p.chains = append(p.chains, ch)
 		}
 	case "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete":
 		if ch := p.match(c); ch != nil {
@@ -228,6 +243,7 @@ func (d *Detector) tschCall(p *pairState, c *Call, ev *Event, op string) {
 			case "SchRpcDelete":
 				ch.delete = true
 			}
+			d.maybeComplete(ch)
 		} else if op == "SchRpcRun" {
 			d.alert(RuleTaskRun, c, ev, []string{ev.Event.ID}, nil)
 		} else if op == "SchRpcDelete" {
@@ -325,6 +341,7 @@ func (d *Detector) File(f *FileOp) {
 			ch.outputDeleted = true
 		}
 		ch.fileEvents = append(ch.fileEvents, f)
+		d.maybeComplete(ch)
 		return
 	}
 }
@@ -350,7 +367,7 @@ func (d *Detector) taskFile(f *FileOp) {
 	}
 	ev := &Event{
 		Timestamp: rfc3339(f.Time),
-		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+RuleTaskFile, f.Time, f.Endpoints, f.Seq),
+		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+RuleTaskFile, FileKey(f), f.Dup),
 			Category: []string{"intrusion_detection", "file"}, Type: []string{"info"}, Severity: sev,
 			Dataset: "tschsensor.alert", Reason: reason},
 		Observer:    Observer{Name: d.opt.Observer, Type: "sensor", Product: "tschsensor"},
@@ -401,7 +418,7 @@ func (d *Detector) newAlert(id string, c *Call, ev *Event, related []string, why
 	}
 	a := &Event{
 		Timestamp: ev.Timestamp,
-		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+id, c.Time, c.Endpoints, uint64(c.CallID), c.Seq),
+		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+id, CallKey(c), c.Dup),
 			Category: []string{"intrusion_detection"}, Type: []string{"info"}, Action: ev.Event.Action,
 			Outcome: ev.Event.Outcome, Severity: sev, Dataset: "tschsensor.alert", Reason: strings.Join(why, "; ")},
 		Observer:    ev.Observer,
@@ -431,13 +448,28 @@ func (d *Detector) newAlert(id string, c *Call, ev *Event, related []string, why
 	return a
 }
 
+// maybeComplete raises the AtExec alert at the step that completes the
+// chain: the task run and deleted and, when the action writes output to be
+// read back, that output read and deleted. Partial chains wait for their
+// window's end (advance) or the end of the input (Flush).
+func (d *Detector) maybeComplete(ch *chain) {
+	if ch.raised || !ch.ran || !ch.delete {
+		return
+	}
+	if ch.expectOutput && !(ch.outputRead && ch.outputDeleted) {
+		return
+	}
+	d.closeChain(ch)
+}
+
 // closeChain raises the AtExec alert when the chain is complete enough:
 // registration over \pipe\atsvc, an on-demand run, and then the task deleted
 // or its output read back.
 func (d *Detector) closeChain(ch *chain) {
-	if !ch.ran || !(ch.delete || ch.outputRead) {
+	if ch.raised || !ch.ran || !(ch.delete || ch.outputRead) {
 		return
 	}
+	ch.raised = true
 	var why []string
 	why = append(why, "registered over \\pipe\\atsvc", "run on demand")
 	if ch.polled {

@@ -437,3 +437,72 @@ func TestRuleAtExecOutputNamedByAction(t *testing.T) {
 		t.Fatalf("a file the action does not name was linked: %+v", a)
 	}
 }
+
+// TestAtExecAlertOnCompletion: the alert comes with the step that
+// completes the chain (the output file deleted after it was read), not at
+// the end of the input; a partial chain comes when the window has passed
+// on the detector's clock, which Advance moves without records (issue 16).
+func TestAtExecAlertOnCompletion(t *testing.T) {
+	r := &recorder{}
+	d := New(Options{Observer: "test"}, r.emit)
+	steps := atexecClear("nTMgxVrV.tmp")
+	steps = append(steps, fileOp(90*time.Millisecond, "ADMIN$", `Temp\nTMgxVrV.tmp`, "delete", 0))
+	for i, s := range steps {
+		switch s := s.(type) {
+		case *Call:
+			d.Call(s)
+		case *FileOp:
+			d.File(s)
+		}
+		if n := len(r.alerts(RuleAtExec)); (i == len(steps)-1) != (n == 1) || n > 1 {
+			t.Fatalf("after step %d of %d: %d atexec alerts", i+1, len(steps), n)
+		}
+	}
+	if a := r.alerts(RuleAtExec)[0]; !a.AtExec.OutputRead || !a.AtExec.TaskDeleted || !strings.Contains(a.Event.Reason, "output file deleted") {
+		t.Errorf("alert %+v %q", a.AtExec, a.Event.Reason)
+	}
+	// A late repeat of a step raises nothing of its own.
+	d.Call(newCall(95*time.Millisecond, dissect.IfaceITaskSchedulerService, opDelete, task(`\nTMgxVrV`, nil)))
+	d.Flush()
+	if ids := r.ruleIDs(); len(r.alerts(RuleAtExec)) != 1 || slices.Contains(ids, RuleTaskDeleted) {
+		t.Errorf("after completion and flush: %v", ids)
+	}
+
+	// Sealed: no output is known to come; without output read the chain
+	// stays open until its window ends on the clock.
+	r = &recorder{}
+	d = New(Options{Observer: "test", AtExecWindow: time.Minute}, r.emit)
+	for _, c := range []*Call{
+		newCall(0, dissect.IfaceITaskSchedulerService, opRegister, sealed()),
+		newCall(20*time.Millisecond, dissect.IfaceITaskSchedulerService, opRun, sealed()),
+		newCall(40*time.Millisecond, dissect.IfaceITaskSchedulerService, opDelete, sealed()),
+	} {
+		d.Call(c)
+	}
+	d.Advance(t0.Add(59 * time.Second))
+	if n := len(r.alerts(RuleAtExec)); n != 0 {
+		t.Fatalf("partial chain raised before its window ended: %d", n)
+	}
+	d.Advance(t0.Add(62 * time.Second))
+	if n := len(r.alerts(RuleAtExec)); n != 1 {
+		t.Fatalf("partial chain not raised once its window ended: %d alerts", n)
+	}
+	d.Flush()
+	if n := len(r.alerts(RuleAtExec)); n != 1 {
+		t.Fatalf("flush raised the chain again: %d alerts", n)
+	}
+
+	// Visible action without output redirection: deletion completes it.
+	r = &recorder{}
+	d = New(Options{Observer: "test"}, r.emit)
+	for _, c := range []*Call{
+		newCall(0, dissect.IfaceITaskSchedulerService, opRegister, task(`\quiet`, &dissect.TaskInfo{Command: "calc.exe"})),
+		newCall(20*time.Millisecond, dissect.IfaceITaskSchedulerService, opRun, task(`\quiet`, nil)),
+		newCall(40*time.Millisecond, dissect.IfaceITaskSchedulerService, opDelete, task(`\quiet`, nil)),
+	} {
+		d.Call(c)
+	}
+	if n := len(r.alerts(RuleAtExec)); n != 1 {
+		t.Fatalf("chain without output: %d alerts at its deletion", n)
+	}
+}

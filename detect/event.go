@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"strings"
 	"time"
 
@@ -229,24 +230,77 @@ func (e *Event) Subject() string {
 
 func rfc3339(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") }
 
-// eventID derives a stable identifier from what identifies a record on the
-// wire, so a replay of the same capture yields the same ids (de-duplication
-// in JetStream relies on it).
-func eventID(kind string, t time.Time, ep Endpoints, parts ...uint64) string {
+// RecordKey is what identifies a record on the wire, before the
+// disambiguator: see CallKey and FileKey.
+type RecordKey [16]byte
+
+// keyHash hashes the identifying content shared by calls and file
+// operations: the kind, capture time, connection (5-tuple and VLAN), SMB
+// session and file id.
+func keyHash(kind string, t time.Time, ep Endpoints, smb *SMBContext) hash.Hash {
 	h := sha256.New()
 	var b [8]byte
-	h.Write([]byte(kind))
+	field := func(s string) {
+		binary.BigEndian.PutUint32(b[:4], uint32(len(s)))
+		h.Write(b[:4])
+		h.Write([]byte(s))
+	}
+	field(kind)
 	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
 	h.Write(b[:])
 	c, s := ep.Client.As16(), ep.Server.As16()
 	h.Write(c[:])
 	h.Write(s[:])
-	binary.BigEndian.PutUint32(b[:4], uint32(ep.ClientPort)<<16|uint32(ep.ServerPort))
-	h.Write(b[:4])
-	for _, p := range parts {
-		binary.BigEndian.PutUint64(b[:], p)
+	binary.BigEndian.PutUint64(b[:], uint64(ep.ClientPort)<<32|uint64(ep.ServerPort)<<16|uint64(ep.VLAN))
+	h.Write(b[:])
+	h.Write([]byte{6}) // TCP: the fifth element of the tuple
+	if smb != nil {
+		binary.BigEndian.PutUint64(b[:], smb.SessionID)
 		h.Write(b[:])
+		field(smb.FileID)
+	} else {
+		binary.BigEndian.PutUint64(b[:], 0)
+		h.Write(b[:])
+		field("")
 	}
+	return h
+}
+
+// CallKey identifies a call by its own content: capture time of the
+// request, connection, SMB session and file, call id and opnum. Nothing
+// else a run saw (other files, other connections, the number of workers)
+// enters it, so the same call has the same key in every replay and live.
+func CallKey(c *Call) RecordKey {
+	h := keyHash("call", c.Time, c.Endpoints, c.SMB)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(c.CallID)<<16|uint64(c.Opnum))
+	h.Write(b[:])
+	var k RecordKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// FileKey identifies a file operation: capture time, connection, SMB
+// session and file id, operation and path.
+func FileKey(f *FileOp) RecordKey {
+	h := keyHash("file:"+f.Op, f.Time, f.Endpoints, &f.SMB)
+	h.Write([]byte(f.Path))
+	var k RecordKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// eventID derives a record's event.id from its key, the disambiguator
+// among equal keys of one connection, and what is made of it: "call", or
+// "alert:<rule id>". JetStream de-duplicates on it.
+func eventID(kind string, k RecordKey, dup uint32) string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write(k[:])
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], dup)
+	h.Write(b[:])
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
@@ -291,7 +345,7 @@ func CallEvent(c *Call, observer string) *Event {
 		Timestamp: rfc3339(c.Time),
 		Event: EventMeta{
 			Kind:     "event",
-			ID:       eventID("call", c.Time, c.Endpoints, uint64(c.CallID), c.Seq),
+			ID:       eventID("call", CallKey(c), c.Dup),
 			Category: []string{"network"},
 			Type:     []string{"protocol"},
 			Action:   op,

@@ -14,11 +14,13 @@ func TestStubBudget(t *testing.T) {
 	var evs []*detect.Event
 	out := NewOutput()
 	det := detect.New(detect.Options{}, func(e *detect.Event) { evs = append(evs, e); out.Emit(e) })
-	w := NewWorker(Options{MaxStubTotal: 512}, NewResolver(directRecorder{det}), nil)
-	if err := replayFile(context.Background(), w, "../pcaps/impacket-atexec-smb2-clear.pcap", nil); err != nil {
+	ord := newOrderer(directRecorder{det})
+	w := NewWorker(Options{MaxStubTotal: 512}, NewResolver(ord), nil)
+	if err := replayFile(context.Background(), w, ord, "../pcaps/impacket-atexec-smb2-clear.pcap", nil); err != nil {
 		t.Fatal(err)
 	}
 	w.Flush()
+	ord.Flush()
 	det.Flush()
 	var reg *detect.Event
 	for _, e := range evs {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -35,6 +36,10 @@ const (
 	drainMax = 5 * time.Second
 	// snapshotEvery is how often a worker publishes its counters.
 	snapshotEvery = time.Second
+	// orderEvery is how often the detector goroutine moves the watermark
+	// on: releases ordered records and advances the detector's clock on a
+	// quiet link.
+	orderEvery = 100 * time.Millisecond
 )
 
 // LiveConfig configures live capture.
@@ -158,9 +163,13 @@ type liveWorker struct {
 	rec   *chanRecorder
 
 	running atomic.Bool
-	mu      sync.Mutex // guards snap and err
-	snap    Stats
-	err     error
+	// clock is the capture time (unix ns) up to which the worker has
+	// handed on its records: the time of its last packet, or on a quiet
+	// link the time its idle tick reached; the maximum once it stopped.
+	clock atomic.Int64
+	mu    sync.Mutex // guards snap and err
+	snap  Stats
+	err   error
 }
 
 // Live captures on interfaces with one worker per fanout share and one
@@ -174,10 +183,8 @@ type Live struct {
 	// tests replaying old captures, whose packets carry their own time.
 	now func() time.Time
 
-	dropped   atomic.Uint64 // records lost on a full queue
 	events    atomic.Uint64
 	alerts    atomic.Uint64
-	outDrops  atomic.Uint64
 	capturing atomic.Bool
 	start     time.Time
 	stopping  atomic.Bool
@@ -227,7 +234,7 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	epm := NewEPMTable(0, 0)
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
-		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: &l.dropped}
+		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: &cfg.Output.drops.queue}
 		lw.w = NewWorker(cfg.Options, lw.rec, epm)
 		l.workers = append(l.workers, lw)
 	}
@@ -240,9 +247,9 @@ type LiveResult struct {
 	Detect  detect.Stats
 	Kernel  KernelStats
 	Elapsed time.Duration
-	// DroppedRecords counts calls and file operations lost on the full
-	// detector queue (also in Stats.DroppedEvents).
-	DroppedRecords uint64
+	// Delivery is the output's count at the end of Run; sinks closed later
+	// may still change it (read Output.Delivery after closing them).
+	Delivery Delivery
 	// Err is set when every worker stopped on an error.
 	Err error
 }
@@ -279,7 +286,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 		<-allDone
 		close(l.records)
 	}()
-	resolver := l.detect(det)
+	resolver, ord := l.detect(det)
 	l.capturing.Store(false)
 
 	var res LiveResult
@@ -297,9 +304,9 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 			res.Kernel.add(ks)
 		}
 	}
-	res.DroppedRecords = l.dropped.Load()
-	res.Stats.DroppedEvents += res.DroppedRecords + l.cfg.Output.Dropped
+	res.Delivery = l.cfg.Output.Delivery()
 	resolver.account(&res.Stats)
+	res.Stats.RecordsLate = ord.Late
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(l.start)
 	if len(errs) == len(l.workers) && ctx.Err() == nil {
@@ -310,35 +317,70 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 
 // detect runs the detector and the output on one goroutine: both are
 // single-threaded, and cross-connection correlation needs every worker's
-// records in one place.
-func (l *Live) detect(det *detect.Detector) *Resolver {
+// records in one place. Records go through the resolver, then are put in
+// capture-time order (orderer) up to the watermark all workers reached.
+func (l *Live) detect(det *detect.Detector) (*Resolver, *orderer) {
 	tick := time.NewTicker(l.cfg.StatsInterval)
 	defer tick.Stop()
+	otick := time.NewTicker(orderEvery)
+	defer otick.Stop()
 	out := l.cfg.Output
 	sync := func() {
 		l.events.Store(out.Events)
 		l.alerts.Store(out.Alerts)
-		l.outDrops.Store(out.Dropped)
 	}
-	res := NewResolver(directRecorder{det})
+	ord := newOrderer(directRecorder{det})
+	res := NewResolver(ord)
 	res.Tsch = l.cfg.Options.Tsch
+	handle := func(r liveRecord) {
+		switch {
+		case r.call != nil:
+			res.Call(r.call)
+		case r.file != nil:
+			res.File(r.file)
+		case r.epm != nil:
+			res.EPM(r.epm.server, r.epm.port, r.epm.uuid, r.epm.t)
+		}
+	}
+	// catchUp reads the watermark, takes every record queued before it was
+	// read (a worker queues its records before it moves its clock), and
+	// releases what the watermark allows.
+	catchUp := func() bool {
+		wm := l.watermark()
+		for range len(l.records) {
+			r, ok := <-l.records
+			if !ok {
+				return false
+			}
+			handle(r)
+		}
+		if wm.IsZero() {
+			return true
+		}
+		ord.Release(wm)
+		det.Advance(wm.Add(-ord.delay))
+		return true
+	}
+	finish := func() {
+		res.Flush()
+		ord.Flush()
+		det.Flush()
+		out.Emit(l.metricEvent())
+		sync()
+	}
 	for {
 		select {
 		case r, ok := <-l.records:
 			if !ok {
-				res.Flush()
-				det.Flush()
-				out.Emit(l.metricEvent())
-				sync()
-				return res
+				finish()
+				return res, ord
 			}
-			switch {
-			case r.call != nil:
-				res.Call(r.call)
-			case r.file != nil:
-				res.File(r.file)
-			case r.epm != nil:
-				res.EPM(r.epm.server, r.epm.port, r.epm.uuid, r.epm.t)
+			handle(r)
+			sync()
+		case <-otick.C:
+			if !catchUp() {
+				finish()
+				return res, ord
 			}
 			sync()
 		case <-tick.C:
@@ -346,6 +388,20 @@ func (l *Live) detect(det *detect.Detector) *Resolver {
 			sync()
 		}
 	}
+}
+
+// watermark is the capture time every worker has reached; zero while some
+// worker has not reached any.
+func (l *Live) watermark() time.Time {
+	wm := int64(math.MaxInt64)
+	for _, lw := range l.workers {
+		wm = min(wm, lw.clock.Load())
+	}
+	if wm <= 0 {
+		return time.Time{}
+	}
+	// MaxInt64 when every worker stopped: all their records are queued.
+	return time.Unix(0, wm)
 }
 
 func (l *Live) runWorker(lw *liveWorker) {
@@ -361,6 +417,7 @@ func (l *Live) runWorker(lw *liveWorker) {
 		for _, s := range lw.socks {
 			s.Close()
 		}
+		lw.clock.Store(math.MaxInt64)
 		lw.running.Store(false)
 	}()
 	err := l.capture(lw)
@@ -369,6 +426,8 @@ func (l *Live) runWorker(lw *liveWorker) {
 	}
 	lw.rec.flushing = true
 	lw.w.Flush()
+	// Its records are all queued: it no longer holds the watermark back.
+	lw.clock.Store(math.MaxInt64)
 	lw.publish()
 	if err != nil {
 		lw.mu.Lock()
@@ -402,6 +461,9 @@ func (l *Live) capture(lw *liveWorker) error {
 				n++
 			}
 		}
+		if n > 0 {
+			lw.clock.Store(lw.w.now.UnixNano())
+		}
 		if !drainUntil.IsZero() {
 			// Stop once the ring is empty after the last block was
 			// handed over, or at the latest drainMax later while traffic
@@ -419,7 +481,13 @@ func (l *Live) capture(lw *liveWorker) error {
 				return err
 			}
 			if l.now != nil {
-				lw.w.Tick(l.now())
+				// No packet for a while: the capture clock moves on with
+				// the wall clock (the kernel stamps packets with it), so
+				// idle connections end and the watermark passes records
+				// on a quiet link.
+				now := l.now()
+				lw.w.Tick(now)
+				lw.clock.Store(max(lw.w.now.UnixNano(), now.UnixNano()))
 			}
 		}
 		if now := time.Now(); now.After(next) {
@@ -461,7 +529,16 @@ func (l *Live) Healthy() (bool, string) {
 			return false, fmt.Sprintf("worker %d stopped", lw.id)
 		}
 	}
-	return true, "capturing"
+	// NATS down is not unhealthy: records are spooled and re-sent; the
+	// body says so, and metrics carry tschsensor_nats_connected.
+	switch c := l.cfg.Output.Delivery().NATSConnected; {
+	case c == nil:
+		return true, "capturing"
+	case *c:
+		return true, "capturing; nats connected"
+	default:
+		return true, "capturing; nats disconnected, spooling"
+	}
 }
 
 // SocketMetric is one capture socket's kernel counters.
@@ -498,24 +575,26 @@ type LiveMetric struct {
 	Workers       []WorkerMetric `json:"workers"`
 	Events        uint64         `json:"events"`
 	Alerts        uint64         `json:"alerts"`
-	// DroppedEvents counts records lost on the full detector queue and
-	// events the sinks refused.
+	// DroppedEvents is Delivery.DroppedTotal: every record lost, for
+	// whatever reason; DroppedRecords is Delivery.Dropped.Queue.
 	DroppedEvents  uint64 `json:"dropped_events"`
 	DroppedRecords uint64 `json:"dropped_records"`
 	QueueLen       int    `json:"queue_len"`
+	// Delivery: what reached the outputs, what waits, what was lost.
+	Delivery Delivery `json:"delivery"`
 }
 
 // Metrics takes a snapshot of every counter. It is safe to call from any
 // goroutine; worker counters are at most about a second old.
 func (l *Live) Metrics() LiveMetric {
 	m := LiveMetric{
-		Interfaces:     l.cfg.Interfaces,
-		Events:         l.events.Load(),
-		Alerts:         l.alerts.Load(),
-		DroppedRecords: l.dropped.Load(),
-		QueueLen:       len(l.records),
+		Interfaces: l.cfg.Interfaces,
+		Events:     l.events.Load(),
+		Alerts:     l.alerts.Load(),
+		QueueLen:   len(l.records),
+		Delivery:   l.cfg.Output.Delivery(),
 	}
-	m.DroppedEvents = m.DroppedRecords + l.outDrops.Load()
+	m.DroppedEvents, m.DroppedRecords = m.Delivery.DroppedTotal, m.Delivery.Dropped.Queue
 	m.UptimeSeconds = time.Since(l.start).Seconds()
 	m.Healthy, _ = l.Healthy()
 	for _, lw := range l.workers {

@@ -20,6 +20,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/internal/testpcap"
 )
 
 // fileRing is a ringSource over packets read from a capture: the test's
@@ -196,8 +197,8 @@ func TestLiveMatchesReplay(t *testing.T) {
 						res.Stats.Packets, res.Stats.Connections, res.Stats.TschCalls,
 						rres.Stats.Packets, rres.Stats.Connections, rres.Stats.TschCalls)
 				}
-				if res.Err != nil || res.Stats.DroppedEvents != 0 {
-					t.Errorf("Err %v, dropped %d", res.Err, res.Stats.DroppedEvents)
+				if res.Err != nil || res.Delivery.DroppedTotal != 0 {
+					t.Errorf("Err %v, dropped %+v", res.Err, res.Delivery.Dropped)
 				}
 				if ok, _ := l.Healthy(); ok {
 					t.Error("Healthy() after Run = true")
@@ -299,5 +300,112 @@ func TestChanRecorderDrops(t *testing.T) {
 	close(ch)
 	if n := <-got; n != 3 || dropped.Load() != 2 {
 		t.Fatalf("read %d records, dropped %d; want 3, 2", n, dropped.Load())
+	}
+}
+
+// TestLiveOrderManyChains: sixty atexec chains between one pair of hosts,
+// 50 ms apart so that they overlap, each on its own connection and spread
+// over three workers running at their own pace. The detector sees the
+// records in capture-time order whatever the workers do, so the alerts,
+// including how much of each chain was seen, are the replay's.
+func TestLiveOrderManyChains(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "copies.pcap")
+	if err := testpcap.Copies("../pcaps/impacket-atexec-smb2-clear.pcap", name, 60, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	alerts := func(out []byte) []string {
+		var keys []string
+		for _, l := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			var ev struct {
+				Event  struct{ Kind, Reason string }
+				Source struct{ Port int }
+				Rule   struct{ ID string }
+			}
+			if err := json.Unmarshal(l, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Event.Kind == "alert" {
+				keys = append(keys, fmt.Sprintf("%s %d %s", ev.Rule.ID, ev.Source.Port, ev.Event.Reason))
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	var want bytes.Buffer
+	rout := NewOutput(NewWriterSink(&want, false))
+	Replay(context.Background(), ReplayConfig{Output: rout, Detect: detect.Options{Observer: "test"}}, []string{name})
+	rout.Close(context.Background())
+	wk := alerts(want.Bytes())
+	n := 0
+	for _, k := range wk {
+		if strings.HasPrefix(k, "atexec ") {
+			n++
+		}
+	}
+	if n != 60 {
+		t.Fatalf("replay raised %d atexec alerts for 60 chains", n)
+	}
+	_, got, _ := runLiveOn(t, shardFile(t, name, 3), 0)
+	if gk := alerts(got); !slices.Equal(wk, gk) {
+		t.Errorf("live alerts differ from replay\nreplay:\n  %s\nlive:\n  %s", strings.Join(wk, "\n  "), strings.Join(gk, "\n  "))
+	}
+}
+
+// syncWriter lets a test read what the detector goroutine writes.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestLivePartialChainOnQuietLink: a chain that never completes (sealed,
+// no output read back) raises its alert when its window has passed on the
+// live clock, while the sensor runs and no packet arrives, not at
+// shutdown (issue 16).
+func TestLivePartialChainOnQuietLink(t *testing.T) {
+	rings := shardFile(t, "../pcaps/gomsrpc-schtask-np-sealed.pcap", 2)
+	var start time.Time
+	for _, r := range rings {
+		if len(r.pkts) > 0 && (start.IsZero() || r.pkts[0].ci.Timestamp.Before(start)) {
+			start = r.pkts[0].ci.Timestamp
+		}
+	}
+	var clock atomic.Int64 // the wall clock the test moves
+	clock.Store(start.UnixNano())
+	var out syncWriter
+	socks := make([][]ringSource, len(rings))
+	for i, r := range rings {
+		socks[i] = []ringSource{r}
+	}
+	l := newLive(LiveConfig{Output: NewOutput(NewWriterSink(&out, true)), Interfaces: []string{"file0"},
+		Detect: detect.Options{Observer: "test", AtExecWindow: 10 * time.Second}}, socks,
+		func([]ringSource, time.Duration) error { time.Sleep(time.Millisecond); return nil })
+	l.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan LiveResult)
+	go func() { done <- l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, r := range rings {
+		<-r.drained
+	}
+	// The link stays quiet; the clock passes the 10 s window.
+	clock.Store(start.Add(time.Minute).UnixNano())
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), `"id":"atexec"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no atexec alert while running, the window past on the live clock:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

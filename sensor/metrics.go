@@ -145,4 +145,31 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 	p.sample("tschsensor_dropped_records_total", float64(m.DroppedRecords))
 	p.family("tschsensor_queue_length", "gauge", "Records waiting for the detector.")
 	p.sample("tschsensor_queue_length", float64(m.QueueLen))
+	d := m.Delivery
+	p.family("tschsensor_dropped_total", "counter", "Records lost, by reason (queue, encode, sink, spool, shutdown).")
+	for _, r := range []struct {
+		name string
+		v    uint64
+	}{{"queue", d.Dropped.Queue}, {"encode", d.Dropped.Encode}, {"sink", d.Dropped.Sink}, {"spool", d.Dropped.Spool}, {"shutdown", d.Dropped.Shutdown}} {
+		p.sample("tschsensor_dropped_total", float64(r.v), "reason", r.name)
+	}
+	if d.NATSConnected == nil {
+		return
+	}
+	p.family("tschsensor_nats_connected", "gauge", "1 while the NATS server and stream answer; 0 while records are spooled.")
+	p.sample("tschsensor_nats_connected", b2f(*d.NATSConnected))
+	for _, c := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"tschsensor_nats_published_total", "Records handed to the NATS sink.", d.Published},
+		{"tschsensor_nats_acked_total", "Records the NATS server confirmed.", d.Acked},
+		{"tschsensor_nats_spooled_total", "Records written to the spool while NATS was unreachable or slow.", d.Spooled},
+		{"tschsensor_nats_resent_total", "Records re-sent from the spool and confirmed.", d.Resent},
+	} {
+		p.family(c.name, "counter", c.help)
+		p.sample(c.name, float64(c.v))
+	}
+	p.family("tschsensor_nats_spool_records", "gauge", "Records waiting in the spool.")
+	p.sample("tschsensor_nats_spool_records", float64(d.SpoolRecords))
 }

@@ -78,6 +78,8 @@ func parseProm(t *testing.T, text string) map[string]float64 {
 func TestMetricsHandler(t *testing.T) {
 	src := &fakeMetrics{ok: true, why: "capturing", m: LiveMetric{
 		Healthy: true, UptimeSeconds: 12.5, Events: 7, Alerts: 2, DroppedEvents: 3, DroppedRecords: 1, QueueLen: 4,
+		Delivery: Delivery{Published: 20, Acked: 12, Spooled: 8, Resent: 6, SpoolRecords: 2, NATSConnected: new(bool),
+			Dropped: Drops{Queue: 1, Spool: 2}, DroppedTotal: 3},
 		Workers: []WorkerMetric{
 			{Worker: 0, Running: true, Packets: 100, Bytes: 1500, Anomalies: map[string]uint64{"malformed_tcp": 5, "gap_\"odd\"\n": 1},
 				Sockets: []SocketMetric{{Iface: "eth0", KernelStats: KernelStats{Packets: 110, Drops: 10, Freezes: 1}}, {Iface: "eth1", KernelStats: KernelStats{Packets: 3}}}},
@@ -118,6 +120,14 @@ func TestMetricsHandler(t *testing.T) {
 		`tschsensor_dropped_records_total`:                             1,
 		`tschsensor_queue_length`:                                      4,
 		`tschsensor_uptime_seconds`:                                    12.5,
+		`tschsensor_dropped_total{reason="queue"}`:                     1,
+		`tschsensor_dropped_total{reason="spool"}`:                     2,
+		`tschsensor_dropped_total{reason="sink"}`:                      0,
+		`tschsensor_nats_connected`:                                    0,
+		`tschsensor_nats_published_total`:                              20,
+		`tschsensor_nats_acked_total`:                                  12,
+		`tschsensor_nats_resent_total`:                                 6,
+		`tschsensor_nats_spool_records`:                                2,
 	}
 	for k, v := range want {
 		if got, ok := s[k]; !ok || got != v {
@@ -145,5 +155,8 @@ func TestWritePrometheusEmpty(t *testing.T) {
 	s := parseProm(t, b.String())
 	if v, ok := s["tschsensor_up"]; !ok || v != 0 {
 		t.Errorf("tschsensor_up = %v, %v", v, ok)
+	}
+	if _, ok := s["tschsensor_nats_connected"]; ok {
+		t.Error("tschsensor_nats_connected without NATS")
 	}
 }

@@ -47,14 +47,16 @@ func (s *WriterSink) Close(context.Context) error {
 	return s.w.Flush()
 }
 
-// Output encodes events and fans them out to sinks, counting what a sink
-// refused so that nothing is lost silently.
+// Output encodes events and fans them out to sinks. It is the one place
+// that counts what was lost (Delivery): what it could not encode, what a
+// sink refused, what the live detector queue dropped, and what a sink lost
+// on its own (the NATS spool), so that nothing is lost silently.
 type Output struct {
 	sinks   []Sink
 	Events  uint64
 	Alerts  uint64
 	Metrics uint64
-	Dropped uint64
+	drops   outputDrops
 	errs    []error
 }
 
@@ -65,7 +67,7 @@ func NewOutput(sinks ...Sink) *Output { return &Output{sinks: sinks} }
 func (o *Output) Emit(ev *detect.Event) {
 	b, err := json.Marshal(ev)
 	if err != nil {
-		o.Dropped++
+		o.drops.encode.Add(1)
 		o.note(fmt.Errorf("encode event %s: %w", ev.Event.ID, err))
 		return
 	}
@@ -80,11 +82,41 @@ func (o *Output) Emit(ev *detect.Event) {
 	rec := Record{Kind: ev.Event.Kind, Subject: ev.Subject(), ID: ev.Event.ID, JSON: b}
 	for _, s := range o.sinks {
 		if err := s.Publish(rec); err != nil {
-			o.Dropped++
+			o.drops.sink.Add(1)
 			o.note(err)
 		}
 	}
 }
+
+// Delivery sums what the sinks delivered and every record lost so far. It
+// is safe from any goroutine.
+func (o *Output) Delivery() Delivery {
+	d := Delivery{Dropped: Drops{Queue: o.drops.queue.Load(), Encode: o.drops.encode.Load(), Sink: o.drops.sink.Load()}}
+	for _, s := range o.sinks {
+		ds, ok := s.(DeliverySink)
+		if !ok {
+			continue
+		}
+		sd := ds.Delivery()
+		d.Published += sd.Published
+		d.Acked += sd.Acked
+		d.Spooled += sd.Spooled
+		d.Resent += sd.Resent
+		d.SpoolRecords += sd.SpoolRecords
+		d.Dropped.Spool += sd.Dropped
+		d.Dropped.Shutdown += sd.DroppedAtClose
+		c := sd.Connected
+		if d.NATSConnected != nil {
+			c = c && *d.NATSConnected
+		}
+		d.NATSConnected = &c
+	}
+	d.DroppedTotal = d.Dropped.Total()
+	return d
+}
+
+// Dropped is Delivery().DroppedTotal.
+func (o *Output) Dropped() uint64 { return o.Delivery().DroppedTotal }
 
 func (o *Output) note(err error) {
 	if len(o.errs) < 16 {

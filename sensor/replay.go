@@ -39,12 +39,14 @@ type ReplayResult struct {
 func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult {
 	start := time.Now()
 	det := detect.New(cfg.Detect, cfg.Output.Emit)
-	res0 := NewResolver(directRecorder{det})
+	// The same stages as live capture: resolver, capture-time order, detector.
+	ord := newOrderer(directRecorder{det})
+	res0 := NewResolver(ord)
 	res0.Tsch = cfg.Options.Tsch
 	w := NewWorker(cfg.Options, res0, nil)
 	var res ReplayResult
 	for _, name := range files {
-		if err := replayFile(ctx, w, name, cfg.Progress); err != nil {
+		if err := replayFile(ctx, w, ord, name, cfg.Progress); err != nil {
 			res.Errors = append(res.Errors, err)
 			if errors.Is(err, context.Canceled) {
 				break
@@ -53,16 +55,17 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	}
 	w.Flush()
 	res0.Flush()
+	ord.Flush()
 	det.Flush()
 	res.Stats = *w.Stats()
 	res0.account(&res.Stats)
-	res.Stats.DroppedEvents += cfg.Output.Dropped
+	res.Stats.RecordsLate = ord.Late
 	res.Detect = det.Stats()
 	res.Elapsed = time.Since(start)
 	return res
 }
 
-func replayFile(ctx context.Context, w *Worker, name string, progress func(string, int64, int64)) error {
+func replayFile(ctx context.Context, w *Worker, ord *orderer, name string, progress func(string, int64, int64)) error {
 	src, err := OpenFile(name)
 	if err != nil {
 		return err
@@ -93,5 +96,6 @@ func replayFile(ctx context.Context, w *Worker, name string, progress func(strin
 			return err
 		}
 		w.Packet(data, ci, link)
+		ord.Release(w.now)
 	}
 }

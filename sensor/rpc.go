@@ -554,6 +554,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 				if !call.Encrypted || call.Decrypted {
 					call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
 				}
+				call.Dup = r.c.disambiguate(detect.CallKey(call))
 				r.c.w.rec.Call(call)
 				return
 			}
@@ -579,6 +580,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		r.decode(rc)
 	}
 	r.c.w.stats.TschCalls++
+	call.Dup = r.c.disambiguate(detect.CallKey(call))
 	r.c.w.rec.Call(call)
 }
 

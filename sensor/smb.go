@@ -924,8 +924,10 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 	if ss := s.sessions[f.session]; ss != nil {
 		user = ss.user
 	}
-	w.rec.File(&detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(), SMB: ctx, Op: op, Path: f.name,
-		Share: f.tree.share, Bytes: n, User: user, PcapFile: w.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: w.nextSeq()})
+	fo := &detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(), SMB: ctx, Op: op, Path: f.name,
+		Share: f.tree.share, Bytes: n, User: user, PcapFile: w.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: w.nextSeq()}
+	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
+	w.rec.File(fo)
 }
 
 // sessionAuth learns who authenticates from a session setup security blob.

@@ -10,25 +10,27 @@ import (
 // Stats counts one worker's work. Anomalies are keyed by stable snake_case
 // names so that dashboards can follow them across versions.
 type Stats struct {
-	Packets, Bytes      uint64
-	TCPPackets          uint64
-	Connections         uint64
-	SMBConnections      uint64
-	RPCConnections      uint64
-	SMBSessions         uint64
-	SMB3Encrypted       uint64 // transform messages
-	SMB3EncSessions     uint64
-	SMB3Decrypted       uint64 // transform messages opened with supplied keys
-	SMBMessages         uint64
-	RPCPDUs             uint64
-	Binds               map[string]uint64 // interface name or uuid -> binds
-	TschCalls           uint64
-	FileOps             uint64
-	Gaps                uint64
-	GapBytes            uint64
-	Resyncs             uint64
-	Anomalies           map[string]uint64
-	DroppedEvents       uint64
+	Packets, Bytes  uint64
+	TCPPackets      uint64
+	Connections     uint64
+	SMBConnections  uint64
+	RPCConnections  uint64
+	SMBSessions     uint64
+	SMB3Encrypted   uint64 // transform messages
+	SMB3EncSessions uint64
+	SMB3Decrypted   uint64 // transform messages opened with supplied keys
+	SMBMessages     uint64
+	RPCPDUs         uint64
+	Binds           map[string]uint64 // interface name or uuid -> binds
+	TschCalls       uint64
+	FileOps         uint64
+	Gaps            uint64
+	GapBytes        uint64
+	Resyncs         uint64
+	Anomalies       map[string]uint64
+	// RecordsLate counts records that reached the detector after records
+	// finished later in capture time (see orderer).
+	RecordsLate         uint64
 	FirstTime, LastTime time.Time
 }
 
@@ -58,7 +60,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.Gaps += o.Gaps
 	s.GapBytes += o.GapBytes
 	s.Resyncs += o.Resyncs
-	s.DroppedEvents += o.DroppedEvents
+	s.RecordsLate += o.RecordsLate
 	if s.Binds == nil {
 		s.Binds = make(map[string]uint64)
 	}
@@ -88,8 +90,9 @@ func sortedKeys(m map[string]uint64) []string {
 	return ks
 }
 
-// WriteSummary prints the end-of-run summary for humans.
-func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts uint64) {
+// WriteSummary prints the end-of-run summary for humans; d is the output's
+// Delivery read after the sinks closed.
+func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts uint64, d Delivery) {
 	mb := float64(s.Bytes) / 1e6
 	rate := 0.0
 	if elapsed > 0 {
@@ -100,7 +103,18 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 	fmt.Fprintf(w, "  connections %d (SMB %d, DCE-RPC/TCP %d), SMB sessions %d, SMB messages %d, RPC PDUs %d\n",
 		s.Connections, s.SMBConnections, s.RPCConnections, s.SMBSessions, s.SMBMessages, s.RPCPDUs)
 	fmt.Fprintf(w, "  MS-TSCH calls %d, events %d, alerts %d, file ops %d, dropped events %d\n",
-		s.TschCalls, events, alerts, s.FileOps, s.DroppedEvents)
+		s.TschCalls, events, alerts, s.FileOps, d.DroppedTotal)
+	if d.DroppedTotal > 0 {
+		fmt.Fprintf(w, "  dropped: queue %d, encode %d, sink %d, spool %d, shutdown %d\n",
+			d.Dropped.Queue, d.Dropped.Encode, d.Dropped.Sink, d.Dropped.Spool, d.Dropped.Shutdown)
+	}
+	if d.NATSConnected != nil {
+		fmt.Fprintf(w, "  nats: published %d, acked %d, spooled %d, re-sent %d, left in spool %d\n",
+			d.Published, d.Acked, d.Spooled, d.Resent, d.SpoolRecords)
+	}
+	if s.RecordsLate > 0 {
+		fmt.Fprintf(w, "  records finished out of capture-time order: %d\n", s.RecordsLate)
+	}
 	fmt.Fprintf(w, "  SMB3 encrypted: %d messages in %d sessions, %d decrypted with supplied credentials\n", s.SMB3Encrypted, s.SMB3EncSessions, s.SMB3Decrypted)
 	fmt.Fprintf(w, "  TCP gaps %d (%d bytes lost), resyncs %d\n", s.Gaps, s.GapBytes, s.Resyncs)
 	if len(s.Binds) > 0 {

@@ -84,6 +84,24 @@ type conn struct {
 	names  [2]string // NetBIOS called (server) and calling (client) names
 	frame  uint64    // frame number of the packet being processed
 	ci     gopacket.CaptureInfo
+	// keys counts the records handed on per identifying content, so that
+	// records otherwise equal get distinct event ids (detect.Call.Dup).
+	keys map[detect.RecordKey]uint32
+}
+
+// maxConnKeys bounds conn.keys; past it the table starts again. Equal keys
+// share a capture time, so they come close together in a connection.
+const maxConnKeys = 4096
+
+// disambiguate returns how many records of this connection had key k
+// before.
+func (c *conn) disambiguate(k detect.RecordKey) uint32 {
+	if c.keys == nil || len(c.keys) >= maxConnKeys {
+		c.keys = make(map[detect.RecordKey]uint32)
+	}
+	n := c.keys[k]
+	c.keys[k] = n + 1
+	return n
 }
 
 func (c *conn) setClient(dir int) { c.client = dir }

@@ -146,8 +146,7 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	if !cf.quiet {
 		// Sinks may refuse more records while closing (acknowledgements
 		// that never came).
-		res.Stats.DroppedEvents = res.DroppedRecords + out.Dropped
-		res.Stats.WriteSummary(stderr, res.Elapsed, out.Events, out.Alerts)
+		res.Stats.WriteSummary(stderr, res.Elapsed, out.Events, out.Alerts, out.Delivery())
 		drop := 0.0
 		if res.Kernel.Packets > 0 {
 			drop = 100 * float64(res.Kernel.Drops) / float64(res.Kernel.Packets)

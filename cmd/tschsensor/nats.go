@@ -210,6 +210,7 @@ func addNATSFlags(fs *flag.FlagSet) *natsout.NATSOptions {
 	nf.add(noCreateValue{&o.CreateStream}, "nats-no-create-stream", "fail if the stream does not exist instead of creating it")
 	nf.add(durationValue{&o.MaxAge}, "nats-max-age", "max age of messages in a created stream")
 	nf.add(durationValue{&o.DuplicateWindow}, "nats-dup-window", "JetStream duplicate window of a created stream (re-publishing the same events within it stores nothing new)")
+	nf.add(intValue{&o.Replicas}, "nats-replicas", "replicas of a created stream (3 on a JetStream cluster)")
 	nf.add(intValue{&o.MaxInFlight}, "nats-max-inflight", "max unacknowledged publishes")
 	nf.add(stringValue{&o.SpoolDir}, "spool-dir", "`dir` for records awaiting acknowledgement (default under the user cache dir)")
 	nf.add(int64Value{&o.SpoolMaxBytes}, "spool-max-bytes", "bound on the spool; past it records are dropped and counted")

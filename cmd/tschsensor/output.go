@@ -20,7 +20,8 @@ func openNATS(ctx context.Context, o *natsout.NATSOptions, observer string, stde
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Info: connection changes, re-sends and drops are worth seeing.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := natsout.NewNATSSink(ctx, *o, log)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,11 @@ import (
 	"github.com/tschsensor/tschsensor/sensor"
 )
 
+// exitDropped is replay's exit status when any record was lost (spool
+// full, sink write error): distinct from 1 (a capture could not be read)
+// and 2 (usage or set-up), and it wins over 1. docs/nats.md documents it.
+const exitDropped = 3
+
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -25,6 +30,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
 		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "\nexit status: 0 done, 1 a capture could not be read, 2 usage or set-up error, 3 records dropped (spool full, write error)")
 	}
 	if rc, ok := parseFlags(fs, args, true, stderr); !ok {
 		return rc
@@ -56,9 +62,10 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	if err := out.Close(closeCtx); err != nil {
 		fmt.Fprintln(stderr, "tschsensor: closing outputs:", err)
 	}
+	// Read after the sinks closed: NATS may still lose records on close.
+	del := out.Delivery()
 	if !cf.quiet {
-		res.Stats.DroppedEvents = out.Dropped
-		res.Stats.WriteSummary(stderr, res.Elapsed, out.Events, out.Alerts)
+		res.Stats.WriteSummary(stderr, res.Elapsed, out.Events, out.Alerts, del)
 	}
 	for _, err := range out.Errors() {
 		fmt.Fprintln(stderr, "tschsensor: output:", err)
@@ -72,8 +79,11 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tschsensor:", err)
 		rc = 1
 	}
-	if out.Dropped > 0 {
-		rc = 1
+	if del.DroppedTotal > 0 {
+		// Loss is never silent, not even with --quiet.
+		fmt.Fprintf(stderr, "tschsensor: %d records dropped (queue %d, encode %d, sink %d, spool %d, shutdown %d)\n", del.DroppedTotal,
+			del.Dropped.Queue, del.Dropped.Encode, del.Dropped.Sink, del.Dropped.Spool, del.Dropped.Shutdown)
+		rc = exitDropped
 	}
 	return rc
 }

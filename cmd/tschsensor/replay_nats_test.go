@@ -53,8 +53,11 @@ func TestReplayToJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int(info.State.Msgs) != len(lines) {
-		t.Fatalf("stream holds %d messages, stdout had %d lines", info.State.Msgs, len(lines))
+	// Captures cut from the same traffic (midstream-*) hold calls of
+	// others: the same call has the same id and is stored once.
+	records := distinctRecords(t, lines)
+	if int(info.State.Msgs) != records {
+		t.Fatalf("stream holds %d messages, stdout had %d distinct records (%d lines)", info.State.Msgs, records, len(lines))
 	}
 
 	// Each stdout line is in the stream, on its subject, with its id.
@@ -93,8 +96,8 @@ func TestReplayToJetStream(t *testing.T) {
 		}
 		got++
 	}
-	if got != len(lines) {
-		t.Errorf("fetched %d messages, want %d", got, len(lines))
+	if got != records {
+		t.Errorf("fetched %d messages, want %d", got, records)
 	}
 
 	// The same capture again: JetStream's duplicate window keeps it single.
@@ -105,8 +108,8 @@ func TestReplayToJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int(info.State.Msgs) != len(lines) {
-		t.Errorf("after a second replay the stream holds %d messages, want %d", info.State.Msgs, len(lines))
+	if int(info.State.Msgs) != records {
+		t.Errorf("after a second replay the stream holds %d messages, want %d", info.State.Msgs, records)
 	}
 }
 

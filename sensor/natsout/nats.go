@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tschsensor/tschsensor/sensor"
 )
 
 // Defaults of NATSOptions; DefaultNATSOptions returns them.
@@ -112,6 +114,8 @@ type NATSOptions struct {
 	CreateStream    bool
 	MaxAge          time.Duration
 	DuplicateWindow time.Duration
+	// Replicas of a created stream (1, or 3 on a cluster).
+	Replicas int
 	// MaxInFlight bounds unacknowledged publishes.
 	MaxInFlight int
 	// SpoolDir keeps records not yet acknowledged; SpoolMaxBytes bounds it.
@@ -169,6 +173,9 @@ func (o *NATSOptions) Validate() error {
 	}
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = d.MaxInFlight
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
 	}
 	if o.SpoolMaxBytes == 0 {
 		o.SpoolMaxBytes = d.SpoolMaxBytes
@@ -246,6 +253,9 @@ func (o *NATSOptions) Validate() error {
 	}
 	if o.DuplicateWindow > o.MaxAge {
 		bad("duplicate window %v longer than max age %v", o.DuplicateWindow, o.MaxAge)
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		bad("stream replicas %d out of 1..5", o.Replicas)
 	}
 	if o.MaxInFlight < 0 || o.MaxInFlight > natsMaxInFlightLimit {
 		bad("max in-flight %d out of 1..%d", o.MaxInFlight, natsMaxInFlightLimit)
@@ -385,16 +395,34 @@ func redactedURLs(urls []string) string {
 // connection on the server. It reconnects for ever after a successful
 // start but fails at once on a bad URL, bad credentials or TLS trouble.
 func (o *NATSOptions) Connect(name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	return o.connect(name, log, false, extra...)
+}
+
+// connect is Connect; with retry, a server that does not answer at all
+// (nothing listening, no route) is not an error: the connection comes back
+// still reconnecting, and keeps trying in the background.
+func (o *NATSOptions) connect(name string, log *slog.Logger, retry bool, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := o.natsOptions(name, log)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(strings.Join(o.URLs, ","), opts...)
+	if err != nil && retry && unreachable(err) {
+		nc, err = nats.Connect(strings.Join(o.URLs, ","), append(opts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		return nil, connectError(redactedURLs(o.URLs), err)
 	}
 	return nc, nil
+}
+
+// unreachable tells a server that is down or unroutable from one that
+// answered and refused us (credentials, TLS, protocol): only the first is
+// worth waiting for.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) || errors.As(err, &ne)
 }
 
 func connectError(where string, err error) error {
@@ -458,9 +486,14 @@ func (o *NATSOptions) natsOptions(name string, log *slog.Logger) ([]nats.Option,
 	}))
 	{
 		opts = append(opts,
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				if nc.IsClosed() {
+					return // our own Close
+				}
 				if err != nil {
-					log.Warn("nats: disconnected", "err", err)
+					log.Warn("nats: disconnected, reconnecting", "err", err)
+				} else {
+					log.Info("nats: disconnected, reconnecting")
 				}
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -478,7 +511,10 @@ type NATSStats struct {
 	Spooled   uint64 // records written to the spool
 	Resent    uint64 // records re-sent from the spool and confirmed
 	Dropped   uint64 // records lost: spool full or unwritable
-	Errors    uint64 // failed publishes, acks and re-send batches
+	// DroppedAtClose: core NATS records not confirmed when Close gave up
+	// (flush failed or not connected).
+	DroppedAtClose uint64
+	Errors         uint64 // failed publishes, acks and re-send batches
 	// InFlight, SpoolRecords and SpoolBytes are current levels.
 	InFlight     int
 	SpoolRecords int64
@@ -518,8 +554,13 @@ type NATSSink struct {
 	done    chan struct{}
 	warnMu  sync.Mutex
 	warnAt  map[string]time.Time
-	stats   struct{ published, acked, spooled, resent, dropped, errors atomic.Uint64 }
+	stats   struct{ published, acked, spooled, resent, dropped, droppedClose, errors atomic.Uint64 }
 	lastErr atomic.Value
+	// needSetup: the stream must be looked up (and created if allowed)
+	// before records go out: at a start without the server, after a
+	// reconnect (the server may have a new, empty store), and when the
+	// stream stopped answering. Records are spooled meanwhile.
+	needSetup atomic.Bool
 }
 
 type flight struct {
@@ -565,19 +606,45 @@ func NewNATSSink(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSSin
 		// The sink talks to its own server without a socket.
 		extra = append(extra, nats.InProcessServer(srv))
 	}
-	nc, err := s.o.Connect("tschsensor "+o.SensorID, log, extra...)
+	// ConnectHandler: the first connection of a sink started while the
+	// server was unreachable (the stream is looked up then anyway);
+	// ReconnectHandler: every later one.
+	extra = append(extra, nats.ConnectHandler(func(nc *nats.Conn) {
+		if s.needSetup.Load() {
+			log.Info("nats: connected", "server", nc.ConnectedUrlRedacted())
+			s.poke()
+		}
+	}), nats.ReconnectHandler(func(nc *nats.Conn) {
+		log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
+		// The server may have come back without our stream (new store,
+		// stream deleted): look again before publishing.
+		s.needSetup.Store(true)
+		s.poke()
+	}))
+	nc, err := s.o.connect("tschsensor "+o.SensorID, log, !o.Embedded, extra...)
 	if err != nil {
 		return nil, err
 	}
 	s.nc = nc
-	if err := s.setupJetStream(ctx); err != nil {
-		return nil, err
-	}
 	sp, err := openSpool(o.SpoolDir, o.SpoolMaxBytes, log)
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
 	s.sp = sp
+	if nc.IsConnected() {
+		// Configuration errors (stream subjects, creation off) show at
+		// start while the server can tell.
+		js, jsr, err := s.setupJetStream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.js, s.jsr = js, jsr
+	} else {
+		log.Warn("nats: server unreachable, spooling records and reconnecting in the background",
+			"servers", redactedURLs(o.URLs), "spool", o.SpoolDir)
+		s.needSetup.Store(true)
+		s.spooling = true
+	}
 	if recs, bytes := sp.Len(); recs > 0 {
 		log.Info("nats: re-sending records spooled by an earlier run", "records", recs, "bytes", bytes, "spool", o.SpoolDir)
 		s.spooling = true
@@ -586,33 +653,36 @@ func NewNATSSink(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSSin
 	s.stop = cancel
 	go s.resender(rctx)
 	s.poke()
-	mode := "jetstream"
-	if s.js == nil {
-		mode = "core"
+	if nc.IsConnected() {
+		mode := "jetstream"
+		if s.js == nil {
+			mode = "core"
+		}
+		log.Info("nats: connected", "server", nc.ConnectedUrlRedacted(), "mode", mode, "stream", o.Stream,
+			"subjects", o.SubjectPrefix+".>", "sensor", o.SensorID, "spool", o.SpoolDir)
 	}
-	log.Info("nats: connected", "server", nc.ConnectedUrlRedacted(), "mode", mode, "stream", o.Stream,
-		"subjects", o.SubjectPrefix+".>", "sensor", o.SensorID, "spool", o.SpoolDir)
 	ok = true
 	return s, nil
 }
 
 // setupJetStream decides between JetStream and core NATS and makes sure
-// the stream exists and captures our subjects.
-func (s *NATSSink) setupJetStream(ctx context.Context) error {
+// the stream exists and captures our subjects. It returns the JetStream
+// contexts for live publishes and for re-sends, both nil for core NATS.
+func (s *NATSSink) setupJetStream(ctx context.Context) (js, jsr jetstream.JetStream, err error) {
 	if s.o.JetStream == "off" {
-		return nil
+		return nil, nil, nil
 	}
 	// No per-publish ack timeout here: nats.go would arm a timer per
 	// message. The resender checks the oldest in-flight record instead.
-	js, err := jetstream.New(s.nc,
+	js, err = jetstream.New(s.nc,
 		jetstream.WithPublishAsyncAckHandler(s.onAck),
 		jetstream.WithPublishAsyncErrHandler(s.onAckErr))
 	if err != nil {
-		return fmt.Errorf("nats: jetstream: %w", err)
+		return nil, nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
-	jsr, err := jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(natsPubAckWait))
+	jsr, err = jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(natsPubAckWait))
 	if err != nil {
-		return fmt.Errorf("nats: jetstream: %w", err)
+		return nil, nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
 	actx, cancel := context.WithTimeout(ctx, natsConnectTimeout)
 	defer cancel()
@@ -620,16 +690,16 @@ func (s *NATSSink) setupJetStream(ctx context.Context) error {
 		if s.o.JetStream == "auto" && (errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
 			errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)) {
 			s.log.Warn("nats: server has no JetStream, publishing with core NATS (at most once)")
-			return nil
+			return nil, nil, nil
 		}
-		return fmt.Errorf("nats: jetstream not usable (use --nats-jetstream off for core NATS): %w", err)
+		return nil, nil, fmt.Errorf("nats: jetstream not usable (use --nats-jetstream off for core NATS): %w", err)
 	}
 	want := s.o.SubjectPrefix + ".>"
 	st, err := js.Stream(actx, s.o.Stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		if !s.o.CreateStream {
-			return fmt.Errorf("nats: stream %s does not exist and stream creation is off", s.o.Stream)
+			return nil, nil, fmt.Errorf("nats: stream %s does not exist and stream creation is off", s.o.Stream)
 		}
 		_, err = js.CreateStream(actx, jetstream.StreamConfig{
 			Name:        s.o.Stream,
@@ -638,12 +708,14 @@ func (s *NATSSink) setupJetStream(ctx context.Context) error {
 			Storage:     jetstream.FileStorage,
 			MaxAge:      s.o.MaxAge,
 			Duplicates:  s.o.DuplicateWindow,
+			Replicas:    s.o.Replicas,
 		})
 		if err != nil {
-			return fmt.Errorf("nats: create stream %s: %w", s.o.Stream, err)
+			return nil, nil, fmt.Errorf("nats: create stream %s: %w", s.o.Stream, err)
 		}
+		s.log.Info("nats: created stream", "stream", s.o.Stream, "subjects", want, "replicas", s.o.Replicas)
 	case err != nil:
-		return fmt.Errorf("nats: look up stream %s: %w", s.o.Stream, err)
+		return nil, nil, fmt.Errorf("nats: look up stream %s: %w", s.o.Stream, err)
 	default:
 		covered := false
 		for _, f := range st.CachedInfo().Config.Subjects {
@@ -653,7 +725,7 @@ func (s *NATSSink) setupJetStream(ctx context.Context) error {
 			}
 		}
 		if !covered {
-			return fmt.Errorf("nats: stream %s exists but its subjects %v do not capture %s",
+			return nil, nil, fmt.Errorf("nats: stream %s exists but its subjects %v do not capture %s",
 				s.o.Stream, st.CachedInfo().Config.Subjects, want)
 		}
 		if dw := st.CachedInfo().Config.Duplicates; dw < s.o.DuplicateWindow {
@@ -661,7 +733,40 @@ func (s *NATSSink) setupJetStream(ctx context.Context) error {
 				"stream", s.o.Stream, "window", dw, "asked", s.o.DuplicateWindow)
 		}
 	}
+	return js, jsr, nil
+}
+
+// streamLost reports an error that means the stream is not there to
+// answer: deleted, or a server back with an empty store.
+func streamLost(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// setup looks the stream up again (creating it when allowed) from the
+// resender, then lets records flow. Until it succeeds they are spooled.
+func (s *NATSSink) setup(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, natsConnectTimeout)
+	defer cancel()
+	js, jsr, err := s.setupJetStream(sctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.js != nil && js != nil {
+		// Keep the live context: its async publishes may still be in
+		// flight; their acks need its handlers.
+		js = s.js
+	}
 	s.js, s.jsr = js, jsr
+	if !s.spooling {
+		// Records published while the stream was being looked up went
+		// out directly; from now on they go through the spool until it
+		// drains, so nothing overtakes what is queued there.
+		s.spooling = true
+	}
+	s.mu.Unlock()
+	s.needSetup.Store(false)
 	return nil
 }
 
@@ -688,16 +793,28 @@ func (s *NATSSink) poke() {
 
 // warn logs msg at most once per natsWarnEvery for each key.
 func (s *NATSSink) warn(key, msg string, args ...any) {
+	if s.due(key) {
+		s.log.Warn(msg, args...)
+	}
+}
+
+// note is warn at info level, for progress worth seeing (re-sends).
+func (s *NATSSink) note(key, msg string, args ...any) {
+	if s.due(key) {
+		s.log.Info(msg, args...)
+	}
+}
+
+func (s *NATSSink) due(key string) bool {
 	now := time.Now()
 	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
 	last, seen := s.warnAt[key]
 	if seen && now.Sub(last) < natsWarnEvery {
-		s.warnMu.Unlock()
-		return
+		return false
 	}
 	s.warnAt[key] = now
-	s.warnMu.Unlock()
-	s.log.Warn(msg, args...)
+	return true
 }
 
 func (s *NATSSink) newMsg(kind, subject, id string, data []byte) *nats.Msg {
@@ -731,6 +848,9 @@ func (s *NATSSink) Publish(rec Record) error {
 	msg := s.newMsg(rec.Kind, s.o.SubjectPrefix+"."+rec.Subject, rec.ID, append([]byte(nil), rec.JSON...))
 	if !s.spooling && s.failed.Load() {
 		s.enterSpoolLocked("an in-flight publish failed")
+	}
+	if !s.spooling && s.needSetup.Load() {
+		s.enterSpoolLocked("checking the stream after a reconnect")
 	}
 	if s.spooling {
 		s.spoolMsg(msg)
@@ -834,6 +954,9 @@ func (s *NATSSink) onAckErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
 	}
 	s.stats.errors.Add(1)
 	s.lastErr.Store(err.Error())
+	if streamLost(err) {
+		s.needSetup.Store(true)
+	}
 	s.failed.Store(true)
 	s.poke()
 	select {
@@ -919,6 +1042,23 @@ func (s *NATSSink) resender(ctx context.Context) {
 			s.mu.Unlock()
 		}
 		for ctx.Err() == nil && s.nc.IsConnected() {
+			if s.needSetup.Load() {
+				if err := s.setup(ctx); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					s.stats.errors.Add(1)
+					s.warn("setup", "nats: stream not usable yet, spooling and retrying", "stream", s.o.Stream, "err", err)
+					backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(backoff):
+					}
+					continue
+				}
+				backoff = 0
+			}
 			if recs, _ := s.sp.Len(); recs == 0 {
 				s.mu.Lock()
 				if recs, _ := s.sp.Len(); recs == 0 && s.spooling {
@@ -933,6 +1073,9 @@ func (s *NATSSink) resender(ctx context.Context) {
 					return
 				}
 				s.stats.errors.Add(1)
+				if streamLost(err) {
+					s.needSetup.Store(true)
+				}
 				s.sp.Rewind()
 				s.warn("resend", "nats: re-sending spooled records failed, will retry", "err", err)
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
@@ -1018,9 +1161,36 @@ func (s *NATSSink) resendBatch(ctx context.Context) error {
 	if err := s.sp.Commit(); err != nil {
 		return err
 	}
-	s.stats.resent.Add(uint64(len(recs)))
+	n := s.stats.resent.Add(uint64(len(recs)))
 	s.stats.acked.Add(uint64(len(recs)))
+	if len(recs) > 0 {
+		left, _ := s.sp.Len()
+		s.note("resent", "nats: re-sent spooled records", "resent_total", n, "left_in_spool", left)
+	}
 	return nil
+}
+
+// Delivery reports the counters in the form every sensor summary, metric
+// and stats record shows; safe from any goroutine.
+func (s *NATSSink) Delivery() sensor.SinkDelivery {
+	st := s.Stats()
+	return sensor.SinkDelivery{Published: st.Published, Acked: st.Acked, Spooled: st.Spooled, Resent: st.Resent,
+		Dropped: st.Dropped, DroppedAtClose: st.DroppedAtClose, SpoolRecords: st.SpoolRecords, Connected: s.Connected()}
+}
+
+// EmbeddedAddr is the address the embedded server listens on (the port it
+// chose when asked for port 0), or "" without one.
+func (s *NATSSink) EmbeddedAddr() string {
+	if s.srv == nil {
+		return ""
+	}
+	return s.srv.Addr().String()
+}
+
+// Connected says whether records can go out now: the connection is up and
+// the stream was found (or created).
+func (s *NATSSink) Connected() bool {
+	return s.nc != nil && s.nc.IsConnected() && !s.needSetup.Load()
 }
 
 // Stats returns the counters so far.
@@ -1032,6 +1202,9 @@ func (s *NATSSink) Stats() NATSStats {
 		Resent:    s.stats.resent.Load(),
 		Dropped:   s.stats.dropped.Load(),
 		Errors:    s.stats.errors.Load(),
+		// Read after Dropped: a reader never sees more at close than
+		// in total.
+		DroppedAtClose: s.stats.droppedClose.Load(),
 	}
 	s.fmu.Lock()
 	st.InFlight = len(s.fbyMsg)
@@ -1068,12 +1241,22 @@ func (s *NATSSink) Close(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
-	if s.js == nil && s.nc.IsConnected() {
+	s.mu.Lock()
+	core := s.js == nil && !s.needSetup.Load()
+	s.mu.Unlock()
+	if core {
 		n := s.unsent.Swap(0)
-		if err := s.nc.FlushWithContext(wctx); err != nil {
-			s.log.Warn("nats: flush at close failed", "err", err)
-		} else {
+		err := nats.ErrConnectionClosed
+		if s.nc.IsConnected() {
+			err = s.nc.FlushWithContext(wctx)
+		}
+		switch {
+		case err == nil:
 			s.stats.acked.Add(n)
+		case n > 0:
+			// Core NATS cannot say whether they arrived: counted lost.
+			s.stats.droppedClose.Add(n)
+			s.log.Warn("nats: core NATS records not confirmed at close, counted as dropped", "records", n, "err", err)
 		}
 	}
 	s.mu.Lock()
@@ -1111,6 +1294,9 @@ func (s *NATSSink) Close(ctx context.Context) error {
 	}
 	if st.Dropped > 0 {
 		errs = append(errs, fmt.Errorf("nats: %d records dropped (spool full or failing)", st.Dropped))
+	}
+	if st.DroppedAtClose > 0 {
+		errs = append(errs, fmt.Errorf("nats: %d core NATS records not confirmed at close", st.DroppedAtClose))
 	}
 	return errors.Join(errs...)
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -541,14 +542,6 @@ func TestNATSSinkAuth(t *testing.T) {
 }
 
 func TestNATSOptionsErrors(t *testing.T) {
-	// A port nothing listens on: take one and free it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := fmt.Sprintf("nats://%s", l.Addr())
-	l.Close()
-
 	cases := []struct {
 		name string
 		mod  func(*NATSOptions)
@@ -558,7 +551,7 @@ func TestNATSOptionsErrors(t *testing.T) {
 		{"bad-scheme", func(o *NATSOptions) { o.URLs = []string{"http://127.0.0.1:4222"} }, "scheme"},
 		{"bad-port", func(o *NATSOptions) { o.URLs = []string{"nats://127.0.0.1:99999"} }, "port"},
 		{"unparsable", func(o *NATSOptions) { o.URLs = []string{"nats://[::1"} }, "server URL"},
-		{"nothing-listening", func(o *NATSOptions) { o.URLs = []string{closed} }, "no servers"},
+		{"replicas", func(o *NATSOptions) { o.Replicas = 7 }, "replicas"},
 		{"two-auth", func(o *NATSOptions) { o.User, o.Token = "u", "t" }, "only one"},
 		{"missing-creds", func(o *NATSOptions) { o.CredsFile = "/nonexistent/x.creds" }, "creds file"},
 		{"half-tls", func(o *NATSOptions) { o.TLSCert = "/etc/hostname" }, "go together"},
@@ -628,6 +621,26 @@ func TestNATSSinkCoreNATS(t *testing.T) {
 		s.Close(context.Background())
 		t.Fatal("jetstream on accepted a server without JetStream")
 	}
+
+	// The server goes away before Close could confirm what was sent:
+	// every record is accounted for, the unconfirmed ones as dropped.
+	o = testOptions(t, srv.ClientURL())
+	s, err = NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, s, recs[:100])
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	err = s.Close(context.Background())
+	st := s.Stats()
+	if st.Acked+st.DroppedAtClose+uint64(st.SpoolRecords) != 100 || (st.DroppedAtClose > 0) != (err != nil) {
+		t.Fatalf("after the server left: %+v, close error %v", st, err)
+	}
+	if d := s.Delivery(); d.DroppedAtClose != st.DroppedAtClose {
+		t.Fatalf("Delivery %+v", d)
+	}
+	t.Logf("acked %d, dropped at close %d, left in spool %d", st.Acked, st.DroppedAtClose, st.SpoolRecords)
 }
 
 // TestNATSSinkStreamChecks covers reusing a stream that is there, one that
@@ -671,27 +684,21 @@ func TestNATSSinkStreamChecks(t *testing.T) {
 	checkExactly(t, readStream(t, srv.ClientURL(), "ALL"), recs, "tschsensor.site1")
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestNATSSinkEmbedded runs the in-process server, reads the stream with
 // Tail while the sink is open, and finds the data again in the store after
 // the sink (and its server) closed.
 func TestNATSSinkEmbedded(t *testing.T) {
 	store := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	o := testOptions(t)
-	o.Embedded, o.EmbeddedAddr, o.EmbeddedDir = true, addr, store
+	// Port 0: the server binds a free port itself and says which.
+	o.Embedded, o.EmbeddedAddr, o.EmbeddedDir = true, "127.0.0.1:0", store
 	s, err := NewNATSSink(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	addr := s.EmbeddedAddr()
+	if addr == "" || strings.HasSuffix(addr, ":0") || strings.HasSuffix(addr, ":4222") {
+		t.Fatalf("embedded server on %q, want a port of its own choice", addr)
 	}
 	recs := testRecords("embedded", 0, 200)
 	publishAll(t, s, recs)
@@ -763,7 +770,8 @@ func TestTailSinceAndCore(t *testing.T) {
 }
 
 // buildNATSServer builds the nats-server command from the module cache.
-func buildNATSServer(t *testing.T) string {
+// Where it should work (CI=true) a failure fails the test.
+func buildNATSServer(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds nats-server; skipped with -short")
@@ -771,38 +779,95 @@ func buildNATSServer(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "nats-server")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot build nats-server (%v): %s", err, out)
+		}
 		t.Skipf("cannot build nats-server (%v): %s", err, out)
 	}
 	return bin
 }
 
 type serverProc struct {
-	cmd *exec.Cmd
-	out bytes.Buffer
+	cmd  *exec.Cmd
+	out  syncBuf
+	name string
+	// url is the client URL the server bound (read back from its ports
+	// file), cluster its route URL when clustered.
+	url, cluster string
 }
 
-func startServerProc(t *testing.T, bin string, port int, store string) *serverProc {
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServerConf runs nats-server with a configuration file. The server
+// binds the ports the file names (-1: its own choice) and writes them to a
+// ports file, read back here: no port is picked free beforehand.
+func startServerConf(t testing.TB, bin, name, conf string) *serverProc {
 	t.Helper()
-	p := &serverProc{}
-	p.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", store)
+	dir := t.TempDir()
+	cf := filepath.Join(dir, "server.conf")
+	conf = fmt.Sprintf("server_name: %q\nports_file_dir: %q\n", name, dir) + conf
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProc{name: name}
+	p.cmd = exec.Command(bin, "-c", cf)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.kill() })
+	portsFile := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", p.cmd.Process.Pid))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(portsFile); err == nil {
+			var ports struct{ Nats, Cluster []string }
+			if json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 {
+				p.url = ports.Nats[0]
+				if len(ports.Cluster) > 0 {
+					p.cluster = ports.Cluster[0]
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server %s wrote no ports file:\n%s", name, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// Wait until it accepts connections (bounded: the test fails, it does
 	// not time anything).
-	for i := 0; ; i++ {
-		nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.Timeout(time.Second))
+	for {
+		nc, err := nats.Connect(p.url, nats.Timeout(time.Second))
 		if err == nil {
 			nc.Close()
 			return p
 		}
-		if i == 300 {
-			t.Fatalf("nats-server process did not come up: %v\n%s", err, p.out.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server %s did not come up: %v\n%s", name, err, p.out.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startServerProc runs a single JetStream server on port (-1: its choice).
+func startServerProc(t *testing.T, bin string, port int, store string) *serverProc {
+	t.Helper()
+	return startServerConf(t, bin, "single", fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream { store_dir: %q }\n", port, store))
 }
 
 func (p *serverProc) kill() {
@@ -816,9 +881,13 @@ func (p *serverProc) kill() {
 // it with SIGKILL mid-run and starts it again on the same store.
 func TestNATSSinkServerProcess(t *testing.T) {
 	bin := buildNATSServer(t)
-	store, port := t.TempDir(), freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	p := startServerProc(t, bin, port, store)
+	store := t.TempDir()
+	p := startServerProc(t, bin, -1, store)
+	url := p.url
+	port, err := strconv.Atoi(url[strings.LastIndexByte(url, ':')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	recs := testRecords("process", 0, 3000)
 	o := testOptions(t, url)

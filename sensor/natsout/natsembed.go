@@ -34,6 +34,11 @@ func startEmbeddedNATS(addr, dir string, log *slog.Logger) (*server.Server, erro
 		}
 		l.Close()
 	}
+	if port == 0 {
+		// Port 0 means "any free port" here, as for net.Listen; to
+		// nats-server it means its default, 4222.
+		port = server.RANDOM_PORT
+	}
 	opts := &server.Options{
 		ServerName: "tschsensor-embedded",
 		Host:       host,

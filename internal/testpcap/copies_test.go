@@ -1,0 +1,52 @@
+package testpcap
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/pcapgo"
+)
+
+// TestCopies: n copies hold n times the packets, each copy later by gap.
+func TestCopies(t *testing.T) {
+	src := "../../pcaps/impacket-atexec-smb2-clear.pcap"
+	dst := filepath.Join(t.TempDir(), "c.pcap")
+	if err := Copies(src, dst, 3, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	count := func(name string) (int, time.Time, time.Time) {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		r, err := pcapgo.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		var first, last time.Time
+		for {
+			_, ci, err := r.ReadPacketData()
+			if err != nil {
+				break
+			}
+			if n == 0 {
+				first = ci.Timestamp
+			}
+			last = ci.Timestamp
+			n++
+		}
+		return n, first, last
+	}
+	n, f0, l0 := count(src)
+	m, f1, l1 := count(dst)
+	if m != 3*n || !f1.Equal(f0) || !l1.Equal(l0.Add(2*time.Hour)) {
+		t.Fatalf("%d packets %v..%v from %d packets %v..%v", m, f1, l1, n, f0, l0)
+	}
+	if err := Copies(src, dst, 0, time.Hour); err == nil {
+		t.Fatal("0 copies accepted")
+	}
+}

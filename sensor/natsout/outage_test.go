@@ -1,0 +1,152 @@
+package natsout
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// waitFor polls cond until it holds, failing the test after a generous
+// bound: readiness, never a timed assertion.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s after 60s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// downServer starts a JetStream server on a port it picks itself, then
+// stops it: a place where a server will be, but is not yet.
+func downServer(t *testing.T) (port int, url string) {
+	t.Helper()
+	srv := testServer(t, &server.Options{}, t.TempDir())
+	port, url = serverPort(t, srv), srv.ClientURL()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return port, url
+}
+
+// TestNATSSinkStartsWithoutServer: the sink comes up while nothing
+// answers, spools, says it is not connected, and delivers everything once
+// the server starts (issue 16: it used to exit before decoding anything).
+func TestNATSSinkStartsWithoutServer(t *testing.T) {
+	port, url := downServer(t)
+	o := testOptions(t, url)
+	o.AckTimeout = time.Minute
+	log, tl := newTestLog()
+	s, err := NewNATSSink(context.Background(), o, log)
+	if err != nil {
+		t.Fatalf("sink refused to start without its server: %v", err)
+	}
+	if s.Connected() {
+		t.Fatal("Connected() with no server")
+	}
+	recs := testRecords("down", 0, 600)
+	publishAll(t, s, recs[:300])
+	if st := s.Stats(); st.Spooled != 300 || st.Dropped != 0 {
+		t.Fatalf("while down: %+v, want 300 spooled", st)
+	}
+	testServer(t, &server.Options{Port: port}, t.TempDir())
+	waitFor(t, "the sink to connect and create the stream", s.Connected)
+	publishAll(t, s, recs[300:])
+	closeSink(t, s)
+	if st := s.Stats(); st.Resent < 300 || st.Dropped != 0 || st.SpoolRecords != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkDelivered(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
+	for _, msg := range []string{"server unreachable", "nats: connected", "created stream", "re-sent spooled records"} {
+		if tl.count(msg) == 0 {
+			t.Errorf("nothing logged about %q:\n%s", msg, tl.buf.String())
+		}
+	}
+}
+
+// TestNATSSinkStreamRecreated: the stream disappears under a running sink
+// (deleted, then the server restarted with an empty store); the sink
+// creates it again and every record published after stays deliverable.
+// With stream creation off it spools instead and keeps the records.
+func TestNATSSinkStreamRecreated(t *testing.T) {
+	srv := testServer(t, &server.Options{}, t.TempDir())
+	port, url := serverPort(t, srv), srv.ClientURL()
+	o := testOptions(t, url)
+	o.AckTimeout = time.Minute
+	s, err := NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := testRecords("gone", 0, 900)
+	publishAll(t, s, recs[:300])
+	waitFor(t, "acks", func() bool { return s.Stats().Acked == 300 })
+
+	deleteStream(t, url, DefaultStream)
+	publishAll(t, s, recs[300:600])
+	waitFor(t, "the stream to be recreated and the records re-sent", func() bool {
+		st := s.Stats()
+		return s.Connected() && st.SpoolRecords == 0 && st.InFlight == 0 && st.Acked >= 600
+	})
+	checkDelivered(t, readStream(t, url, DefaultStream), recs[300:600], DefaultSubjectPrefix)
+
+	// A new, empty store behind the same address.
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	testServer(t, &server.Options{Port: port}, t.TempDir())
+	publishAll(t, s, recs[600:])
+	closeSink(t, s)
+	if st := s.Stats(); st.Dropped != 0 || st.SpoolRecords != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkDelivered(t, readStream(t, url, DefaultStream), recs[600:], DefaultSubjectPrefix)
+
+	// Creation off: the records wait in the spool, none is lost.
+	o2 := testOptions(t, url)
+	o2.CreateStream, o2.AckTimeout = false, 200*time.Millisecond
+	s2, err := NewNATSSink(context.Background(), o2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteStream(t, url, DefaultStream)
+	publishAll(t, s2, recs[:100])
+	waitFor(t, "the sink to notice the stream is gone", func() bool { return !s2.Connected() })
+	if err := s2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s2.Stats(); st.Dropped != 0 || st.SpoolRecords+int64(st.Acked) != 100 || st.SpoolRecords == 0 {
+		t.Fatalf("creation off: %+v, want the records kept in the spool", st)
+	}
+	if streamExists(t, url, DefaultStream) {
+		t.Fatal("stream recreated with creation off")
+	}
+}
+
+func deleteStream(t *testing.T, url, name string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteStream(context.Background(), name); err != nil {
+		t.Fatalf("delete stream: %v", err)
+	}
+}
+
+func streamExists(t *testing.T, url, name string) bool {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	_, err = js.Stream(context.Background(), name)
+	return err == nil
+}

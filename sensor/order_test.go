@@ -1,0 +1,59 @@
+package sensor
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tschsensor/tschsensor/detect"
+)
+
+// TestOrderer: records go on in capture-time order (then connection, then
+// creation) once the watermark is a reorder delay past them; one that comes
+// after later ones went on goes on at once and is counted late; the bound
+// lets the oldest go early.
+func TestOrderer(t *testing.T) {
+	var got []uint64
+	rec := &orderRecorder{seqs: &got}
+	o := newOrderer(rec)
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	ep := func(port uint16) detect.Endpoints {
+		return detect.Endpoints{Client: netip.MustParseAddr("10.0.0.1"), Server: netip.MustParseAddr("10.0.0.2"), ClientPort: port, ServerPort: 445}
+	}
+	call := func(at time.Duration, port uint16, seq uint64) *detect.Call {
+		return &detect.Call{Time: t0.Add(at - 5*time.Millisecond), ResponseTime: t0.Add(at), Responded: true, Endpoints: ep(port), Seq: seq}
+	}
+	o.Call(call(300*time.Millisecond, 2, 3))
+	o.File(&detect.FileOp{Time: t0.Add(100 * time.Millisecond), Endpoints: ep(1), Seq: 1})
+	o.Call(call(300*time.Millisecond, 1, 2)) // same time: the lower port first
+	o.Call(call(2*time.Second, 1, 4))
+	o.Release(t0.Add(time.Second)) // nothing is a second old yet
+	if len(got) != 0 {
+		t.Fatalf("released %v before the delay", got)
+	}
+	o.Release(t0.Add(1300 * time.Millisecond))
+	if want := []uint64{1, 2, 3}; !slices.Equal(got, want) {
+		t.Fatalf("released %v, want %v", got, want)
+	}
+	o.Call(call(200*time.Millisecond, 3, 5)) // finished before what went on
+	if want := []uint64{1, 2, 3, 5}; !slices.Equal(got, want) || o.Late != 1 {
+		t.Fatalf("late record: released %v (late %d)", got, o.Late)
+	}
+	o.Flush()
+	if want := []uint64{1, 2, 3, 5, 4}; !slices.Equal(got, want) {
+		t.Fatalf("after flush %v, want %v", got, want)
+	}
+
+	got = got[:0]
+	o = newOrderer(rec)
+	o.max = 2
+	for i := range 4 {
+		o.Call(call(time.Duration(4-i)*time.Second, 1, uint64(i)))
+	}
+	// The third pushes out the oldest held (2 s); the fourth is older
+	// still, so it is late.
+	if want := []uint64{2, 3}; !slices.Equal(got, want) || o.Late != 1 {
+		t.Fatalf("past the bound released %v (late %d), want %v", got, o.Late, want)
+	}
+}
