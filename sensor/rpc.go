@@ -30,7 +30,7 @@ type rpcChannel struct {
 	offered map[uint32][]dissect.ContextElem
 	calls   map[uint32]*rpcCall
 
-	auth    authState
+	auth    rpcAuth
 	hdr     dissect.DCERPCHeader
 	trailer dissect.AuthTrailer
 	req     dissect.RequestPDU
@@ -38,7 +38,7 @@ type rpcChannel struct {
 	scratch []byte
 	// early holds responses that arrived before their request, as they do
 	// when a gap held the request back in the reassembler.
-	early      map[uint32][][]byte
+	early      map[uint32][]heldPDU
 	earlyBytes int
 	// recent remembers the call ids of recent requests, tracked or not, so
 	// that a response to a call of another interface is not taken for one
@@ -62,15 +62,19 @@ type presCtx struct {
 	syntax  dissect.Syntax
 }
 
-type authState struct {
+// rpcAuth is the channel's authentication: the auth type and level of its
+// last bind and the security context its tokens build.
+type rpcAuth struct {
 	typ, level uint8
 	seen       bool
-	user       *detect.Identity
-	neg, chal  *dissect.NTLMMessage
-	auth       *dissect.NTLMMessage
-	sealer     *dissect.NTLMSession
-	sealErr    string
-	reported   bool
+	ctx        *secContext
+}
+
+// heldPDU is a response kept for its request. It was opened (or failed to
+// open) on arrival: sealing follows wire order, not call order.
+type heldPDU struct {
+	pdu  []byte
+	prot pduProtection
 }
 
 type rpcCall struct {
@@ -130,10 +134,12 @@ func (r *rpcChannel) pdu(dir int, b []byte) {
 		r.authToken(true)
 	case dissect.PTypeRequest:
 		r.setClientFrom(dir, true)
-		r.request(b)
+		b, prot := r.protect(b, true)
+		r.request(b, prot)
 	case dissect.PTypeResponse, dissect.PTypeFault:
 		r.setClientFrom(dir, false)
-		r.response(b)
+		b, prot := r.protect(b, false)
+		r.response(b, prot)
 	}
 }
 
@@ -197,65 +203,18 @@ func (r *rpcChannel) bindAck(b []byte) {
 	}
 }
 
-// authToken reads the NTLMSSP or Kerberos token of a bind, bind_ack,
-// alter_context(_resp) or auth3.
+// authToken hands the token of a bind, bind_ack, alter_context(_resp) or
+// auth3 to the channel's security context.
 func (r *rpcChannel) authToken(fromClient bool) {
-	v := r.trailer.Value
-	if len(v) == 0 {
+	if len(r.trailer.Value) == 0 {
 		return
 	}
-	if tok := dissect.FindNTLMSSP(v); tok != nil {
-		// The message outlives this packet: parse a copy.
-		m, err := dissect.ParseNTLMSSP(append([]byte(nil), tok...))
-		if err != nil {
-			r.c.anomaly("ntlmssp_malformed")
-			return
-		}
-		switch m.Type {
-		case 1:
-			r.auth.neg = m
-		case 2:
-			r.auth.chal = m
-		case 3:
-			r.auth.auth = m
-			r.auth.user = identityFromNTLM(m, "rpc_bind")
-			r.setupSealer()
-		}
-		return
+	if r.auth.ctx == nil {
+		r.auth.ctx = newSecContext(fromRPCBind)
 	}
-	if fromClient {
-		if k := dissect.FindKerberos(v); k != nil {
-			r.auth.user = &detect.Identity{Mechanism: "Kerberos", From: "rpc_bind", Realm: k.Realm, SPN: k.SPN}
-		}
-	}
-}
-
-// setupSealer derives the NTLM session for sealed stubs when credentials
-// for the authenticating user were supplied.
-func (r *rpcChannel) setupSealer() {
-	creds := r.c.w.opt.Credentials
-	if creds == nil || r.auth.chal == nil || r.auth.auth == nil {
-		return
-	}
-	cands := creds.Lookup(r.auth.auth.Domain, r.auth.auth.User)
-	if len(cands) == 0 {
-		r.auth.sealErr = "no credentials for " + r.auth.auth.Domain + "\\" + r.auth.auth.User
-		return
-	}
-	var lastErr error
-	for _, cr := range cands {
-		s, err := dissect.NewNTLMSession(r.auth.neg, r.auth.chal, r.auth.auth, cr)
-		if err == nil {
-			r.auth.sealer, r.auth.sealErr = s, ""
-			return
-		}
-		lastErr = err
-	}
-	r.auth.sealErr = "credentials did not match: " + lastErr.Error()
-	if !r.auth.reported {
-		r.auth.reported = true
-		r.c.anomaly("ntlm_wrong_credentials")
-	}
+	env := r.c.authEnv()
+	r.auth.ctx.token(r.trailer.Value, fromClient, env)
+	r.auth.ctx.establish(env, "ntlm_wrong_credentials")
 }
 
 // interestingIface reports whether calls on the interface are reported.
@@ -289,10 +248,10 @@ func (r *rpcChannel) context(id uint16) *presCtx {
 	return pc
 }
 
-func (r *rpcChannel) request(b []byte) {
+func (r *rpcChannel) request(b []byte, prot pduProtection) {
 	h := &r.hdr
-	sealed := r.trailer.Value != nil && r.trailer.Level == dissect.AuthLevelPrivacy
-	if err := dissect.ParseRequest(b, h, &r.trailer, sealed, &r.req); err != nil {
+	closed := prot.sealed && !prot.opened
+	if err := dissect.ParseRequest(b, h, &r.trailer, closed, &r.req); err != nil {
 		r.c.anomaly("dcerpc_bad_request")
 		return
 	}
@@ -319,28 +278,28 @@ func (r *rpcChannel) request(b []byte) {
 	}
 	call := rc.call
 	call.RequestFragments++
-	if !sealed || r.auth.sealer == nil {
-		call.RequestStubLen += len(r.req.Stub)
-	}
+	call.RequestStubLen += len(r.req.Stub)
 	call.Frames = appendFrame(call.Frames, r.c.frame)
-	if r.trailer.Value != nil && r.trailer.Level >= dissect.AuthLevelPrivacy {
-		call.Encrypted = true
-	}
-	if rc.interested {
-		stub := r.req.Stub
-		if sealed {
-			stub = r.unseal(b, r.req.StubOff, true, call)
-			if stub != nil {
-				call.RequestStubLen += len(stub)
-			}
-		}
-		if stub != nil {
-			rc.req = r.appendStub(rc.req, stub, call)
-		}
+	r.protection(call, prot)
+	if rc.interested && !closed {
+		rc.req = r.appendStub(rc.req, r.req.Stub, call)
 	}
 	if h.Flags&dissect.PFCLastFrag != 0 {
 		rc.reqDone = true
 		r.replayEarly(h.CallID)
+	}
+}
+
+// protection records on a call what became of one of its PDUs' sealing.
+func (r *rpcChannel) protection(call *detect.Call, prot pduProtection) {
+	if !prot.sealed {
+		return
+	}
+	call.Encrypted = true
+	if prot.opened {
+		call.Decrypted = true
+	} else if prot.err != "" {
+		call.DecryptError = prot.err
 	}
 }
 
@@ -354,7 +313,7 @@ func (r *rpcChannel) seenRequest(id uint32) bool {
 }
 
 // holdEarly keeps a copy of a response whose request has not been seen.
-func (r *rpcChannel) holdEarly(b []byte) {
+func (r *rpcChannel) holdEarly(b []byte, prot pduProtection) {
 	n := 0
 	for _, v := range r.early {
 		n += len(v)
@@ -364,9 +323,9 @@ func (r *rpcChannel) holdEarly(b []byte) {
 		return
 	}
 	if r.early == nil {
-		r.early = make(map[uint32][][]byte)
+		r.early = make(map[uint32][]heldPDU)
 	}
-	r.early[r.hdr.CallID] = append(r.early[r.hdr.CallID], append([]byte(nil), b...))
+	r.early[r.hdr.CallID] = append(r.early[r.hdr.CallID], heldPDU{pdu: append([]byte(nil), b...), prot: prot})
 	r.earlyBytes += len(b)
 }
 
@@ -379,8 +338,15 @@ func (r *rpcChannel) replayEarly(callID uint32) {
 	}
 	delete(r.early, callID)
 	for _, p := range pdus {
-		r.earlyBytes -= len(p)
-		r.pdu(1-max(r.c.client, 0), p)
+		r.earlyBytes -= len(p.pdu)
+		// Counted and opened when it arrived: only the call's part is left.
+		if ok, _ := dissect.PeekDCERPC(p.pdu, &r.hdr); !ok {
+			continue
+		}
+		if _, err := dissect.ParseAuthTrailer(p.pdu, &r.hdr, &r.trailer); err != nil {
+			continue
+		}
+		r.response(p.pdu, p.prot)
 	}
 }
 
@@ -406,29 +372,6 @@ func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
 	}
 	w.stubBytes += len(stub)
 	return append(dst, stub...)
-}
-
-// unseal decrypts a sealed PDU's stub with the channel's NTLM session. It
-// returns nil when the stub stays encrypted. The PDU is copied: its bytes
-// belong to the reassembler or the capture buffer.
-func (r *rpcChannel) unseal(pdu []byte, stubOff int, fromClient bool, call *detect.Call) []byte {
-	if r.auth.sealer == nil {
-		if r.auth.sealErr != "" {
-			call.DecryptError = r.auth.sealErr
-		}
-		return nil
-	}
-	r.scratch = append(r.scratch[:0], pdu...)
-	p := r.scratch
-	stub := p[stubOff:r.trailer.Offset]
-	sig := p[r.trailer.Offset+8:]
-	if err := r.auth.sealer.Unseal(fromClient, p, stub, sig); err != nil {
-		call.DecryptError = err.Error()
-		r.c.anomaly("ntlm_unseal_failed")
-		return nil
-	}
-	call.Decrypted = true
-	return stub[:len(stub)-int(r.trailer.PadLen)]
 }
 
 func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
@@ -488,18 +431,18 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	return rc
 }
 
-func (r *rpcChannel) response(b []byte) {
+func (r *rpcChannel) response(b []byte, prot pduProtection) {
 	h := &r.hdr
 	rc := r.calls[h.CallID]
 	if rc == nil {
 		if !r.seenRequest(h.CallID) {
-			r.holdEarly(b)
+			r.holdEarly(b, prot)
 		}
 		return
 	}
 	call := rc.call
-	sealed := r.trailer.Value != nil && r.trailer.Level == dissect.AuthLevelPrivacy
-	if err := dissect.ParseResponse(b, h, &r.trailer, sealed, &r.resp); err != nil {
+	closed := prot.sealed && !prot.opened
+	if err := dissect.ParseResponse(b, h, &r.trailer, closed, &r.resp); err != nil {
 		r.c.anomaly("dcerpc_bad_response")
 		return
 	}
@@ -515,20 +458,10 @@ func (r *rpcChannel) response(b []byte) {
 		r.finish(rc)
 		return
 	}
-	if !sealed || r.auth.sealer == nil {
-		call.ResponseStubLen += len(r.resp.Stub)
-	}
-	if rc.interested {
-		stub := r.resp.Stub
-		if sealed {
-			stub = r.unseal(b, r.resp.StubOff, false, call)
-			if stub != nil {
-				call.ResponseStubLen += len(stub)
-			}
-		}
-		if stub != nil {
-			rc.resp = r.appendStub(rc.resp, stub, call)
-		}
+	call.ResponseStubLen += len(r.resp.Stub)
+	r.protection(call, prot)
+	if rc.interested && !closed {
+		rc.resp = r.appendStub(rc.resp, r.resp.Stub, call)
 	}
 	if h.Flags&dissect.PFCLastFrag != 0 {
 		call.Responded = true
@@ -567,7 +500,9 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
 	}
 	if call.User == nil {
-		call.User = r.auth.user
+		if r.auth.ctx != nil {
+			call.User = r.auth.ctx.identity()
+		}
 		if call.User == nil && r.smbUser != nil {
 			call.User = r.smbUser()
 		}

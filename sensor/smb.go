@@ -30,11 +30,9 @@ type smbState struct {
 	setinfo    dissect.SetInfoRequest
 	smb1       *smb1State
 	// SMB 3.1.1 pre-authentication integrity: the connection's hash over
-	// NEGOTIATE, and the one of the session setup in progress.
-	connHash    dissect.PreauthHash
-	setupHash   dissect.PreauthHash
-	setupActive bool
-	cipher      uint16
+	// NEGOTIATE; each session setup forks its own from it.
+	connHash dissect.PreauthHash
+	cipher   uint16
 	// held keeps small responses that arrived before their request (a gap
 	// held the request back in the reassembler), by message id.
 	held      map[uint64][]byte
@@ -61,16 +59,16 @@ type fileKey struct {
 }
 
 type smbSession struct {
-	id        uint64
-	user      *detect.Identity
-	ntlmNeg   *dissect.NTLMMessage
-	ntlmChal  *dissect.NTLMMessage
-	ntlmAuth  *dissect.NTLMMessage
+	id   uint64
+	user *detect.Identity
+	// auth is the context of the session's first successful setup; setup
+	// the exchange in progress (answered STATUS_MORE_PROCESSING_REQUIRED).
+	auth      *secContext
+	setup     *sessionSetup
 	encrypted uint64
 	// keys decrypt SMB3 transform messages when credentials matched.
-	keys      *dissect.SMB3Keys
-	keysTried bool
-	reported  bool
+	keys     *dissect.SMB3Keys
+	reported bool
 }
 
 type smbTree struct {
@@ -93,6 +91,7 @@ type smbReq struct {
 	options uint32
 	path    string
 	frame   uint64
+	setup   *sessionSetup
 }
 
 type smbFile struct {
@@ -176,6 +175,9 @@ func (s *smbState) transform(dir int, msg []byte) {
 		s.c.w.stats.SMB3EncSessions++
 	}
 	ss.encrypted++
+	if ss.keys == nil {
+		s.boundKeys(ss)
+	}
 	if ss.keys == nil || s.c.client < 0 {
 		return
 	}
@@ -198,46 +200,6 @@ func (s *smbState) transform(dir int, msg []byte) {
 		// message it should not, or a server bug; either way say so.
 		s.c.anomaly("smb3_decrypted_not_smb2")
 	}
-}
-
-// deriveKeys computes the SMB3 decryption keys of a session whose NTLM
-// authentication matches supplied credentials. A wrong password is reported
-// once per session.
-func (s *smbState) deriveKeys(ss *smbSession) {
-	creds := s.c.w.opt.Credentials
-	if creds == nil || s.dialect < 0x0300 || ss.ntlmChal == nil || ss.ntlmAuth == nil || ss.keysTried {
-		return
-	}
-	// A re-authentication of an established session keeps the keys of its
-	// first one (MS-SMB2 3.3.5.5.3) and is hashed from another state: only
-	// the first authentication derives keys, or reports wrong credentials.
-	ss.keysTried = true
-	cands := creds.Lookup(ss.ntlmAuth.Domain, ss.ntlmAuth.User)
-	if len(cands) == 0 {
-		return
-	}
-	for _, cr := range cands {
-		ns, err := dissect.NewNTLMSession(ss.ntlmNeg, ss.ntlmChal, ss.ntlmAuth, cr)
-		if err != nil {
-			continue
-		}
-		var hash []byte
-		if s.dialect == 0x0311 {
-			hash = s.setupHash.Sum()
-		}
-		cipher := s.cipher
-		if cipher == 0 {
-			cipher = dissect.SMB3CipherAES128CCM
-		}
-		k, err := dissect.DeriveSMB3Keys(ns.SessionKey(), s.dialect, cipher, hash)
-		if err != nil {
-			continue
-		}
-		ss.keys = &k
-		s.keyed = true
-		return
-	}
-	s.c.anomaly("smb3_wrong_credentials")
 }
 
 func (s *smbState) session(id uint64) *smbSession {
@@ -469,11 +431,6 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 	case dissect.SMB2Negotiate:
 		s.connHash = dissect.PreauthHash{}
 		s.connHash.Update(msg)
-	case dissect.SMB2SessionSetup:
-		if !s.setupActive {
-			s.setupHash, s.setupActive = s.connHash, true
-		}
-		s.setupHash.Update(msg)
 	}
 	switch h.Command {
 	case dissect.SMB2SessionSetup:
@@ -482,8 +439,7 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.c.anomaly("smb2_bad_session_setup")
 			return
 		}
-		s.sessionAuth(s.session(h.SessionID), blob, true)
-		s.addPending(h.MessageID, &smbReq{cmd: h.Command})
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, setup: s.setupRequest(h, msg, blob)})
 	case dissect.SMB2TreeConnect:
 		p, err := dissect.TreeConnectPath(msg)
 		if err != nil {
@@ -586,22 +542,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.connHash.Update(msg)
 		}
 	case dissect.SMB2SessionSetup:
-		ss := s.session(h.SessionID)
-		if ss.user == nil {
-			s.c.w.stats.SMBSessions++
-		}
-		if blob, err := dissect.SessionSetupBlob(msg, true); err == nil {
-			s.sessionAuth(ss, blob, false)
-		}
-		switch h.Status {
-		case statusMoreProcessing:
-			s.setupHash.Update(msg)
-		case 0:
-			s.deriveKeys(ss)
-			s.setupActive = false
-		default:
-			s.setupActive = false
-		}
+		s.setupResponse(h, msg, req.setup)
 	case dissect.SMB2TreeConnect:
 		if !ok {
 			return
@@ -928,48 +869,6 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 		Share: f.tree.share, Bytes: n, User: user, PcapFile: w.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: w.nextSeq()}
 	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
 	w.rec.File(fo)
-}
-
-// sessionAuth learns who authenticates from a session setup security blob.
-func (s *smbState) sessionAuth(ss *smbSession, blob []byte, fromClient bool) {
-	if tok := dissect.FindNTLMSSP(blob); tok != nil {
-		// The message outlives this packet: parse a copy.
-		m, err := dissect.ParseNTLMSSP(append([]byte(nil), tok...))
-		if err != nil {
-			s.c.anomaly("ntlmssp_malformed")
-			return
-		}
-		switch m.Type {
-		case 1:
-			ss.ntlmNeg = m
-		case 2:
-			ss.ntlmChal = m
-			// The first SESSION_SETUP request carries session id 0: its
-			// NEGOTIATE belongs to the session the response names.
-			if z := s.sessions[0]; ss.ntlmNeg == nil && z != nil && z != ss {
-				ss.ntlmNeg, z.ntlmNeg = z.ntlmNeg, nil
-			}
-		case 3:
-			ss.ntlmAuth = m
-			ss.user = identityFromNTLM(m, "smb_session")
-		}
-		return
-	}
-	if fromClient {
-		if k := dissect.FindKerberos(blob); k != nil {
-			ss.user = &detect.Identity{Mechanism: "Kerberos", From: "smb_session", Realm: k.Realm, SPN: k.SPN}
-		}
-	}
-}
-
-func identityFromNTLM(m *dissect.NTLMMessage, from string) *detect.Identity {
-	id := &detect.Identity{User: m.User, Domain: m.Domain, Workstation: m.Workstation, Mechanism: "NTLMSSP", From: from}
-	if m.Anonymous {
-		id.Mechanism = "anonymous"
-	}
-	v2 := m.NTLMv2()
-	id.NTLMv2 = &v2
-	return id
 }
 
 // gap is called when TCP data was lost in direction dir: pipe streams of

@@ -195,9 +195,9 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 func (m *smb1State) setupIdentity() *detect.Identity {
 	st := &m.setup
 	if st.Extended {
-		var tmp smbSession
-		m.s.sessionAuth(&tmp, st.SecurityBlob, true)
-		return tmp.user
+		a := newSecContext(fromSMBSession)
+		a.token(st.SecurityBlob, true, m.s.c.authEnv())
+		return a.identity()
 	}
 	id := &detect.Identity{User: st.Account, Domain: st.Domain, Mechanism: "NTLM", From: "smb_session"}
 	if st.Account == "" && len(st.UnicodePassword) == 0 && len(st.OEMPassword) <= 1 {
@@ -420,7 +420,10 @@ func (m *smb1State) setupResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 	s := m.s
 	ss := s.session(uint64(h.UID))
 	if err := dissect.ParseSMB1SessionSetupResponse(msg, h, cmd, &m.setupR); err == nil && m.setupR.SecurityBlob != nil {
-		s.sessionAuth(ss, m.setupR.SecurityBlob, false)
+		if ss.auth == nil {
+			ss.auth = newSecContext(fromSMBSession)
+		}
+		ss.auth.token(m.setupR.SecurityBlob, false, s.c.authEnv())
 	}
 	if h.Status != 0 || op.user == nil {
 		return

@@ -31,7 +31,39 @@ type Stats struct {
 	// RecordsLate counts records that reached the detector after records
 	// finished later in capture time (see orderer).
 	RecordsLate         uint64
+	Auth                AuthStats
 	FirstTime, LastTime time.Time
+}
+
+// AuthStats counts what the security contexts opened: DCE-RPC PDUs sealed
+// (PKT_PRIVACY) and signed (PKT_INTEGRITY), Kerberos tickets, SMB3 sessions
+// keyed.
+type AuthStats struct {
+	SealedPDUs        uint64 // sealed request, response and fault PDUs seen
+	UnsealedNTLM      uint64
+	UnsealedKerberos  uint64
+	UnsealFailures    uint64 // with keys, the PDU did not open or verify
+	SignedPDUs        uint64 // signed PDUs checked with keys
+	SignatureFailures uint64
+	TicketsOpened     uint64 // Kerberos tickets decrypted with a supplied key
+	TicketsUnknownKey uint64 // no supplied key of the ticket's type and principal
+	TicketsFailed     uint64 // a key was tried and did not open it
+	SMB3KeyedNTLM     uint64 // SMB3 sessions given keys from NTLM
+	SMB3KeyedKerberos uint64 // ... from Kerberos
+}
+
+func (a *AuthStats) merge(o *AuthStats) {
+	a.SealedPDUs += o.SealedPDUs
+	a.UnsealedNTLM += o.UnsealedNTLM
+	a.UnsealedKerberos += o.UnsealedKerberos
+	a.UnsealFailures += o.UnsealFailures
+	a.SignedPDUs += o.SignedPDUs
+	a.SignatureFailures += o.SignatureFailures
+	a.TicketsOpened += o.TicketsOpened
+	a.TicketsUnknownKey += o.TicketsUnknownKey
+	a.TicketsFailed += o.TicketsFailed
+	a.SMB3KeyedNTLM += o.SMB3KeyedNTLM
+	a.SMB3KeyedKerberos += o.SMB3KeyedKerberos
 }
 
 func newStats() Stats {
@@ -61,6 +93,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.GapBytes += o.GapBytes
 	s.Resyncs += o.Resyncs
 	s.RecordsLate += o.RecordsLate
+	s.Auth.merge(&o.Auth)
 	if s.Binds == nil {
 		s.Binds = make(map[string]uint64)
 	}

@@ -138,6 +138,9 @@ type Worker struct {
 	pressure bool
 	// stubBytes is what calls in flight hold against MaxStubTotal.
 	stubBytes int
+	// smbKeys are SMB3 session keys shared by the connections (channels)
+	// of a session.
+	smbKeys *sessionKeyTable
 }
 
 // NewWorker returns a worker handing records to rec. epm may be shared by
