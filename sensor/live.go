@@ -580,8 +580,9 @@ type LiveMetric struct {
 	DroppedEvents  uint64 `json:"dropped_events"`
 	DroppedRecords uint64 `json:"dropped_records"`
 	QueueLen       int    `json:"queue_len"`
-	// Delivery: what reached the outputs, what waits, what was lost.
-	Delivery Delivery `json:"delivery"`
+	// Counters are all workers' counters and the delivery section: the
+	// object replay --stats-file writes, inline.
+	Counters
 }
 
 // Metrics takes a snapshot of every counter. It is safe to call from any
@@ -592,15 +593,17 @@ func (l *Live) Metrics() LiveMetric {
 		Events:     l.events.Load(),
 		Alerts:     l.alerts.Load(),
 		QueueLen:   len(l.records),
-		Delivery:   l.cfg.Output.Delivery(),
 	}
-	m.DroppedEvents, m.DroppedRecords = m.Delivery.DroppedTotal, m.Delivery.Dropped.Queue
+	del := l.cfg.Output.Delivery()
+	m.DroppedEvents, m.DroppedRecords = del.DroppedTotal, del.Dropped.Queue
 	m.UptimeSeconds = time.Since(l.start).Seconds()
 	m.Healthy, _ = l.Healthy()
+	total := newStats()
 	for _, lw := range l.workers {
 		wm := WorkerMetric{Worker: lw.id, Running: lw.running.Load()}
 		lw.mu.Lock()
 		s := &lw.snap
+		total.Merge(s)
 		wm.Packets, wm.Bytes, wm.TCPPackets = s.Packets, s.Bytes, s.TCPPackets
 		wm.Connections, wm.SMBConnections, wm.RPCConnections = s.Connections, s.SMBConnections, s.RPCConnections
 		wm.TschCalls, wm.FileOps, wm.Gaps = s.TschCalls, s.FileOps, s.Gaps
@@ -621,6 +624,7 @@ func (l *Live) Metrics() LiveMetric {
 		}
 		m.Workers = append(m.Workers, wm)
 	}
+	m.Counters = total.Counters(OutputCounters{Events: m.Events, Alerts: m.Alerts}, del)
 	return m
 }
 

@@ -124,6 +124,7 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 			p.sample(f.name, float64(f.get(&m.Workers[i])), "worker", strconv.Itoa(m.Workers[i].Worker))
 		}
 	}
+	writeAuthMetrics(p, &m.Counters)
 	p.family("tschsensor_anomalies_total", "counter", "Anomalies by name (malformed or unsupported traffic, limits reached).")
 	for _, wm := range m.Workers {
 		names := make([]string, 0, len(wm.Anomalies))
@@ -172,4 +173,27 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 	}
 	p.family("tschsensor_nats_spool_records", "gauge", "Records waiting in the spool.")
 	p.sample("tschsensor_nats_spool_records", float64(d.SpoolRecords))
+}
+
+// writeAuthMetrics writes what the security contexts opened, all workers
+// together.
+func writeAuthMetrics(p promWriter, c *Counters) {
+	p.family("tschsensor_dcerpc_sealed_pdus_total", "counter", "Sealed (PKT_PRIVACY) DCE-RPC request, response and fault PDUs seen.")
+	p.sample("tschsensor_dcerpc_sealed_pdus_total", float64(c.DCERPC.SealedPDUs))
+	p.family("tschsensor_dcerpc_unsealed_pdus_total", "counter", "Sealed DCE-RPC PDUs opened with supplied secrets, by mechanism.")
+	p.sample("tschsensor_dcerpc_unsealed_pdus_total", float64(c.DCERPC.UnsealedPDUs.NTLM), "mechanism", mechNTLM)
+	p.sample("tschsensor_dcerpc_unsealed_pdus_total", float64(c.DCERPC.UnsealedPDUs.Kerberos), "mechanism", mechKerberos)
+	p.family("tschsensor_dcerpc_unseal_failures_total", "counter", "Sealed DCE-RPC PDUs that did not open with the context's keys.")
+	p.sample("tschsensor_dcerpc_unseal_failures_total", float64(c.DCERPC.UnsealFailures))
+	p.family("tschsensor_dcerpc_signatures_checked_total", "counter", "Signed (PKT_INTEGRITY) DCE-RPC PDUs checked with keys.")
+	p.sample("tschsensor_dcerpc_signatures_checked_total", float64(c.Signatures.Checked))
+	p.family("tschsensor_dcerpc_signature_failures_total", "counter", "Signed DCE-RPC PDUs whose signature did not verify.")
+	p.sample("tschsensor_dcerpc_signature_failures_total", float64(c.Signatures.Failures))
+	p.family("tschsensor_kerberos_tickets_total", "counter", "Kerberos service tickets by result: opened with a supplied key, no key for them, key failed.")
+	p.sample("tschsensor_kerberos_tickets_total", float64(c.Kerberos.TicketsOpened), "result", "opened")
+	p.sample("tschsensor_kerberos_tickets_total", float64(c.Kerberos.TicketsUnknownKey), "result", "unknown_key")
+	p.sample("tschsensor_kerberos_tickets_total", float64(c.Kerberos.TicketsFailed), "result", "failed")
+	p.family("tschsensor_smb3_keyed_sessions_total", "counter", "SMB3 sessions given decryption keys, by mechanism.")
+	p.sample("tschsensor_smb3_keyed_sessions_total", float64(c.SMB3.KeyedSessions.NTLM), "mechanism", mechNTLM)
+	p.sample("tschsensor_smb3_keyed_sessions_total", float64(c.SMB3.KeyedSessions.Kerberos), "mechanism", mechKerberos)
 }

@@ -150,6 +150,13 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 	}
 	fmt.Fprintf(w, "  SMB3 encrypted: %d messages in %d sessions, %d decrypted with supplied credentials\n", s.SMB3Encrypted, s.SMB3EncSessions, s.SMB3Decrypted)
 	fmt.Fprintf(w, "  TCP gaps %d (%d bytes lost), resyncs %d\n", s.Gaps, s.GapBytes, s.Resyncs)
+	au := &s.Auth
+	fmt.Fprintf(w, "  DCE-RPC sealed PDUs %d: opened %d NTLM, %d Kerberos, %d failed; signed PDUs checked %d, %d failed\n",
+		au.SealedPDUs, au.UnsealedNTLM, au.UnsealedKerberos, au.UnsealFailures, au.SignedPDUs, au.SignatureFailures)
+	if au.TicketsOpened+au.TicketsUnknownKey+au.TicketsFailed+au.SMB3KeyedNTLM+au.SMB3KeyedKerberos > 0 {
+		fmt.Fprintf(w, "  Kerberos tickets opened %d, no key %d, failed %d; SMB3 sessions keyed: %d NTLM, %d Kerberos\n",
+			au.TicketsOpened, au.TicketsUnknownKey, au.TicketsFailed, au.SMB3KeyedNTLM, au.SMB3KeyedKerberos)
+	}
 	if len(s.Binds) > 0 {
 		fmt.Fprintf(w, "  binds:")
 		for _, k := range sortedKeys(s.Binds) {

@@ -27,6 +27,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	cf := addCommonFlags(fs)
 	nf := addNATSFlags(fs)
 	noStdout := fs.Bool("no-stdout", false, "do not print events on stdout (NATS only)")
+	statsFile := fs.String("stats-file", "", "write the final counters as one JSON object to this `file` (sealed/opened DCE-RPC PDUs, Kerberos tickets, SMB3 keys, anomalies...; see docs/anomalies.md)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
 		fs.PrintDefaults()
@@ -71,6 +72,13 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tschsensor: output:", err)
 	}
 	rc := 0
+	if *statsFile != "" {
+		c := res.Stats.Counters(sensor.OutputCounters{Events: out.Events, Alerts: out.Alerts}, del)
+		if err := sensor.WriteCountersFile(*statsFile, c); err != nil {
+			fmt.Fprintln(stderr, "tschsensor:", err)
+			rc = 1
+		}
+	}
 	for _, err := range res.Errors {
 		if errors.Is(err, sensor.ErrCutShort) {
 			fmt.Fprintln(stderr, "tschsensor: warning:", err)
