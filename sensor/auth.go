@@ -1,6 +1,8 @@
 package sensor
 
 import (
+	"errors"
+
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
 )
@@ -31,12 +33,13 @@ type messageProtector interface {
 // operator supplied, the counters and the anomaly sink of the connection.
 type authEnv struct {
 	creds   *dissect.Credentials
+	keys    *dissect.KerberosKeys
 	stats   *Stats
 	anomaly func(string)
 }
 
 func (c *conn) authEnv() authEnv {
-	return authEnv{creds: c.w.opt.Credentials, stats: &c.w.stats, anomaly: c.anomaly}
+	return authEnv{creds: c.w.opt.Credentials, keys: c.w.opt.KerberosKeys, stats: &c.w.stats, anomaly: c.anomaly}
 }
 
 // secContext is one GSS security context as a passive observer sees it,
@@ -52,6 +55,7 @@ type secContext struct {
 	user *detect.Identity
 
 	ntlmNeg, ntlmChal, ntlmAuth *dissect.NTLMMessage
+	krb                         *dissect.KerberosContext
 
 	// established: the exchange is complete (AUTHENTICATE seen, or the
 	// Kerberos AP exchange); keyed: a secret opened it.
@@ -70,7 +74,7 @@ func newSecContext(from string) *secContext { return &secContext{from: from} }
 func (a *secContext) identity() *detect.Identity { return a.user }
 
 // keyed reports whether the context has keys.
-func (a *secContext) keyed() bool { return a.sessionKey != nil }
+func (a *secContext) keyed() bool { return a.sessionKey != nil || a.krb != nil }
 
 // token observes one security token (an SMB security blob or a DCE-RPC auth
 // value), in either direction. It returns true when the token completed the
@@ -102,14 +106,73 @@ func (a *secContext) token(blob []byte, fromClient bool, env authEnv) bool {
 		}
 		return false
 	}
-	if fromClient {
-		if k := dissect.FindKerberos(blob); k != nil {
-			a.mech = mechKerberos
-			a.user = &detect.Identity{Mechanism: "Kerberos", From: a.from, Realm: k.Realm, SPN: k.SPN}
-			return k.ServiceTicket
+	switch typ, _ := dissect.FindKerberosMessage(blob); typ {
+	case dissect.KerberosAPReq:
+		if !fromClient {
+			return false
+		}
+		k := dissect.FindKerberos(blob)
+		if k == nil {
+			return false
+		}
+		*a = secContext{from: a.from, mech: mechKerberos,
+			user: &detect.Identity{Mechanism: "Kerberos", From: a.from, Realm: k.Realm, SPN: k.SPN}}
+		if k.ServiceTicket {
+			a.established = true
+			a.openTicket(blob, env)
+		}
+		return k.ServiceTicket
+	case dissect.KerberosAPRep:
+		// The acceptor's AP-REP brings the subkey that wins (RFC 4121 2,
+		// MS-KILE 3.4.5.4); DCE style's third leg is the client's, checked.
+		if a.krb != nil {
+			if err := a.krb.OpenAPRep(blob, !fromClient); err != nil {
+				env.anomaly("kerberos_ap_rep_failed")
+			}
 		}
 	}
 	return false
+}
+
+// openTicket decrypts the AP-REQ's ticket with the supplied keys: the client
+// principal it names becomes the identity, its keys the context's.
+func (a *secContext) openTicket(blob []byte, env authEnv) {
+	st := &env.stats.Auth
+	a.tried = true
+	if env.keys == nil || env.keys.Len() == 0 {
+		st.TicketsUnknownKey++
+		a.keyErr = "no Kerberos key supplied for " + a.user.SPN
+		return
+	}
+	kc, err := dissect.OpenAPReq(blob, env.keys)
+	switch {
+	case err == nil:
+		st.TicketsOpened++
+		a.krb, a.protector = kc, kc
+		a.user = &detect.Identity{User: kc.ClientName, Domain: kc.ClientRealm, Mechanism: "Kerberos", From: a.from,
+			Realm: kc.ServiceRealm, SPN: kc.ServiceName}
+	case errors.Is(err, dissect.ErrKerberosNoKey), errors.Is(err, dissect.ErrKerberosUnsupported):
+		st.TicketsUnknownKey++
+		a.keyErr = "no Kerberos key of the ticket's type for " + a.user.SPN
+	case errors.Is(err, dissect.ErrKerberosWrongKey):
+		st.TicketsFailed++
+		a.keyErr = "no supplied Kerberos key opens the ticket for " + a.user.SPN
+		env.anomaly("kerberos_wrong_key")
+	default:
+		st.TicketsFailed++
+		a.keyErr = "Kerberos AP-REQ does not decode"
+		env.anomaly("kerberos_malformed")
+	}
+}
+
+// smbSessionKey is the key SMB 3.x derives its keys from: NTLM's exported
+// session key, or Kerberos' GSS key at the length the dialect and cipher
+// want (the whole AES-256 key for 3.1.1 with an AES-256 cipher).
+func (a *secContext) smbSessionKey(dialect, cipher uint16) []byte {
+	if a.krb != nil {
+		return a.krb.SMBSessionKey(dialect, cipher)
+	}
+	return a.sessionKey
 }
 
 // establish tries the supplied secrets on a complete exchange, once. A wrong

@@ -105,7 +105,7 @@ func (s *smbState) established(ss *smbSession, st *sessionSetup) {
 	if cipher == 0 {
 		cipher = dissect.SMB3CipherAES128CCM
 	}
-	k, err := dissect.DeriveSMB3Keys(a.sessionKey, s.dialect, cipher, hash)
+	k, err := dissect.DeriveSMB3Keys(a.smbSessionKey(s.dialect, cipher), s.dialect, cipher, hash)
 	if err != nil {
 		s.c.anomaly("smb3_key_derivation_failed")
 		return

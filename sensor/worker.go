@@ -76,6 +76,9 @@ type Options struct {
 	PanicHook func(any)
 	// Credentials open sealed DCE-RPC and SMB3 when they match.
 	Credentials *dissect.Credentials
+	// KerberosKeys (keytabs, key lines of the credentials) open Kerberos
+	// tickets, hence sealed DCE-RPC and SMB3 of Kerberos sessions.
+	KerberosKeys *dissect.KerberosKeys
 }
 
 func (o *Options) setDefaults() {

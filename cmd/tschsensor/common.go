@@ -18,6 +18,7 @@ import (
 type commonFlags struct {
 	observer    string
 	credentials string
+	keytabs     keytabList
 	maxMessage  int
 	maxStub     int
 	maxCalls    int
@@ -33,6 +34,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.observer, "observer", envOr("TSCHSENSOR_OBSERVER", host), "observer.name in events (env TSCHSENSOR_OBSERVER)")
 	fs.StringVar(&c.credentials, "credentials", os.Getenv("TSCHSENSOR_CREDENTIALS"), "file of DOMAIN\\user:password or DOMAIN\\user:nt:HASH lines to open sealed RPC and SMB3 (env TSCHSENSOR_CREDENTIALS; one line in TSCHSENSOR_CREDENTIAL)")
+	fs.Var(&c.keytabs, "keytab", "MIT keytab `file` (0x0502: ktutil, msktutil, samba-tool domain exportkeytab) of the target servers' accounts, to open Kerberos tickets, sealed RPC and SMB3; repeatable (env TSCHSENSOR_KEYTAB: paths separated by ':'). It holds long-term keys: keep it mode 600, never on the sensor longer than the investigation")
 	fs.IntVar(&c.maxMessage, "max-message", sensor.DefaultMaxMessage, "largest SMB message or RPC PDU buffered per direction (bytes)")
 	fs.IntVar(&c.maxStub, "max-stub", sensor.DefaultMaxStub, "largest reassembled RPC stub per call (bytes)")
 	fs.IntVar(&c.maxCalls, "max-calls", sensor.DefaultMaxCalls, "RPC calls awaiting a response per channel")
@@ -84,6 +86,11 @@ func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 		}
 		o.Credentials = creds
 	}
+	keys, err := loadKerberosKeys(c.keytabs.paths(), o.Credentials, os.Stderr)
+	if err != nil {
+		return o, d, err
+	}
+	o.KerberosKeys = keys
 	return o, d, nil
 }
 
