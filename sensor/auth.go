@@ -140,8 +140,9 @@ func (a *secContext) openTicket(blob []byte, env authEnv) {
 	st := &env.stats.Auth
 	a.tried = true
 	if env.keys == nil || env.keys.Len() == 0 {
+		// No secret supplied at all: as with NTLM, the call just stays
+		// encrypted; only the counter says a ticket went by unopened.
 		st.TicketsUnknownKey++
-		a.keyErr = "no Kerberos key supplied for " + a.user.SPN
 		return
 	}
 	kc, err := dissect.OpenAPReq(blob, env.keys)

@@ -205,7 +205,9 @@ def main():
     if any(d["auth_level"] == 6 for d in pdus):
         facts["tshark_decrypted_frames"] = decrypted_count(a.pcap, a.password, a.keytab, a.tcp_port)
         # Only calls made at packet privacy are sealed (an EPM lookup before them is not).
-        sealed = sorted(f for e, c in zip(calls, key_calls) if e.get("auth_level") == 6
+        # tshark shows decrypted_stub_data only for interfaces it has no dissector for:
+        # srvsvc (tcp-interleaved) is opened and dissected, so it is not counted here.
+        sealed = sorted(f for e, c in zip(calls, key_calls) if e.get("auth_level") == 6 and e.get("interface") != "srvsvc"
                         for f in c["request_frames"] + c["response_frames"])
         want = sealed
         if a.tshark_request_gap:

@@ -159,6 +159,9 @@ main() {
 		client_capture impacket-at-smb1-trans at-smb1-trans '{"rpc_auth": "none (auth_level 1): no sec_trailer", "smb_rpc_commands": "SMB_COM_TRANSACTION TransactNmPipe"}'
 		note_transact_frames impacket-at-smb1-trans
 	fi
+	if want impacket-schtask-tcp-interleaved-sealed ; then
+		client_capture impacket-schtask-tcp-interleaved-sealed tcp-interleaved '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed; srvsvc NetrServerGetInfo calls on a second context of the same association (alter_context without auth) between the Task Scheduler calls"}'
+	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }
 

