@@ -163,9 +163,9 @@ func TestSealedPDUCounters(t *testing.T) {
 
 // callEvent is the part of an event or alert the attribution tests read.
 type callEvent struct {
-	Event struct{ Kind, Action string }
-	Rule  struct{ ID string }
-	User  struct{ Name, Domain string }
+	Event  struct{ Kind, Action string }
+	Rule   struct{ ID string }
+	User   struct{ Name, Domain string }
 	DCERPC struct {
 		Encrypted, Decrypted bool
 		DecryptError         string `json:"decrypt_error"`
