@@ -1,0 +1,229 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// wireMsg is one NBSS message of a capture and its direction.
+type wireMsg struct {
+	fromClient bool
+	b          []byte
+}
+
+// smbWireMessages reads the SMB connection (tcp/445) of a capture and
+// returns its NBSS messages in the order they completed on the wire. The
+// lab captures have no loss; retransmitted bytes are dropped by sequence.
+func smbWireMessages(t *testing.T, path string) []wireMsg {
+	t.Helper()
+	src, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var (
+		buf  [2][]byte
+		next [2]uint32
+		seen [2]bool
+		out  []wireMsg
+	)
+	for {
+		data, _, link, err := src.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := gopacket.NewPacket(data, link, gopacket.NoCopy)
+		tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if tcp == nil || (tcp.DstPort != 445 && tcp.SrcPort != 445) {
+			continue
+		}
+		d := 0
+		if tcp.DstPort == 445 {
+			d = 1
+		}
+		if tcp.SYN {
+			next[d], seen[d] = tcp.Seq+1, true
+			continue
+		}
+		payload := tcp.Payload
+		if len(payload) == 0 || !seen[d] {
+			continue
+		}
+		if skip := int32(next[d] - tcp.Seq); skip > 0 {
+			if int(skip) >= len(payload) {
+				continue
+			}
+			payload = payload[skip:]
+		}
+		next[d] += uint32(len(payload))
+		buf[d] = append(buf[d], payload...)
+		for len(buf[d]) >= 4 {
+			n := 4 + int(binary.BigEndian.Uint32(buf[d])&0xffffff)
+			if len(buf[d]) < n {
+				break
+			}
+			out = append(out, wireMsg{fromClient: d == 1, b: append([]byte(nil), buf[d][:n]...)})
+			buf[d] = buf[d][n:]
+		}
+	}
+	return out
+}
+
+// smb2At returns the SMB2 header fields of an NBSS message, ok false when
+// it is not a plain SMB2 message.
+func smb2At(m []byte) (cmd uint16, status uint32, response bool, ok bool) {
+	if len(m) < 4+dissect.SMB2HeaderLen || m[4] != 0xfe || m[5] != 'S' {
+		return 0, 0, false, false
+	}
+	h := m[4:]
+	return binary.LittleEndian.Uint16(h[12:]), binary.LittleEndian.Uint32(h[8:]), binary.LittleEndian.Uint32(h[16:])&1 != 0, true
+}
+
+// redrive writes msgs as one fresh TCP connection and returns the file.
+func redrive(t *testing.T, msgs []wireMsg) string {
+	t.Helper()
+	c := &ocCapture{t: t, now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	f := c.open(40001, 445)
+	for _, m := range msgs {
+		f.send(m.fromClient, m.b)
+	}
+	f.close()
+	p := filepath.Join(t.TempDir(), "redriven.pcap")
+	c.write(p)
+	return p
+}
+
+// TestSMB3InterleavedSessionSetup re-drives each encrypted SMB 3.x capture
+// with a second session setup slipped into the first one's exchange, as a
+// client opening two sessions on one connection does: a NEGOTIATE (session
+// id 0, its own message id) and its CHALLENGE (another session id) between
+// the first session's CHALLENGE and AUTHENTICATE. The 3.1.1
+// pre-authentication hash is per session, so the first session's keys must
+// not change: every transform message still opens.
+func TestSMB3InterleavedSessionSetup(t *testing.T) {
+	for _, f := range smb3Captures(t) {
+		if !f.Encrypted {
+			continue
+		}
+		t.Run(f.name, func(t *testing.T) {
+			msgs := smbWireMessages(t, "../pcaps/"+f.Pcap)
+			var out []wireMsg
+			var firstReq []byte
+			inserted := false
+			transforms := 0
+			for _, m := range msgs {
+				if len(m.b) > 8 && m.b[4] == 0xfd && m.b[5] == 'S' {
+					transforms++
+				}
+				out = append(out, m)
+				cmd, status, resp, ok := smb2At(m.b)
+				if !ok || cmd != dissect.SMB2SessionSetup {
+					continue
+				}
+				if !resp && firstReq == nil {
+					firstReq = m.b
+				}
+				if resp && status == statusMoreProcessing && !inserted && firstReq != nil {
+					req := append([]byte(nil), firstReq...)
+					binary.LittleEndian.PutUint64(req[4+24:], 0x7000) // MessageId
+					rsp := append([]byte(nil), m.b...)
+					binary.LittleEndian.PutUint64(rsp[4+24:], 0x7000)
+					sid := binary.LittleEndian.Uint64(rsp[4+40:])
+					binary.LittleEndian.PutUint64(rsp[4+40:], sid^0x5a5a0000) // another session
+					out = append(out, wireMsg{true, req}, wireMsg{false, rsp})
+					inserted = true
+				}
+			}
+			if !inserted || transforms == 0 {
+				t.Fatalf("no session setup exchange to interleave with (%d transform messages)", transforms)
+			}
+			opt := Options{Credentials: f.creds(t, f.Password)}
+			_, c := replayCounters(t, opt, redrive(t, out))
+			if c.SMB3.EncryptedMessages != uint64(transforms) || c.SMB3.DecryptedMessages != uint64(transforms) || c.SMB3.KeyedSessions.NTLM != 1 {
+				t.Errorf("smb3 %+v: want all %d transform messages opened from one NTLM-keyed session", c.SMB3, transforms)
+			}
+			// The same stream without the second setup opens the same.
+			_, c0 := replayCounters(t, opt, redrive(t, msgs))
+			if c0.SMB3 != c.SMB3 {
+				t.Errorf("re-driven without interleaving: %+v, with: %+v", c0.SMB3, c.SMB3)
+			}
+		})
+	}
+}
+
+// TestSMB3MultichannelBinding re-drives each encrypted SMB 3.x capture over
+// two connections: the session is set up on the first, then a second
+// connection negotiates and binds to it (SESSION_SETUP with
+// SMB2_SESSION_FLAG_BINDING and the session's id) and carries the rest of
+// the encrypted traffic. A bound channel keeps the session's keys (MS-SMB2
+// 3.3.5.5.2), so every transform message on either connection opens.
+func TestSMB3MultichannelBinding(t *testing.T) {
+	for _, f := range smb3Captures(t) {
+		if !f.Encrypted {
+			continue
+		}
+		t.Run(f.name, func(t *testing.T) {
+			msgs := smbWireMessages(t, "../pcaps/"+f.Pcap)
+			var negReq, negResp, setupReq, setupResp []byte
+			split := -1
+			var transforms []int
+			for i, m := range msgs {
+				if len(m.b) > 8 && m.b[4] == 0xfd && m.b[5] == 'S' {
+					transforms = append(transforms, i)
+					continue
+				}
+				cmd, status, resp, ok := smb2At(m.b)
+				switch {
+				case !ok:
+				case cmd == dissect.SMB2Negotiate && !resp:
+					negReq = m.b
+				case cmd == dissect.SMB2Negotiate && resp:
+					negResp = m.b
+				case cmd == dissect.SMB2SessionSetup && !resp:
+					setupReq = m.b
+				case cmd == dissect.SMB2SessionSetup && resp && status == 0:
+					setupResp = m.b
+				}
+			}
+			if negReq == nil || negResp == nil || setupReq == nil || setupResp == nil || len(transforms) < 4 {
+				t.Fatalf("capture lacks a negotiate, a session setup or transform messages (%d)", len(transforms))
+			}
+			split = transforms[len(transforms)/2]
+			bindReq := append([]byte(nil), setupReq...)
+			bindReq[4+dissect.SMB2HeaderLen+2] |= smb2SessionFlagBinding
+			c := &ocCapture{t: t, now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+			a := c.open(40001, 445)
+			for _, m := range msgs[:split] {
+				a.send(m.fromClient, m.b)
+			}
+			b := c.open(40002, 445)
+			for _, m := range []wireMsg{{true, negReq}, {false, negResp}, {true, bindReq}, {false, setupResp}} {
+				b.send(m.fromClient, m.b)
+			}
+			for _, m := range msgs[split:] {
+				b.send(m.fromClient, m.b)
+			}
+			a.close()
+			b.close()
+			p := filepath.Join(t.TempDir(), "bound.pcap")
+			c.write(p)
+			_, cnt := replayCounters(t, Options{Credentials: f.creds(t, f.Password)}, p)
+			n := uint64(len(transforms))
+			if cnt.SMB3.EncryptedMessages != n || cnt.SMB3.DecryptedMessages != n || cnt.SMB3.KeyedSessions.NTLM != 1 {
+				t.Errorf("smb3 %+v: want all %d transform messages opened with the one session's keys", cnt.SMB3, n)
+			}
+		})
+	}
+}
