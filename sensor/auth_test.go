@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -373,5 +374,39 @@ func TestGoldenOpened(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no sealed capture with a secret in pcaps/")
+	}
+}
+
+// TestAuthMetrics exposes the counters of a real Kerberos replay in the
+// Prometheus families /metrics serves.
+func TestAuthMetrics(t *testing.T) {
+	f := readSealedFacts(t, "../pcaps/krb-impacket-schtask-tcp-aes256.json", "../pcaps/krb-impacket-schtask-tcp-aes256.pcap")
+	opt, _ := f.secret(t)
+	_, c := replayCounters(t, opt, f.pcap)
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	WritePrometheus(w, LiveMetric{Counters: c})
+	w.Flush()
+	s := parseProm(t, buf.String())
+	want := map[string]uint64{
+		`tschsensor_dcerpc_sealed_pdus_total`:                         uint64(f.sealed()),
+		`tschsensor_dcerpc_unsealed_pdus_total{mechanism="kerberos"}`: uint64(f.sealed()),
+		`tschsensor_dcerpc_unsealed_pdus_total{mechanism="ntlm"}`:     0,
+		`tschsensor_dcerpc_unseal_failures_total`:                     0,
+		`tschsensor_kerberos_tickets_total{result="opened"}`:          c.Kerberos.TicketsOpened,
+		`tschsensor_kerberos_tickets_total{result="unknown_key"}`:     0,
+		`tschsensor_smb3_keyed_sessions_total{mechanism="kerberos"}`:  c.SMB3.KeyedSessions.Kerberos,
+		`tschsensor_dcerpc_signature_failures_total`:                  0,
+		`tschsensor_dcerpc_signatures_checked_total`:                  c.Signatures.Checked,
+		`tschsensor_smb3_keyed_sessions_total{mechanism="ntlm"}`:      0,
+		`tschsensor_kerberos_tickets_total{result="failed"}`:          0,
+	}
+	if c.Kerberos.TicketsOpened != 1 {
+		t.Errorf("tickets opened %d, want 1", c.Kerberos.TicketsOpened)
+	}
+	for k, v := range want {
+		if got, ok := s[k]; !ok || got != float64(v) {
+			t.Errorf("%s = %v (present %v), want %d", k, got, ok, v)
+		}
 	}
 }

@@ -63,11 +63,39 @@ type presCtx struct {
 }
 
 // rpcAuth is the channel's authentication: the auth type and level of its
-// last bind and the security context its tokens build.
+// last bind, and the security contexts its tokens build, by auth_context_id
+// (MS-RPCE 3.3.1.5.3: an association may hold several; each seals with its
+// own keys and sequence).
 type rpcAuth struct {
 	typ, level uint8
 	seen       bool
-	ctx        *secContext
+	ctxs       map[uint32]*secContext
+	// last is the context that last saw a token: whose identity calls
+	// carry.
+	last *secContext
+}
+
+// maxSecContexts bounds the security contexts remembered per channel.
+const maxSecContexts = 8
+
+// context returns the security context of auth_context_id id, creating it
+// for a token when create is set. A PDU naming an id no token set up goes
+// to the last context: Impacket numbers auth_context_id after the
+// presentation context (79231 + p_cont_id) while sealing every context's
+// PDUs with its one security context.
+func (a *rpcAuth) context(id uint32, create bool) *secContext {
+	if sc := a.ctxs[id]; sc != nil {
+		return sc
+	}
+	if !create {
+		return a.last
+	}
+	if a.ctxs == nil || len(a.ctxs) >= maxSecContexts {
+		a.ctxs = make(map[uint32]*secContext)
+	}
+	sc := newSecContext(fromRPCBind)
+	a.ctxs[id] = sc
+	return sc
 }
 
 // heldPDU is a response kept for its request. It was opened (or failed to
@@ -209,12 +237,11 @@ func (r *rpcChannel) authToken(fromClient bool) {
 	if len(r.trailer.Value) == 0 {
 		return
 	}
-	if r.auth.ctx == nil {
-		r.auth.ctx = newSecContext(fromRPCBind)
-	}
+	sc := r.auth.context(r.trailer.ContextID, true)
 	env := r.c.authEnv()
-	r.auth.ctx.token(r.trailer.Value, fromClient, env)
-	r.auth.ctx.establish(env, "ntlm_wrong_credentials")
+	sc.token(r.trailer.Value, fromClient, env)
+	sc.establish(env, "ntlm_wrong_credentials")
+	r.auth.last = sc
 }
 
 // interestingIface reports whether calls on the interface are reported.
@@ -500,8 +527,8 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
 	}
 	if call.User == nil {
-		if r.auth.ctx != nil {
-			call.User = r.auth.ctx.identity()
+		if r.auth.last != nil {
+			call.User = r.auth.last.identity()
 		}
 		if call.User == nil && r.smbUser != nil {
 			call.User = r.smbUser()

@@ -37,7 +37,7 @@ func (r *rpcChannel) protect(b []byte, fromClient bool) ([]byte, pduProtection) 
 		return b, pduProtection{}
 	}
 	st := &r.c.w.stats
-	ctx := r.auth.ctx
+	ctx := r.auth.context(t.ContextID, false)
 	switch t.Level {
 	case dissect.AuthLevelPrivacy:
 		st.Auth.SealedPDUs++
