@@ -2,9 +2,12 @@ package sensor
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,6 +226,59 @@ func TestSMB3MultichannelBinding(t *testing.T) {
 			n := uint64(len(transforms))
 			if cnt.SMB3.EncryptedMessages != n || cnt.SMB3.DecryptedMessages != n || cnt.SMB3.KeyedSessions.NTLM != 1 {
 				t.Errorf("smb3 %+v: want all %d transform messages opened with the one session's keys", cnt.SMB3, n)
+			}
+		})
+	}
+}
+
+// TestKerberosSMB3Captures replays the Kerberos lab's SMB3-encrypted
+// sessions (smbclient with a Kerberos ticket against Samba: 3.0 and 3.1.1,
+// CCM and GCM, AES-128 and AES-256): with the keytab every transform message
+// opens with keys from the ticket's session key and the file copy shows,
+// attributed to the ticket's client; without it nothing opens.
+func TestKerberosSMB3Captures(t *testing.T) {
+	names, _ := filepath.Glob("../pcaps/krb-smb3-*.json")
+	if len(names) == 0 {
+		t.Fatal("no pcaps/krb-smb3-*.json")
+	}
+	for _, n := range names {
+		t.Run(strings.TrimSuffix(filepath.Base(n), ".json"), func(t *testing.T) {
+			b, err := os.ReadFile(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := &smb3Facts{name: strings.TrimSuffix(filepath.Base(n), ".json")}
+			var krb struct {
+				Keytab   string
+				Kerberos struct{ CName, CRealm string }
+			}
+			if err := json.Unmarshal(b, f); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &krb); err != nil {
+				t.Fatal(err)
+			}
+			if !f.Encrypted || len(f.TransformFrames) == 0 || krb.Keytab == "" || krb.Kerberos.CName == "" {
+				t.Fatal("facts lack the encryption, the keytab or the ticket's client")
+			}
+			opt, _ := (&sealedFacts{name: f.name, Keytab: krb.Keytab}).secret(t)
+			rec, st := smb3Replay(t, opt, f, nil)
+			n := uint64(len(f.TransformFrames))
+			if st.SMB3Encrypted != n || st.SMB3Decrypted != n || st.Auth.SMB3KeyedKerberos != 1 || st.Auth.TicketsOpened != 1 {
+				t.Errorf("transform messages %d, opened %d, Kerberos-keyed sessions %d, tickets %d; want %d, %d, 1, 1",
+					st.SMB3Encrypted, st.SMB3Decrypted, st.Auth.SMB3KeyedKerberos, st.Auth.TicketsOpened, n, n)
+			}
+			// The user is the ticket's client principal in its realm.
+			byTicket := *f
+			byTicket.User, byTicket.Domain = krb.Kerberos.CName, krb.Kerberos.CRealm
+			// smbclient names the share in lower case; the sensor reports
+			// share names upper-cased (newTree).
+			byTicket.Share = strings.ToUpper(f.Share)
+			byTicket.checkFileOps(t, rec)
+
+			rec, st = smb3Replay(t, Options{}, f, nil)
+			if st.SMB3Decrypted != 0 || len(rec.files) != 0 || st.Auth.TicketsUnknownKey != 1 {
+				t.Errorf("without the keytab: %d opened, %d file operations, %d tickets without key", st.SMB3Decrypted, len(rec.files), st.Auth.TicketsUnknownKey)
 			}
 		})
 	}
