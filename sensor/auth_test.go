@@ -267,14 +267,17 @@ type kerberosFacts struct {
 	APReq []struct{ CName, CRealm string } `json:"kerberos_ap_req"`
 }
 
-// TestKerberosSealedCaptures replays the Kerberos lab's captures: with the
-// keytab the registration shows the command, arguments and run-as the
-// client sent, and every event and alert names the ticket's client
-// principal; without it the calls stay encrypted and the alerts still fire.
+// TestKerberosSealedCaptures replays the Kerberos lab's Task Scheduler
+// captures (pcaps/krb-*-schtask-*, krb-*-atexec-*): with the keytab the
+// registration shows the command, arguments and run-as the client sent, and
+// every event and alert names the ticket's client principal; without it the
+// calls stay encrypted and the alerts still fire.
 func TestKerberosSealedCaptures(t *testing.T) {
-	files, _ := filepath.Glob("../pcaps/krb-*.json")
+	files, _ := filepath.Glob("../pcaps/krb-*-schtask-*.json")
+	more, _ := filepath.Glob("../pcaps/krb-*-atexec-*.json")
+	files = append(files, more...)
 	if len(files) == 0 {
-		t.Fatal("no Kerberos captures in pcaps/")
+		t.Fatal("no Kerberos Task Scheduler captures in pcaps/")
 	}
 	for _, j := range files {
 		name := strings.TrimSuffix(j, ".json")
