@@ -257,6 +257,9 @@ func (s *smbState) smb2(dir int, msg []byte) {
 // hold keeps a copy of a response whose request has not been seen yet.
 func (s *smbState) hold(id uint64, msg []byte) {
 	if len(msg) > maxHeldResponse || len(s.held) >= maxHeldResponses || s.heldBytes+len(msg) > maxHeldBytes {
+		// Said aloud: a pipe response lost here may carry a sealed PDU,
+		// and its RPC channel's cipher stream is then out of step.
+		s.c.anomaly("smb2_held_response_dropped")
 		return
 	}
 	if s.held == nil {
