@@ -34,7 +34,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.observer, "observer", envOr("TSCHSENSOR_OBSERVER", host), "observer.name in events (env TSCHSENSOR_OBSERVER)")
 	fs.StringVar(&c.credentials, "credentials", os.Getenv("TSCHSENSOR_CREDENTIALS"), "file of DOMAIN\\user:password, DOMAIN\\user:nt:HASH or Kerberos key (principal@REALM:aes256:HEX, aes128:) lines to open sealed RPC and SMB3 (env TSCHSENSOR_CREDENTIALS; one line in TSCHSENSOR_CREDENTIAL)")
-	fs.Var(&c.keytabs, "keytab", "MIT keytab `file` (0x0502: ktutil, msktutil, samba-tool domain exportkeytab) of the target servers' accounts, to open Kerberos tickets, sealed RPC and SMB3; repeatable (env TSCHSENSOR_KEYTAB: paths separated by ':'). It holds long-term keys: keep it mode 600, never on the sensor longer than the investigation")
+	fs.Var(&c.keytabs, "keytab", "MIT keytab `file` (0x0502: ktutil, msktutil, samba-tool domain exportkeytab) of the target servers' accounts, to open Kerberos tickets, sealed RPC and SMB3; repeatable (env TSCHSENSOR_KEYTAB: paths separated by ':'). It holds long-term keys: keep it mode 600, never on the sensor longer than the investigation (docs/decryption.md)")
 	fs.IntVar(&c.maxMessage, "max-message", sensor.DefaultMaxMessage, "largest SMB message or RPC PDU buffered per direction (bytes)")
 	fs.IntVar(&c.maxStub, "max-stub", sensor.DefaultMaxStub, "largest reassembled RPC stub per call (bytes)")
 	fs.IntVar(&c.maxCalls, "max-calls", sensor.DefaultMaxCalls, "RPC calls awaiting a response per channel")

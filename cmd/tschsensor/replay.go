@@ -27,7 +27,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	cf := addCommonFlags(fs)
 	nf := addNATSFlags(fs)
 	noStdout := fs.Bool("no-stdout", false, "do not print events on stdout (NATS only)")
-	statsFile := fs.String("stats-file", "", "write the final counters as one JSON object to this `file` (sealed/opened DCE-RPC PDUs, Kerberos tickets, SMB3 keys, anomalies...; see docs/anomalies.md)")
+	statsFile := fs.String("stats-file", "", "write the final counters as one JSON object to this `file` (sealed/opened DCE-RPC PDUs, Kerberos tickets, SMB3 keys, anomalies...; docs/events.md, Counters)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
 		fs.PrintDefaults()
