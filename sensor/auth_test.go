@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
@@ -497,3 +498,60 @@ type discardCalls struct{}
 
 func (discardCalls) Call(*detect.Call)   {}
 func (discardCalls) File(*detect.FileOp) {}
+
+// TestSealedEarlyResponses re-drives the interleaved capture's sealed
+// association with every response on the wire before its request, as when a
+// gap holds the client's bytes back in the reassembler: the responses are
+// opened as they arrive (the server's RC4 stream is in wire order) and
+// joined with their requests later. Every call still decodes.
+func TestSealedEarlyResponses(t *testing.T) {
+	const name = "../pcaps/impacket-schtask-tcp-interleaved-sealed"
+	f := readSealedFacts(t, name+".json", name+".pcap")
+	opt, _ := f.secret(t)
+	msgs := wireMessages(t, name+".pcap", 49667, func(b []byte) int {
+		var h dissect.DCERPCHeader
+		if ok, _ := dissect.PeekDCERPC(b, &h); !ok {
+			return 0
+		}
+		return int(h.FragLen)
+	})
+	// Swap each request with the response that follows it.
+	swapped := 0
+	for i := 0; i+1 < len(msgs); i++ {
+		if msgs[i].fromClient && msgs[i].b[2] == dissect.PTypeRequest && !msgs[i+1].fromClient && msgs[i+1].b[2] == dissect.PTypeResponse {
+			msgs[i], msgs[i+1] = msgs[i+1], msgs[i]
+			swapped++
+			i++
+		}
+	}
+	if swapped < 4 {
+		t.Fatalf("only %d request/response pairs to swap", swapped)
+	}
+	c := &ocCapture{t: t, now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	fl := c.open(40003, 49667)
+	for _, m := range msgs {
+		fl.send(m.fromClient, m.b)
+	}
+	fl.close()
+	p := filepath.Join(t.TempDir(), "early.pcap")
+	c.write(p)
+	lines, cnt := replayCounters(t, opt, p)
+	want := uint64(f.sealed())
+	if cnt.DCERPC != (DCERPCCounters{SealedPDUs: want, UnsealedPDUs: ByMechanism{NTLM: want}}) {
+		t.Errorf("counters %+v, want all %d sealed PDUs opened", cnt.DCERPC, want)
+	}
+	n := 0
+	for _, ev := range parseEvents(t, lines) {
+		if ev.Event.Kind != "event" {
+			continue
+		}
+		n++
+		if !ev.DCERPC.Decrypted || ev.Tsch.Task.Path == "" || ev.Event.Outcome != "success" {
+			t.Errorf("%s: decrypted=%v path %q outcome %q error %q", ev.Event.Action, ev.DCERPC.Decrypted, ev.Tsch.Task.Path,
+				ev.Event.Outcome, ev.DCERPC.DecryptError)
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d events, want the 4 Task Scheduler calls", n)
+	}
+}

@@ -28,6 +28,19 @@ type wireMsg struct {
 // lab captures have no loss; retransmitted bytes are dropped by sequence.
 func smbWireMessages(t *testing.T, path string) []wireMsg {
 	t.Helper()
+	return wireMessages(t, path, 445, func(b []byte) int {
+		if len(b) < 4 {
+			return 0
+		}
+		return 4 + int(binary.BigEndian.Uint32(b)&0xffffff)
+	})
+}
+
+// wireMessages reads the TCP connection to port of a capture and returns
+// its messages, framed by msgLen (0: need more bytes), in the order they
+// completed on the wire.
+func wireMessages(t *testing.T, path string, port layers.TCPPort, msgLen func([]byte) int) []wireMsg {
+	t.Helper()
 	src, err := OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -49,11 +62,11 @@ func smbWireMessages(t *testing.T, path string) []wireMsg {
 		}
 		p := gopacket.NewPacket(data, link, gopacket.NoCopy)
 		tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		if tcp == nil || (tcp.DstPort != 445 && tcp.SrcPort != 445) {
+		if tcp == nil || (tcp.DstPort != port && tcp.SrcPort != port) {
 			continue
 		}
 		d := 0
-		if tcp.DstPort == 445 {
+		if tcp.DstPort == port {
 			d = 1
 		}
 		if tcp.SYN {
@@ -72,9 +85,9 @@ func smbWireMessages(t *testing.T, path string) []wireMsg {
 		}
 		next[d] += uint32(len(payload))
 		buf[d] = append(buf[d], payload...)
-		for len(buf[d]) >= 4 {
-			n := 4 + int(binary.BigEndian.Uint32(buf[d])&0xffffff)
-			if len(buf[d]) < n {
+		for {
+			n := msgLen(buf[d])
+			if n <= 0 || len(buf[d]) < n {
 				break
 			}
 			out = append(out, wireMsg{fromClient: d == 1, b: append([]byte(nil), buf[d][:n]...)})
