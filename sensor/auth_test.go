@@ -167,7 +167,7 @@ func TestSealedPDUCounters(t *testing.T) {
 
 // callEvent is the part of an event or alert the attribution tests read.
 type callEvent struct {
-	Event  struct{ Kind, Action string }
+	Event  struct{ Kind, Action, Outcome string }
 	Rule   struct{ ID string }
 	User   struct{ Name, Domain string }
 	DCERPC struct {
