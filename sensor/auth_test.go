@@ -260,14 +260,18 @@ func TestInterleavedSealedContext(t *testing.T) {
 	}
 }
 
-// kerberosFacts is the part of pcaps/krb-*.json the Kerberos tests read.
+// kerberosFacts is the part of pcaps/krb-*.json the Kerberos tests read:
+// the keytab, the tickets' client and the calls the lab server decoded.
 type kerberosFacts struct {
 	Keytab string
-	Client struct {
-		Command, Arguments string
-		RunAs              string `json:"run_as"`
-	}
-	APReq []struct{ CName, CRealm string } `json:"kerberos_ap_req"`
+	APReq  []struct{ CName, CRealm string } `json:"kerberos_ap_req"`
+	Calls  []krbCall
+}
+
+// krbCall is one call the lab server decoded.
+type krbCall struct {
+	Op, Command, Arguments string
+	UserID                 string `json:"user_id"`
 }
 
 // TestKerberosSealedCaptures replays the Kerberos lab's Task Scheduler
@@ -293,9 +297,11 @@ func TestKerberosSealedCaptures(t *testing.T) {
 			if err := json.Unmarshal(b, &facts); err != nil {
 				t.Fatal(err)
 			}
-			if facts.Keytab == "" || len(facts.APReq) == 0 || facts.Client.Command == "" {
-				t.Fatal("facts lack the keytab, the AP-REQ or the command")
+			i := slices.IndexFunc(facts.Calls, func(c krbCall) bool { return c.Op == "SchRpcRegisterTask" })
+			if facts.Keytab == "" || len(facts.APReq) == 0 || i < 0 || facts.Calls[i].Command == "" {
+				t.Fatal("facts lack the keytab, the AP-REQ or the registration the server decoded")
 			}
+			reg := facts.Calls[i]
 			principal := facts.APReq[0]
 			sf := &sealedFacts{name: filepath.Base(name), Keytab: facts.Keytab}
 			opt, _ := sf.secret(t)
@@ -313,9 +319,9 @@ func TestKerberosSealedCaptures(t *testing.T) {
 					continue
 				}
 				registered = true
-				if !ev.DCERPC.Decrypted || ev.Tsch.Task.Command != facts.Client.Command || ev.Tsch.Task.Arguments != facts.Client.Arguments || ev.Tsch.Task.RunAs != facts.Client.RunAs {
+				if !ev.DCERPC.Decrypted || ev.Tsch.Task.Command != reg.Command || ev.Tsch.Task.Arguments != reg.Arguments || ev.Tsch.Task.RunAs != reg.UserID {
 					t.Errorf("with the keytab: decrypted=%v task %q %q run as %q, want %q %q %q", ev.DCERPC.Decrypted,
-						ev.Tsch.Task.Command, ev.Tsch.Task.Arguments, ev.Tsch.Task.RunAs, facts.Client.Command, facts.Client.Arguments, facts.Client.RunAs)
+						ev.Tsch.Task.Command, ev.Tsch.Task.Arguments, ev.Tsch.Task.RunAs, reg.Command, reg.Arguments, reg.UserID)
 				}
 			}
 			if !registered || !alerted {
