@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -559,5 +560,56 @@ func TestSealedEarlyResponses(t *testing.T) {
 	}
 	if n != 4 {
 		t.Errorf("%d events, want the 4 Task Scheduler calls", n)
+	}
+}
+
+// tsharkSealedPDUs counts the sealed (auth level 6) request, response and
+// fault PDUs tshark dissects in a capture: the oracle for captures without
+// a facts file. It skips the test when tshark is missing.
+func tsharkSealedPDUs(t *testing.T, pcap string, extra ...string) int {
+	t.Helper()
+	bin, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark not installed: no independent count of sealed PDUs")
+	}
+	args := append([]string{"-n", "-r", pcap}, extra...)
+	args = append(args, "-Y", "dcerpc.auth_level == 6 && (dcerpc.pkt_type == 0 || dcerpc.pkt_type == 2 || dcerpc.pkt_type == 3)",
+		"-T", "fields", "-e", "dcerpc.pkt_type")
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Fields(string(out)) {
+		n += len(strings.Split(line, ",")) // one field value per PDU of the frame
+	}
+	return n
+}
+
+// TestSealedPDUCountersWindows: Scapy's DCE/RPC client against a Windows
+// server, svcctl over ncacn_ip_tcp sealed with NTLM in SPNEGO, one response
+// of 33592 bytes in several fragments (../shared B_scapy__dcerpc_privacy_ntlm;
+// the account's password is published in Scapy's test/scapy/layers/dcerpc.uts).
+// With it every sealed PDU tshark counts opens, none fails.
+func TestSealedPDUCountersWindows(t *testing.T) {
+	const pcap = "../../shared/pcaps/B_scapy__dcerpc_privacy_ntlm.pcapng"
+	if _, err := os.Stat(pcap); err != nil {
+		t.Skipf("../shared absent: %v", err)
+	}
+	want := uint64(tsharkSealedPDUs(t, pcap))
+	if want == 0 {
+		t.Fatal("tshark counts no sealed PDU")
+	}
+	creds, err := dissect.ParseCredentials([]byte(`DOMAIN\Administrator:Password123!`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c := replayCounters(t, Options{Credentials: creds}, pcap)
+	if c.DCERPC != (DCERPCCounters{SealedPDUs: want, UnsealedPDUs: ByMechanism{NTLM: want}}) {
+		t.Errorf("with the password: %+v, want all %d sealed PDUs opened", c.DCERPC, want)
+	}
+	_, c = replayCounters(t, Options{}, pcap)
+	if c.DCERPC != (DCERPCCounters{SealedPDUs: want}) {
+		t.Errorf("without it: %+v, want %d sealed, none opened", c.DCERPC, want)
 	}
 }
