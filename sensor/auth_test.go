@@ -127,7 +127,7 @@ func replayCounters(t *testing.T, opt Options, files ...string) ([]string, Count
 	if s := strings.TrimSpace(buf.String()); s != "" {
 		lines = strings.Split(s, "\n")
 	}
-	return lines, res.Stats.Counters(OutputCounters{Events: out.Events, Alerts: out.Alerts, DroppedEvents: out.Dropped})
+	return lines, res.Stats.Counters(OutputCounters{Events: out.Events, Alerts: out.Alerts}, out.Delivery())
 }
 
 // TestSealedPDUCounters replays every sealed capture without and with its

@@ -220,7 +220,7 @@ func TestLiveMatchesReplay(t *testing.T) {
 					t.Errorf("closing metric %s/%s: worker packets %d, kernel %d, want %d", last.Event.Kind, last.Event.Dataset, pk, last.Metric.Kernel.Packets, rres.Stats.Packets)
 				}
 				// It carries the counters object replay --stats-file writes.
-				rc := rres.Stats.Counters(OutputCounters{})
+				rc := rres.Stats.Counters(OutputCounters{}, Delivery{})
 				if last.Metric.Packets.Total != rres.Stats.Packets || last.Metric.DCERPC != rc.DCERPC || last.Metric.Kerberos != rc.Kerberos {
 					t.Errorf("closing metric counters: packets %d, dcerpc %+v, kerberos %+v; replay %d, %+v, %+v",
 						last.Metric.Packets.Total, last.Metric.DCERPC, last.Metric.Kerberos, rres.Stats.Packets, rc.DCERPC, rc.Kerberos)
