@@ -16,8 +16,6 @@ import (
 const (
 	maxEPMEndpoints   = 1024 // endpoints kept from one answer
 	maxTowerFloors    = 16   // a real tower has 4 or 5
-	epmOpLookup       = 2
-	epmOpMap          = 3
 	epmLayer          = "epm"
 	towerProtoUUID    = 0x0d
 	towerProtoRPCCO   = 0x0b

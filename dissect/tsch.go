@@ -5,131 +5,21 @@ package dissect
 // hostile sizes and panics, and turns the decoded call into TschInfo, the
 // "tsch" object of an event.
 //
-// To add an operation: extend OpName's table, add a case to tschRequest and
-// tschResponse that unmarshals go-msrpc's <Op>Request/<Op>Response and copies
-// the fields an investigator needs, and add a round-trip case to
-// tsch_test.go's tschOps.
+// The operations and their decoders are in the interface registry
+// (iface.go, one iface_*.go file per interface); adding one is described
+// there.
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/oiweiwei/go-msrpc/msrpc/dtyp"
-	tschatsvc "github.com/oiweiwei/go-msrpc/msrpc/tsch/atsvc/v1"
-	tschitss "github.com/oiweiwei/go-msrpc/msrpc/tsch/itaskschedulerservice/v1"
-	tschsasec "github.com/oiweiwei/go-msrpc/msrpc/tsch/sasec/v1"
 	"github.com/oiweiwei/go-msrpc/ndr"
 )
-
-// Iface identifies the RPC interfaces the sensor decodes.
-type Iface uint8
-
-const (
-	IfaceUnknown Iface = iota
-	IfaceATSVC
-	IfaceSASec
-	IfaceITaskSchedulerService
-	IfaceEPM
-)
-
-// Interface UUIDs (MS-TSCH 1.9, C706 Appendix O for the endpoint mapper).
-const (
-	uuidATSVC                 = "1ff70682-0a51-30e8-076d-740be8cee98b"
-	uuidSASec                 = "378e52b0-c0a9-11cf-822d-00aa0051e40f"
-	uuidITaskSchedulerService = "86d35949-83c9-4044-b424-db363231fd0c"
-	uuidEPM                   = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
-)
-
-// IfaceByUUID names the interface a bind's abstract syntax selects. The UUID
-// is the canonical text form, compared case-insensitively; the major version
-// must match too (a different major is a different interface).
-func IfaceByUUID(uuid string, major uint16) Iface {
-	for i := IfaceATSVC; i <= IfaceEPM; i++ {
-		if strings.EqualFold(uuid, i.UUID()) {
-			if major != i.major() {
-				return IfaceUnknown
-			}
-			return i
-		}
-	}
-	return IfaceUnknown
-}
-
-func (i Iface) String() string {
-	switch i {
-	case IfaceATSVC:
-		return "ATSVC"
-	case IfaceSASec:
-		return "SASec"
-	case IfaceITaskSchedulerService:
-		return "ITaskSchedulerService"
-	case IfaceEPM:
-		return "epm"
-	}
-	return ""
-}
-
-// UUID returns the interface UUID in canonical lower-case text.
-func (i Iface) UUID() string {
-	switch i {
-	case IfaceATSVC:
-		return uuidATSVC
-	case IfaceSASec:
-		return uuidSASec
-	case IfaceITaskSchedulerService:
-		return uuidITaskSchedulerService
-	case IfaceEPM:
-		return uuidEPM
-	}
-	return ""
-}
-
-func (i Iface) major() uint16 {
-	if i == IfaceEPM {
-		return 3
-	}
-	return 1
-}
-
-var (
-	atsvcOps = [...]string{"NetrJobAdd", "NetrJobDel", "NetrJobEnum", "NetrJobGetInfo"}
-	sasecOps = [...]string{"SASetAccountInformation", "SASetNSAccountInformation",
-		"SAGetNSAccountInformation", "SAGetAccountInformation"}
-	itssOps = [...]string{"SchRpcHighestVersion", "SchRpcRegisterTask", "SchRpcRetrieveTask",
-		"SchRpcCreateFolder", "SchRpcSetSecurity", "SchRpcGetSecurity", "SchRpcEnumFolders",
-		"SchRpcEnumTasks", "SchRpcEnumInstances", "SchRpcGetInstanceInfo", "SchRpcStopInstance",
-		"SchRpcStop", "SchRpcRun", "SchRpcDelete", "SchRpcRename", "SchRpcScheduledRuntimes",
-		"SchRpcGetLastRunInfo", "SchRpcGetTaskInfo", "SchRpcGetNumberOfMissedRuns", "SchRpcEnableTask"}
-	epmOps = [...]string{"ept_insert", "ept_delete", "ept_lookup", "ept_map",
-		"ept_lookup_handle_free", "ept_inq_object", "ept_mgmt_delete"}
-)
-
-// OpName returns the specification's name of an operation, "" when the
-// interface has no such opnum.
-func OpName(i Iface, opnum uint16) string {
-	var ops []string
-	switch i {
-	case IfaceATSVC:
-		ops = atsvcOps[:]
-	case IfaceSASec:
-		ops = sasecOps[:]
-	case IfaceITaskSchedulerService:
-		ops = itssOps[:]
-	case IfaceEPM:
-		ops = epmOps[:]
-	}
-	if int(opnum) < len(ops) {
-		return ops[opnum]
-	}
-	return ""
-}
 
 // Bounds of stub decoding. Lists are cut (with a *_truncated flag), never
 // refused, so the count the peer sent is still reported.
@@ -382,7 +272,7 @@ func DecodeResponse(i Iface, opnum uint16, stub []byte, syn Syntax, drep [4]byte
 // DecodeRequest is the package-level DecodeRequest with o's bounds.
 func (o TschOptions) DecodeRequest(i Iface, opnum uint16, stub []byte, syn Syntax, drep [4]byte, out *TschInfo) error {
 	*out = TschInfo{Operation: OpName(i, opnum)}
-	err := tschRequest(o, i, opnum, ndrDec{layer: "tsch", stub: stub, syn: syn, drep: drep}, out)
+	err := decodeStub(o, i, opnum, ndrDec{layer: "tsch", stub: stub, syn: syn, drep: drep}, out, false)
 	if err != nil {
 		out.DecodeError = "request: " + err.Error()
 	}
@@ -394,7 +284,7 @@ func (o TschOptions) DecodeResponse(i Iface, opnum uint16, stub []byte, syn Synt
 	if out.Operation == "" {
 		out.Operation = OpName(i, opnum)
 	}
-	err := tschResponse(o, i, opnum, ndrDec{layer: "tsch", stub: stub, syn: syn, drep: drep}, out)
+	err := decodeStub(o, i, opnum, ndrDec{layer: "tsch", stub: stub, syn: syn, drep: drep}, out, true)
 	if err != nil {
 		msg := "response: " + err.Error()
 		if out.DecodeError != "" {
@@ -514,28 +404,25 @@ func errNoOp(i Iface, opnum uint16) error {
 	return errAt("tsch", 0, ErrMalformed, "no %s operation %d", i, opnum)
 }
 
-func tschRequest(o TschOptions, i Iface, opnum uint16, d ndrDec, out *TschInfo) error {
-	switch i {
-	case IfaceATSVC:
-		return atsvcRequest(d, o, opnum, out)
-	case IfaceSASec:
-		return sasecRequest(d, opnum, out)
-	case IfaceITaskSchedulerService:
-		return itssRequest(d, o, opnum, out)
+// decodeStub runs the registry's decoder of the operation on the stub.
+func decodeStub(o TschOptions, i Iface, opnum uint16, d ndrDec, out *TschInfo, response bool) error {
+	if !response {
+		if in := i.Lookup(); in != nil && in.prepare != nil {
+			in.prepare(out)
+		}
 	}
-	return errNoOp(i, opnum)
-}
-
-func tschResponse(o TschOptions, i Iface, opnum uint16, d ndrDec, out *TschInfo) error {
-	switch i {
-	case IfaceATSVC:
-		return atsvcResponse(d, o, opnum, out)
-	case IfaceSASec:
-		return sasecResponse(d, opnum, out)
-	case IfaceITaskSchedulerService:
-		return itssResponse(d, o, opnum, out)
+	op := i.operation(opnum)
+	dec := (stubDecoder)(nil)
+	if op != nil {
+		dec = op.request
+		if response {
+			dec = op.response
+		}
 	}
-	return errNoOp(i, opnum)
+	if dec == nil {
+		return errNoOp(i, opnum)
+	}
+	return dec(d, o, out)
 }
 
 func (t *TschInfo) task() *TaskInfo {
@@ -578,127 +465,6 @@ func (t *TschInfo) setWin32(c uint32) {
 
 func ptr[T any](v T) *T { return &v }
 
-// ---- ATSVC (MS-TSCH 3.2.5.2) ----
-
-func atsvcRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
-	j := out.job()
-	switch opnum {
-	case 0:
-		var req tschatsvc.JobAddRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		j.ServerName = req.ServerName
-		if req.ATInfo != nil {
-			j.JobSchedule = jobSchedule(req.ATInfo.JobTime, req.ATInfo.DaysOfMonth, req.ATInfo.DaysOfWeek, req.ATInfo.Flags)
-			out.task().Command = req.ATInfo.Command
-		}
-	case 1:
-		var req tschatsvc.JobDeleteRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		j.ServerName, j.MinJobID, j.MaxJobID = req.ServerName, ptr(req.MinJobID), ptr(req.MaxJobID)
-	case 2:
-		var req tschatsvc.JobEnumRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		j.ServerName, j.PreferredMaximumLength, j.ResumeHandle = req.ServerName, req.PreferredMaximumLength, ptr(req.Resume)
-	case 3:
-		var req tschatsvc.JobGetInfoRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		j.ServerName, j.JobID = req.ServerName, ptr(req.JobID)
-	default:
-		return errNoOp(IfaceATSVC, opnum)
-	}
-	return nil
-}
-
-func atsvcResponse(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
-	switch opnum {
-	case 0:
-		var resp tschatsvc.JobAddResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.job().JobID = ptr(resp.JobID)
-		out.setWin32(resp.Return)
-	case 1:
-		var resp tschatsvc.JobDeleteResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.setWin32(resp.Return)
-	case 2:
-		var resp tschatsvc.JobEnumResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		j := out.job()
-		j.TotalEntries, j.ResumeHandle = ptr(resp.TotalEntries), ptr(resp.Resume)
-		if c := resp.EnumContainer; c != nil {
-			j.EntriesRead = ptr(c.EntriesRead)
-			for _, e := range c.Buffer {
-				if e == nil {
-					continue
-				}
-				if len(j.Jobs) == o.listLimit() {
-					j.JobsTruncated = true
-					break
-				}
-				j.Jobs = append(j.Jobs, JobEntry{
-					JobID:       e.JobID,
-					JobSchedule: jobSchedule(e.JobTime, e.DaysOfMonth, e.DaysOfWeek, e.Flags),
-					Command:     e.Command,
-				})
-			}
-		}
-		out.setWin32(resp.Return)
-	case 3:
-		var resp tschatsvc.JobGetInfoResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if a := resp.ATInfo; a != nil {
-			out.job().JobSchedule = jobSchedule(a.JobTime, a.DaysOfMonth, a.DaysOfWeek, a.Flags)
-			out.task().Command = a.Command
-		}
-		out.setWin32(resp.Return)
-	default:
-		return errNoOp(IfaceATSVC, opnum)
-	}
-	return nil
-}
-
-var (
-	jobFlagNames = []string{"JOB_RUN_PERIODICALLY", "JOB_EXEC_ERROR", "JOB_RUNS_TODAY",
-		"JOB_ADD_CURRENT_DATE", "JOB_NONINTERACTIVE"}
-	weekdayNames = []string{"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
-)
-
-// jobSchedule spells out AT_INFO: JobTime is milliseconds after midnight,
-// DaysOfMonth bit n is day n+1, DaysOfWeek bit 0 is Monday.
-func jobSchedule(ms uint64, dom uint32, dow, flags uint8) JobSchedule {
-	s := JobSchedule{JobTimeMS: ptr(ms), Flags: flags, FlagsNames: flagNames(uint32(flags), jobFlagNames)}
-	if ms < 24*3600*1000 {
-		s.JobTime = fmt.Sprintf("%02d:%02d", ms/3600000, ms/60000%60)
-	}
-	for d := 0; d < 31; d++ {
-		if dom&(1<<d) != 0 {
-			s.DaysOfMonth = append(s.DaysOfMonth, d+1)
-		}
-	}
-	for d := 0; d < 7; d++ {
-		if dow&(1<<d) != 0 {
-			s.DaysOfWeek = append(s.DaysOfWeek, weekdayNames[d])
-		}
-	}
-	return s
-}
-
 // flagNames names the set bits of v, bit n by names[n]; other set bits are
 // spelled in hex so nothing the peer sent is hidden.
 func flagNames(v uint32, names []string) []string {
@@ -717,486 +483,11 @@ func flagNames(v uint32, names []string) []string {
 	return out
 }
 
-// ---- SASec (MS-TSCH 3.2.5.3) ----
-
-// sasecFlagNames: dwJobFlags defines one bit, TASK_FLAG_RUN_ONLY_IF_LOGGED_ON.
-var sasecFlagNames = func() []string {
-	n := make([]string, 14)
-	n[13] = "TASK_FLAG_RUN_ONLY_IF_LOGGED_ON"
-	return n
-}()
-
-func sasecRequest(d ndrDec, opnum uint16, out *TschInfo) error {
-	a := out.account()
-	switch opnum {
-	case 0:
-		var req tschsasec.SetAccountInformationRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		a.ServerName, a.JobName, a.AccountName = req.Handle, req.JobName, req.Account
-		a.Flags, a.FlagsNames = req.JobFlags, flagNames(req.JobFlags, sasecFlagNames)
-		t := out.task()
-		t.Path, t.RunAs = req.JobName, req.Account
-	case 1:
-		var req tschsasec.SetNSAccountInformationRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		a.ServerName, a.AccountName = req.Handle, req.Account
-	case 2:
-		var req tschsasec.GetNSAccountInformationRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		a.ServerName = req.Handle
-	case 3:
-		var req tschsasec.GetAccountInformationRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		a.ServerName, a.JobName = req.Handle, req.JobName
-		out.setPath(req.JobName)
-	default:
-		return errNoOp(IfaceSASec, opnum)
-	}
-	return nil
-}
-
-func sasecResponse(d ndrDec, opnum uint16, out *TschInfo) error {
-	switch opnum {
-	case 0:
-		var resp tschsasec.SetAccountInformationResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.setHRESULT(resp.Return)
-	case 1:
-		var resp tschsasec.SetNSAccountInformationResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.setHRESULT(resp.Return)
-	case 2:
-		var resp tschsasec.GetNSAccountInformationResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if resp.Buffer != "" {
-			out.account().AccountName = resp.Buffer
-		}
-		out.setHRESULT(resp.Return)
-	case 3:
-		var resp tschsasec.GetAccountInformationResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if resp.Buffer != "" {
-			out.account().AccountName = resp.Buffer
-			out.task().RunAs = resp.Buffer
-		}
-		out.setHRESULT(resp.Return)
-	default:
-		return errNoOp(IfaceSASec, opnum)
-	}
-	return nil
-}
-
-// ---- ITaskSchedulerService (MS-TSCH 3.2.5.4) ----
-
-var (
-	registerFlagNames = []string{"TASK_VALIDATE_ONLY", "TASK_CREATE", "TASK_UPDATE", "TASK_DISABLE",
-		"TASK_DONT_ADD_PRINCIPAL_ACE", "TASK_IGNORE_REGISTRATION_TRIGGERS"}
-	runFlagNames = []string{"TASK_RUN_AS_SELF", "TASK_RUN_IGNORE_CONSTRAINTS", "TASK_RUN_USE_SESSION_ID",
-		"TASK_RUN_USER_SID"}
-	enumFlagNames  = []string{"TASK_ENUM_HIDDEN"}
-	logonTypeNames = []string{"TASK_LOGON_NONE", "TASK_LOGON_PASSWORD", "TASK_LOGON_S4U",
-		"TASK_LOGON_INTERACTIVE_TOKEN", "TASK_LOGON_GROUP", "TASK_LOGON_SERVICE_ACCOUNT",
-		"TASK_LOGON_INTERACTIVE_TOKEN_OR_PASSWORD"}
-	taskStateNames = []string{"TASK_STATE_UNKNOWN", "TASK_STATE_DISABLED", "TASK_STATE_QUEUED",
-		"TASK_STATE_READY", "TASK_STATE_RUNNING"}
-)
-
 func enumName(v uint32, names []string, typ string) string {
 	if v < uint32(len(names)) {
 		return names[v]
 	}
 	return typ + "(" + strconv.FormatUint(uint64(v), 10) + ")"
-}
-
-// maxTaskXMLParse bounds how much task XML is parsed, whatever is kept.
-const maxTaskXMLParse = 4 << 20
-
-// setXML keeps the task XML (cut at the limit), its digest over the whole
-// string as received, and what ParseTaskXML reads from it.
-func setXML(o TschOptions, t *TaskInfo, doc string) {
-	sum := sha256.Sum256([]byte(doc))
-	t.XMLSHA256 = hex.EncodeToString(sum[:])
-	limit := o.xmlLimit()
-	t.XML = doc
-	if len(doc) > limit {
-		t.XML, t.XMLTruncated = truncateUTF8(doc, limit), true
-	}
-	// The raw copy is cut at the limit, the parse is not: padding the XML
-	// (a long description, whitespace, comments) must not push the actions
-	// out of sight. The stub itself is bounded by the sensor (max-stub), and
-	// the parser bounds depth and element count.
-	parsed, err := ParseTaskXML(doc, max(limit, maxTaskXMLParse))
-	if err != nil {
-		t.XMLParseError = err.Error()
-	}
-	if parsed == nil {
-		return
-	}
-	t.Command, t.Arguments, t.WorkingDirectory = parsed.Command, parsed.Arguments, parsed.WorkingDirectory
-	t.RunAs, t.Hidden, t.Enabled = parsed.RunAs, parsed.Hidden, parsed.Enabled
-	t.LogonType, t.RunLevel = parsed.LogonType, parsed.RunLevel
-	t.Actions, t.ActionsTruncated = parsed.Actions, parsed.ActionsTruncated
-	t.Triggers, t.TriggersTruncated = parsed.Triggers, parsed.TriggersTruncated
-	t.Author, t.Description, t.URI, t.Date = parsed.Author, parsed.Description, parsed.URI, parsed.Date
-	t.XMLMalformed = parsed.XMLMalformed
-}
-
-func itssRequest(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
-	switch opnum {
-	case 0:
-		var req tschitss.HighestVersionRequest
-		return d.unmarshal(&req)
-	case 1:
-		var req tschitss.RegisterTaskRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		t := out.task()
-		t.Path = req.Path
-		setXML(o, t, req.XML)
-		reg := &RegisterInfo{
-			Flags:            req.Flags,
-			FlagsNames:       flagNames(req.Flags, registerFlagNames),
-			SDDL:             req.SDDL,
-			LogonType:        enumName(req.LogonType, logonTypeNames, "TASK_LOGON_TYPE"),
-			CredentialsCount: req.CredsCount,
-		}
-		for _, c := range req.Creds {
-			if c == nil {
-				continue
-			}
-			if len(reg.CredentialUsers) == maxTschCredentials {
-				break
-			}
-			reg.CredentialUsers = append(reg.CredentialUsers, c.UserID)
-		}
-		out.Register = reg
-	case 2:
-		var req tschitss.RetrieveTaskRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-	case 3:
-		var req tschitss.CreateFolderRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
-	case 4:
-		var req tschitss.SetSecurityRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
-	case 5:
-		var req tschitss.GetSecurityRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Security = &SecurityInfo{SecurityInformation: req.SecurityInformation}
-	case 6:
-		var req tschitss.EnumFoldersRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
-			StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
-	case 7:
-		var req tschitss.EnumTasksRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
-			StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
-	case 8:
-		var req tschitss.EnumInstancesRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames)}
-	case 9:
-		var req tschitss.GetInstanceInfoRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.Instance = &InstanceInfo{GUID: formatGUID(req.GUID)}
-	case 10:
-		var req tschitss.StopInstanceRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.Instance = &InstanceInfo{GUID: formatGUID(req.GUID), Flags: req.Flags}
-	case 11:
-		var req tschitss.StopRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Flags = ptr(req.Flags)
-	case 12:
-		var req tschitss.RunRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		run := &RunInfo{ArgumentsCount: req.ArgsCount, Flags: req.Flags,
-			FlagsNames: flagNames(req.Flags, runFlagNames), SessionID: req.SessionID, User: req.User}
-		run.Arguments, run.ArgumentsTruncated = boundStrings(req.Args, o.listLimit())
-		out.Run = run
-	case 13:
-		var req tschitss.DeleteRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Flags = ptr(req.Flags)
-	case 14:
-		var req tschitss.RenameRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		t := out.task()
-		t.Path, t.NewPath, out.Flags = req.Path, req.NewName, ptr(req.Flags)
-	case 15:
-		var req tschitss.ScheduledRuntimesRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Runtimes = &RuntimesInfo{Start: formatSystemTime(req.Start), End: formatSystemTime(req.End),
-			Flags: req.Flags, RequestedCount: req.RequestedCount}
-	case 16:
-		var req tschitss.GetLastRunInfoRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-	case 17:
-		var req tschitss.GetTaskInfoRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-		out.Flags = ptr(req.Flags)
-	case 18:
-		var req tschitss.GetNumberOfMissedRunsRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		out.setPath(req.Path)
-	case 19:
-		var req tschitss.EnableTaskRequest
-		if err := d.unmarshal(&req); err != nil {
-			return err
-		}
-		t := out.task()
-		t.Path, t.Enabled = req.Path, ptr(req.Enabled != 0)
-	default:
-		return errNoOp(IfaceITaskSchedulerService, opnum)
-	}
-	return nil
-}
-
-func itssResponse(d ndrDec, o TschOptions, opnum uint16, out *TschInfo) error {
-	switch opnum {
-	case 0:
-		var resp tschitss.HighestVersionResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.Version = fmt.Sprintf("%d.%d", resp.Version>>16, resp.Version&0xffff)
-		out.setHRESULT(resp.Return)
-	case 1:
-		var resp tschitss.RegisterTaskResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if out.Register == nil {
-			out.Register = &RegisterInfo{}
-		}
-		out.Register.ActualPath = resp.ActualPath
-		if e := resp.ErrorInfo; e != nil {
-			out.Register.ErrorInfo = &XMLErrorInfo{Line: e.Line, Column: e.Column, Node: e.Node, Value: e.Value}
-		}
-		out.setHRESULT(resp.Return)
-	case 2:
-		var resp tschitss.RetrieveTaskResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if resp.XML != "" {
-			setXML(o, out.task(), resp.XML)
-		}
-		out.setHRESULT(resp.Return)
-	case 5:
-		var resp tschitss.GetSecurityResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if out.Security == nil {
-			out.Security = &SecurityInfo{}
-		}
-		out.Security.SDDL = resp.SDDL
-		out.setHRESULT(resp.Return)
-	case 6, 7:
-		var names []string
-		var start, count uint32
-		var ret int32
-		if opnum == 6 {
-			var resp tschitss.EnumFoldersResponse
-			if err := d.unmarshal(&resp); err != nil {
-				return err
-			}
-			names, start, count, ret = resp.Names, resp.StartIndex, resp.NamesCount, resp.Return
-		} else {
-			var resp tschitss.EnumTasksResponse
-			if err := d.unmarshal(&resp); err != nil {
-				return err
-			}
-			names, start, count, ret = resp.Names, resp.StartIndex, resp.NamesCount, resp.Return
-		}
-		if out.Enum == nil {
-			out.Enum = &EnumInfo{}
-		}
-		e := out.Enum
-		e.StartIndex, e.Count = ptr(start), ptr(count)
-		e.Names, e.Truncated = boundStrings(names, o.listLimit())
-		out.setHRESULT(ret)
-	case 8:
-		var resp tschitss.EnumInstancesResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if out.Enum == nil {
-			out.Enum = &EnumInfo{}
-		}
-		e := out.Enum
-		e.Count = ptr(resp.GUIDsCount)
-		e.Instances, e.Truncated = boundGUIDs(resp.GUIDs, o.listLimit())
-		out.setHRESULT(resp.Return)
-	case 9:
-		var resp tschitss.GetInstanceInfoResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if out.Instance == nil {
-			out.Instance = &InstanceInfo{}
-		}
-		in := out.Instance
-		in.Path, in.State = resp.Path, enumName(resp.State, taskStateNames, "TASK_STATE")
-		in.CurrentAction, in.Info, in.EnginePID = resp.CurrentAction, resp.Info, resp.EnginePID
-		in.GroupInstances, _ = boundGUIDs(resp.GroupInstances, o.listLimit())
-		out.setHRESULT(resp.Return)
-	case 12:
-		var resp tschitss.RunResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if out.Run == nil {
-			out.Run = &RunInfo{}
-		}
-		out.Run.InstanceGUID = formatGUID(resp.GUID)
-		out.setHRESULT(resp.Return)
-	case 15:
-		var resp tschitss.ScheduledRuntimesResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		if out.Runtimes == nil {
-			out.Runtimes = &RuntimesInfo{}
-		}
-		rt := out.Runtimes
-		rt.Count = ptr(resp.RuntimesCount)
-		for _, st := range resp.Runtimes {
-			if len(rt.Runtimes) == o.listLimit() {
-				rt.Truncated = true
-				break
-			}
-			rt.Runtimes = append(rt.Runtimes, formatSystemTime(st))
-		}
-		out.setHRESULT(resp.Return)
-	case 16:
-		var resp tschitss.GetLastRunInfoResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.LastRun = &LastRunInfo{Time: formatSystemTime(resp.LastRuntime), ReturnCode: resp.LastReturnCode,
-			ReturnCodeName: HRESULTName(resp.LastReturnCode)}
-		out.setHRESULT(resp.Return)
-	case 17:
-		var resp tschitss.GetTaskInfoResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		t := out.task()
-		t.Enabled, t.State = ptr(resp.Enabled != 0), enumName(resp.State, taskStateNames, "TASK_STATE")
-		out.setHRESULT(resp.Return)
-	case 18:
-		var resp tschitss.GetNumberOfMissedRunsResponse
-		if err := d.unmarshal(&resp); err != nil {
-			return err
-		}
-		out.MissedRuns = ptr(resp.NumberOfMissedRuns)
-		out.setHRESULT(resp.Return)
-	case 3, 4, 10, 11, 13, 14, 19:
-		// These answer with the HRESULT alone; each has its own go-msrpc type
-		// only to unmarshal that one value.
-		var ret int32
-		var err error
-		switch opnum {
-		case 3:
-			var resp tschitss.CreateFolderResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		case 4:
-			var resp tschitss.SetSecurityResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		case 10:
-			var resp tschitss.StopInstanceResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		case 11:
-			var resp tschitss.StopResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		case 13:
-			var resp tschitss.DeleteResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		case 14:
-			var resp tschitss.RenameResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		case 19:
-			var resp tschitss.EnableTaskResponse
-			err, ret = d.unmarshal(&resp), resp.Return
-		}
-		if err != nil {
-			return err
-		}
-		out.setHRESULT(ret)
-	default:
-		return errNoOp(IfaceITaskSchedulerService, opnum)
-	}
-	return nil
 }
 
 func boundStrings(in []string, limit int) ([]string, bool) {

@@ -101,7 +101,7 @@ func (r *Resolver) EPM(server netip.Addr, port uint16, uuid string, t time.Time)
 // resolve names, decodes and passes on c when the table knows its port.
 func (r *Resolver) resolve(c *detect.Call) bool {
 	iface, uuid, ok := r.epm.Lookup(c.Server, c.ServerPort, c.Time)
-	if !ok || !interestingIface(iface) || iface == dissect.IfaceEPM {
+	if !ok || !iface.Decoded() || iface == dissect.IfaceEPM {
 		return false
 	}
 	c.Iface, c.IfaceUUID, c.IfaceVersion, c.Unresolved = iface, uuid, "1.0", false

@@ -9,12 +9,6 @@ import (
 	"github.com/tschsensor/tschsensor/dissect"
 )
 
-// Endpoint-mapper operations whose answers name ports (C706 appendix O).
-const (
-	epmLookup = 2
-	epmMap    = 3
-)
-
 // maxContexts bounds presentation contexts remembered per channel.
 const maxContexts = 256
 
@@ -244,11 +238,6 @@ func (r *rpcChannel) authToken(fromClient bool) {
 	r.auth.last = sc
 }
 
-// interestingIface reports whether calls on the interface are reported.
-func interestingIface(i dissect.Iface) bool {
-	return i == dissect.IfaceATSVC || i == dissect.IfaceSASec || i == dissect.IfaceITaskSchedulerService || i == dissect.IfaceEPM
-}
-
 func (r *rpcChannel) pipeIsAtsvc() bool {
 	if r.smb == nil {
 		return false
@@ -406,7 +395,7 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	if pc != nil {
 		iface = pc.iface
 	}
-	interested := interestingIface(iface)
+	interested := iface.Decoded()
 	// A TCP channel caught without its bind may still be named by the
 	// endpoint mapper, whose answer another worker may not have learnt yet:
 	// keep the call and look again when it finishes.
@@ -521,7 +510,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 			r.c.anomaly("dcerpc_call_unknown_context")
 			return
 		}
-		if !interestingIface(pc.iface) {
+		if !pc.iface.Decoded() {
 			return
 		}
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
@@ -599,10 +588,13 @@ func (r *rpcChannel) learnEPM(rc *rpcCall) {
 	if syn == dissect.SyntaxUnknown {
 		syn = dissect.SyntaxNDR
 	}
-	decode := dissect.DecodeEPMMap
-	if rc.call.Opnum == epmLookup {
+	var decode func(req, resp []byte, syn dissect.Syntax, drep [4]byte) ([]dissect.Endpoint, error)
+	switch dissect.OpOf(rc.call.Iface, rc.call.Opnum) {
+	case dissect.OpEptMap:
+		decode = dissect.DecodeEPMMap
+	case dissect.OpEptLookup:
 		decode = dissect.DecodeEPMLookup
-	} else if rc.call.Opnum != epmMap {
+	default:
 		return
 	}
 	eps, err := decode(rc.req, rc.resp, syn, rc.drep)

@@ -1,9 +1,9 @@
 package dissect
 
-// wellKnown names RPC interfaces that share pipes and ports with MS-TSCH, so
-// that bind statistics read as words. Only the MS-TSCH interfaces and EPM are
-// decoded; the rest are counted.
-var wellKnown = map[string]string{
+// knownInterfaces names RPC interfaces that share pipes and ports with
+// MS-TSCH, so that bind statistics read as words. They are counted, not
+// decoded; the decoded ones are in the registry (iface.go).
+var knownInterfaces = map[string]string{
 	"12345778-1234-abcd-ef00-0123456789ab": "lsarpc",
 	"12345778-1234-abcd-ef00-0123456789ac": "samr",
 	"367abb81-9844-35f1-ad32-98f038001003": "svcctl",
@@ -25,11 +25,4 @@ var wellKnown = map[string]string{
 	"df1941c5-fe89-4e79-bf10-463657acf44d": "efsrpc",
 	"4fc742e0-4a10-11cf-8273-00aa004ae673": "netdfs",
 	"894de0c0-0d55-11d3-a322-00c04fa321a1": "InitShutdown",
-	"1ff70682-0a51-30e8-076d-740be8cee98b": "ATSVC",
-	"378e52b0-c0a9-11cf-822d-00aa0051e40f": "SASec",
-	"86d35949-83c9-4044-b424-db363231fd0c": "ITaskSchedulerService",
-	"e1af8308-5d1f-11c9-91a4-08002b14a0fa": "epm",
 }
-
-// InterfaceName names an interface by UUID for statistics, or returns "".
-func InterfaceName(uuid string) string { return wellKnown[uuid] }

@@ -1,0 +1,521 @@
+package dissect
+
+// ITaskSchedulerService (MS-TSCH 3.2.5.4): the Task Scheduler 2.0 interface,
+// on \pipe\atsvc and on a dynamic TCP port.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	tschitss "github.com/oiweiwei/go-msrpc/msrpc/tsch/itaskschedulerservice/v1"
+	"github.com/oiweiwei/go-msrpc/ndr"
+)
+
+const uuidITaskSchedulerService = "86d35949-83c9-4044-b424-db363231fd0c"
+
+// ITaskSchedulerService operations.
+const (
+	OpSchRpcHighestVersion        = Op(IfaceITaskSchedulerService)<<16 | 0
+	OpSchRpcRegisterTask          = Op(IfaceITaskSchedulerService)<<16 | 1
+	OpSchRpcRetrieveTask          = Op(IfaceITaskSchedulerService)<<16 | 2
+	OpSchRpcCreateFolder          = Op(IfaceITaskSchedulerService)<<16 | 3
+	OpSchRpcSetSecurity           = Op(IfaceITaskSchedulerService)<<16 | 4
+	OpSchRpcGetSecurity           = Op(IfaceITaskSchedulerService)<<16 | 5
+	OpSchRpcEnumFolders           = Op(IfaceITaskSchedulerService)<<16 | 6
+	OpSchRpcEnumTasks             = Op(IfaceITaskSchedulerService)<<16 | 7
+	OpSchRpcEnumInstances         = Op(IfaceITaskSchedulerService)<<16 | 8
+	OpSchRpcGetInstanceInfo       = Op(IfaceITaskSchedulerService)<<16 | 9
+	OpSchRpcStopInstance          = Op(IfaceITaskSchedulerService)<<16 | 10
+	OpSchRpcStop                  = Op(IfaceITaskSchedulerService)<<16 | 11
+	OpSchRpcRun                   = Op(IfaceITaskSchedulerService)<<16 | 12
+	OpSchRpcDelete                = Op(IfaceITaskSchedulerService)<<16 | 13
+	OpSchRpcRename                = Op(IfaceITaskSchedulerService)<<16 | 14
+	OpSchRpcScheduledRuntimes     = Op(IfaceITaskSchedulerService)<<16 | 15
+	OpSchRpcGetLastRunInfo        = Op(IfaceITaskSchedulerService)<<16 | 16
+	OpSchRpcGetTaskInfo           = Op(IfaceITaskSchedulerService)<<16 | 17
+	OpSchRpcGetNumberOfMissedRuns = Op(IfaceITaskSchedulerService)<<16 | 18
+	OpSchRpcEnableTask            = Op(IfaceITaskSchedulerService)<<16 | 19
+)
+
+// Flags of SchRpcRegisterTask (MS-TSCH 3.2.5.4.2).
+const (
+	TaskValidateOnly = 0x1
+	TaskCreate       = 0x2
+	TaskUpdate       = 0x4
+)
+
+var itssInterface = Interface{
+	Iface: IfaceITaskSchedulerService, Name: "ITaskSchedulerService", UUID: uuidITaskSchedulerService, Major: 1, Minor: 0,
+	Ops: []Operation{
+		{OpSchRpcHighestVersion, "SchRpcHighestVersion", itssHighestVersionRequest, itssHighestVersionResponse},
+		{OpSchRpcRegisterTask, "SchRpcRegisterTask", itssRegisterTaskRequest, itssRegisterTaskResponse},
+		{OpSchRpcRetrieveTask, "SchRpcRetrieveTask", itssRetrieveTaskRequest, itssRetrieveTaskResponse},
+		{OpSchRpcCreateFolder, "SchRpcCreateFolder", itssCreateFolderRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.CreateFolderResponse{}; return r, &r.Return })},
+		{OpSchRpcSetSecurity, "SchRpcSetSecurity", itssSetSecurityRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.SetSecurityResponse{}; return r, &r.Return })},
+		{OpSchRpcGetSecurity, "SchRpcGetSecurity", itssGetSecurityRequest, itssGetSecurityResponse},
+		{OpSchRpcEnumFolders, "SchRpcEnumFolders", itssEnumFoldersRequest, itssEnumFoldersResponse},
+		{OpSchRpcEnumTasks, "SchRpcEnumTasks", itssEnumTasksRequest, itssEnumTasksResponse},
+		{OpSchRpcEnumInstances, "SchRpcEnumInstances", itssEnumInstancesRequest, itssEnumInstancesResponse},
+		{OpSchRpcGetInstanceInfo, "SchRpcGetInstanceInfo", itssGetInstanceInfoRequest, itssGetInstanceInfoResponse},
+		{OpSchRpcStopInstance, "SchRpcStopInstance", itssStopInstanceRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.StopInstanceResponse{}; return r, &r.Return })},
+		{OpSchRpcStop, "SchRpcStop", itssStopRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.StopResponse{}; return r, &r.Return })},
+		{OpSchRpcRun, "SchRpcRun", itssRunRequest, itssRunResponse},
+		{OpSchRpcDelete, "SchRpcDelete", itssDeleteRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.DeleteResponse{}; return r, &r.Return })},
+		{OpSchRpcRename, "SchRpcRename", itssRenameRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.RenameResponse{}; return r, &r.Return })},
+		{OpSchRpcScheduledRuntimes, "SchRpcScheduledRuntimes", itssScheduledRuntimesRequest, itssScheduledRuntimesResponse},
+		{OpSchRpcGetLastRunInfo, "SchRpcGetLastRunInfo", itssGetLastRunInfoRequest, itssGetLastRunInfoResponse},
+		{OpSchRpcGetTaskInfo, "SchRpcGetTaskInfo", itssGetTaskInfoRequest, itssGetTaskInfoResponse},
+		{OpSchRpcGetNumberOfMissedRuns, "SchRpcGetNumberOfMissedRuns", itssGetNumberOfMissedRunsRequest, itssGetNumberOfMissedRunsResponse},
+		{OpSchRpcEnableTask, "SchRpcEnableTask", itssEnableTaskRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.EnableTaskResponse{}; return r, &r.Return })},
+	},
+}
+
+var (
+	registerFlagNames = []string{"TASK_VALIDATE_ONLY", "TASK_CREATE", "TASK_UPDATE", "TASK_DISABLE",
+		"TASK_DONT_ADD_PRINCIPAL_ACE", "TASK_IGNORE_REGISTRATION_TRIGGERS"}
+	runFlagNames = []string{"TASK_RUN_AS_SELF", "TASK_RUN_IGNORE_CONSTRAINTS", "TASK_RUN_USE_SESSION_ID",
+		"TASK_RUN_USER_SID"}
+	enumFlagNames  = []string{"TASK_ENUM_HIDDEN"}
+	logonTypeNames = []string{"TASK_LOGON_NONE", "TASK_LOGON_PASSWORD", "TASK_LOGON_S4U",
+		"TASK_LOGON_INTERACTIVE_TOKEN", "TASK_LOGON_GROUP", "TASK_LOGON_SERVICE_ACCOUNT",
+		"TASK_LOGON_INTERACTIVE_TOKEN_OR_PASSWORD"}
+	taskStateNames = []string{"TASK_STATE_UNKNOWN", "TASK_STATE_DISABLED", "TASK_STATE_QUEUED",
+		"TASK_STATE_READY", "TASK_STATE_RUNNING"}
+)
+
+// maxTaskXMLParse bounds how much task XML is parsed, whatever is kept.
+const maxTaskXMLParse = 4 << 20
+
+// setXML keeps the task XML (cut at the limit), its digest over the whole
+// string as received, and what ParseTaskXML reads from it.
+func setXML(o TschOptions, t *TaskInfo, doc string) {
+	sum := sha256.Sum256([]byte(doc))
+	t.XMLSHA256 = hex.EncodeToString(sum[:])
+	limit := o.xmlLimit()
+	t.XML = doc
+	if len(doc) > limit {
+		t.XML, t.XMLTruncated = truncateUTF8(doc, limit), true
+	}
+	// The raw copy is cut at the limit, the parse is not: padding the XML
+	// (a long description, whitespace, comments) must not push the actions
+	// out of sight. The stub itself is bounded by the sensor (max-stub), and
+	// the parser bounds depth and element count.
+	parsed, err := ParseTaskXML(doc, max(limit, maxTaskXMLParse))
+	if err != nil {
+		t.XMLParseError = err.Error()
+	}
+	if parsed == nil {
+		return
+	}
+	t.Command, t.Arguments, t.WorkingDirectory = parsed.Command, parsed.Arguments, parsed.WorkingDirectory
+	t.RunAs, t.Hidden, t.Enabled = parsed.RunAs, parsed.Hidden, parsed.Enabled
+	t.LogonType, t.RunLevel = parsed.LogonType, parsed.RunLevel
+	t.Actions, t.ActionsTruncated = parsed.Actions, parsed.ActionsTruncated
+	t.Triggers, t.TriggersTruncated = parsed.Triggers, parsed.TriggersTruncated
+	t.Author, t.Description, t.URI, t.Date = parsed.Author, parsed.Description, parsed.URI, parsed.Date
+	t.XMLMalformed = parsed.XMLMalformed
+}
+
+// hresultOnly decodes a response that answers with an HRESULT alone; each
+// has its own go-msrpc type only to unmarshal that one value.
+func hresultOnly(newResp func() (ndr.Unmarshaler, *int32)) stubDecoder {
+	return func(d ndrDec, _ TschOptions, out *TschInfo) error {
+		resp, ret := newResp()
+		if err := d.unmarshal(resp); err != nil {
+			return err
+		}
+		out.setHRESULT(*ret)
+		return nil
+	}
+}
+
+func itssHighestVersionRequest(d ndrDec, _ TschOptions, _ *TschInfo) error {
+	var req tschitss.HighestVersionRequest
+	return d.unmarshal(&req)
+}
+
+func itssHighestVersionResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.HighestVersionResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	out.Version = fmt.Sprintf("%d.%d", resp.Version>>16, resp.Version&0xffff)
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssRegisterTaskRequest(d ndrDec, o TschOptions, out *TschInfo) error {
+	var req tschitss.RegisterTaskRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	t := out.task()
+	t.Path = req.Path
+	setXML(o, t, req.XML)
+	reg := &RegisterInfo{
+		Flags:            req.Flags,
+		FlagsNames:       flagNames(req.Flags, registerFlagNames),
+		SDDL:             req.SDDL,
+		LogonType:        enumName(req.LogonType, logonTypeNames, "TASK_LOGON_TYPE"),
+		CredentialsCount: req.CredsCount,
+	}
+	for _, c := range req.Creds {
+		if c == nil {
+			continue
+		}
+		if len(reg.CredentialUsers) == maxTschCredentials {
+			break
+		}
+		reg.CredentialUsers = append(reg.CredentialUsers, c.UserID)
+	}
+	out.Register = reg
+	return nil
+}
+
+func itssRegisterTaskResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.RegisterTaskResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if out.Register == nil {
+		out.Register = &RegisterInfo{}
+	}
+	out.Register.ActualPath = resp.ActualPath
+	if e := resp.ErrorInfo; e != nil {
+		out.Register.ErrorInfo = &XMLErrorInfo{Line: e.Line, Column: e.Column, Node: e.Node, Value: e.Value}
+	}
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssRetrieveTaskRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.RetrieveTaskRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	return nil
+}
+
+func itssRetrieveTaskResponse(d ndrDec, o TschOptions, out *TschInfo) error {
+	var resp tschitss.RetrieveTaskResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if resp.XML != "" {
+		setXML(o, out.task(), resp.XML)
+	}
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssCreateFolderRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.CreateFolderRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
+	return nil
+}
+
+func itssSetSecurityRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.SetSecurityRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
+	return nil
+}
+
+func itssGetSecurityRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.GetSecurityRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Security = &SecurityInfo{SecurityInformation: req.SecurityInformation}
+	return nil
+}
+
+func itssGetSecurityResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.GetSecurityResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if out.Security == nil {
+		out.Security = &SecurityInfo{}
+	}
+	out.Security.SDDL = resp.SDDL
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssEnumFoldersRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.EnumFoldersRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
+		StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
+	return nil
+}
+
+func itssEnumTasksRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.EnumTasksRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
+		StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
+	return nil
+}
+
+func itssEnumFoldersResponse(d ndrDec, o TschOptions, out *TschInfo) error {
+	var resp tschitss.EnumFoldersResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	setEnumNames(o, out, resp.Names, resp.StartIndex, resp.NamesCount, resp.Return)
+	return nil
+}
+
+func itssEnumTasksResponse(d ndrDec, o TschOptions, out *TschInfo) error {
+	var resp tschitss.EnumTasksResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	setEnumNames(o, out, resp.Names, resp.StartIndex, resp.NamesCount, resp.Return)
+	return nil
+}
+
+func setEnumNames(o TschOptions, out *TschInfo, names []string, start, count uint32, ret int32) {
+	if out.Enum == nil {
+		out.Enum = &EnumInfo{}
+	}
+	e := out.Enum
+	e.StartIndex, e.Count = ptr(start), ptr(count)
+	e.Names, e.Truncated = boundStrings(names, o.listLimit())
+	out.setHRESULT(ret)
+}
+
+func itssEnumInstancesRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.EnumInstancesRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames)}
+	return nil
+}
+
+func itssEnumInstancesResponse(d ndrDec, o TschOptions, out *TschInfo) error {
+	var resp tschitss.EnumInstancesResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if out.Enum == nil {
+		out.Enum = &EnumInfo{}
+	}
+	e := out.Enum
+	e.Count = ptr(resp.GUIDsCount)
+	e.Instances, e.Truncated = boundGUIDs(resp.GUIDs, o.listLimit())
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssGetInstanceInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.GetInstanceInfoRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.Instance = &InstanceInfo{GUID: formatGUID(req.GUID)}
+	return nil
+}
+
+func itssGetInstanceInfoResponse(d ndrDec, o TschOptions, out *TschInfo) error {
+	var resp tschitss.GetInstanceInfoResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if out.Instance == nil {
+		out.Instance = &InstanceInfo{}
+	}
+	in := out.Instance
+	in.Path, in.State = resp.Path, enumName(resp.State, taskStateNames, "TASK_STATE")
+	in.CurrentAction, in.Info, in.EnginePID = resp.CurrentAction, resp.Info, resp.EnginePID
+	in.GroupInstances, _ = boundGUIDs(resp.GroupInstances, o.listLimit())
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssStopInstanceRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.StopInstanceRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.Instance = &InstanceInfo{GUID: formatGUID(req.GUID), Flags: req.Flags}
+	return nil
+}
+
+func itssStopRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.StopRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Flags = ptr(req.Flags)
+	return nil
+}
+
+func itssRunRequest(d ndrDec, o TschOptions, out *TschInfo) error {
+	var req tschitss.RunRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	run := &RunInfo{ArgumentsCount: req.ArgsCount, Flags: req.Flags,
+		FlagsNames: flagNames(req.Flags, runFlagNames), SessionID: req.SessionID, User: req.User}
+	run.Arguments, run.ArgumentsTruncated = boundStrings(req.Args, o.listLimit())
+	out.Run = run
+	return nil
+}
+
+func itssRunResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.RunResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if out.Run == nil {
+		out.Run = &RunInfo{}
+	}
+	out.Run.InstanceGUID = formatGUID(resp.GUID)
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssDeleteRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.DeleteRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Flags = ptr(req.Flags)
+	return nil
+}
+
+func itssRenameRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.RenameRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	t := out.task()
+	t.Path, t.NewPath, out.Flags = req.Path, req.NewName, ptr(req.Flags)
+	return nil
+}
+
+func itssScheduledRuntimesRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.ScheduledRuntimesRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Runtimes = &RuntimesInfo{Start: formatSystemTime(req.Start), End: formatSystemTime(req.End),
+		Flags: req.Flags, RequestedCount: req.RequestedCount}
+	return nil
+}
+
+func itssScheduledRuntimesResponse(d ndrDec, o TschOptions, out *TschInfo) error {
+	var resp tschitss.ScheduledRuntimesResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	if out.Runtimes == nil {
+		out.Runtimes = &RuntimesInfo{}
+	}
+	rt := out.Runtimes
+	rt.Count = ptr(resp.RuntimesCount)
+	for _, st := range resp.Runtimes {
+		if len(rt.Runtimes) == o.listLimit() {
+			rt.Truncated = true
+			break
+		}
+		rt.Runtimes = append(rt.Runtimes, formatSystemTime(st))
+	}
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssGetLastRunInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.GetLastRunInfoRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	return nil
+}
+
+func itssGetLastRunInfoResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.GetLastRunInfoResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	out.LastRun = &LastRunInfo{Time: formatSystemTime(resp.LastRuntime), ReturnCode: resp.LastReturnCode,
+		ReturnCodeName: HRESULTName(resp.LastReturnCode)}
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssGetTaskInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.GetTaskInfoRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	out.Flags = ptr(req.Flags)
+	return nil
+}
+
+func itssGetTaskInfoResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.GetTaskInfoResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	t := out.task()
+	t.Enabled, t.State = ptr(resp.Enabled != 0), enumName(resp.State, taskStateNames, "TASK_STATE")
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssGetNumberOfMissedRunsRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.GetNumberOfMissedRunsRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	out.setPath(req.Path)
+	return nil
+}
+
+func itssGetNumberOfMissedRunsResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var resp tschitss.GetNumberOfMissedRunsResponse
+	if err := d.unmarshal(&resp); err != nil {
+		return err
+	}
+	out.MissedRuns = ptr(resp.NumberOfMissedRuns)
+	out.setHRESULT(resp.Return)
+	return nil
+}
+
+func itssEnableTaskRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
+	var req tschitss.EnableTaskRequest
+	if err := d.unmarshal(&req); err != nil {
+		return err
+	}
+	t := out.task()
+	t.Path, t.Enabled = req.Path, ptr(req.Enabled != 0)
+	return nil
+}
