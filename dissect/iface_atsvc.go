@@ -12,10 +12,10 @@ const uuidATSVC = "1ff70682-0a51-30e8-076d-740be8cee98b"
 
 // ATSVC operations.
 const (
-	OpNetrJobAdd     = Op(IfaceATSVC)<<16 | 0
-	OpNetrJobDel     = Op(IfaceATSVC)<<16 | 1
-	OpNetrJobEnum    = Op(IfaceATSVC)<<16 | 2
-	OpNetrJobGetInfo = Op(IfaceATSVC)<<16 | 3
+	OpNetrJobAdd = Op(IfaceATSVC)<<16 + iota // opnum 0, then one more each line
+	OpNetrJobDel
+	OpNetrJobEnum
+	OpNetrJobGetInfo
 )
 
 var atsvcInterface = Interface{

@@ -8,13 +8,13 @@ const uuidEPM = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
 
 // Endpoint mapper operations.
 const (
-	OpEptInsert           = Op(IfaceEPM)<<16 | 0
-	OpEptDelete           = Op(IfaceEPM)<<16 | 1
-	OpEptLookup           = Op(IfaceEPM)<<16 | 2
-	OpEptMap              = Op(IfaceEPM)<<16 | 3
-	OpEptLookupHandleFree = Op(IfaceEPM)<<16 | 4
-	OpEptInqObject        = Op(IfaceEPM)<<16 | 5
-	OpEptMgmtDelete       = Op(IfaceEPM)<<16 | 6
+	OpEptInsert = Op(IfaceEPM)<<16 + iota // opnum 0, then one more each line
+	OpEptDelete
+	OpEptLookup
+	OpEptMap
+	OpEptLookupHandleFree
+	OpEptInqObject
+	OpEptMgmtDelete
 )
 
 var epmInterface = Interface{

@@ -9,10 +9,10 @@ const uuidSASec = "378e52b0-c0a9-11cf-822d-00aa0051e40f"
 
 // SASec operations.
 const (
-	OpSASetAccountInformation   = Op(IfaceSASec)<<16 | 0
-	OpSASetNSAccountInformation = Op(IfaceSASec)<<16 | 1
-	OpSAGetNSAccountInformation = Op(IfaceSASec)<<16 | 2
-	OpSAGetAccountInformation   = Op(IfaceSASec)<<16 | 3
+	OpSASetAccountInformation = Op(IfaceSASec)<<16 + iota // opnum 0, then one more each line
+	OpSASetNSAccountInformation
+	OpSAGetNSAccountInformation
+	OpSAGetAccountInformation
 )
 
 var sasecInterface = Interface{

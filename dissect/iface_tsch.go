@@ -16,26 +16,26 @@ const uuidITaskSchedulerService = "86d35949-83c9-4044-b424-db363231fd0c"
 
 // ITaskSchedulerService operations.
 const (
-	OpSchRpcHighestVersion        = Op(IfaceITaskSchedulerService)<<16 | 0
-	OpSchRpcRegisterTask          = Op(IfaceITaskSchedulerService)<<16 | 1
-	OpSchRpcRetrieveTask          = Op(IfaceITaskSchedulerService)<<16 | 2
-	OpSchRpcCreateFolder          = Op(IfaceITaskSchedulerService)<<16 | 3
-	OpSchRpcSetSecurity           = Op(IfaceITaskSchedulerService)<<16 | 4
-	OpSchRpcGetSecurity           = Op(IfaceITaskSchedulerService)<<16 | 5
-	OpSchRpcEnumFolders           = Op(IfaceITaskSchedulerService)<<16 | 6
-	OpSchRpcEnumTasks             = Op(IfaceITaskSchedulerService)<<16 | 7
-	OpSchRpcEnumInstances         = Op(IfaceITaskSchedulerService)<<16 | 8
-	OpSchRpcGetInstanceInfo       = Op(IfaceITaskSchedulerService)<<16 | 9
-	OpSchRpcStopInstance          = Op(IfaceITaskSchedulerService)<<16 | 10
-	OpSchRpcStop                  = Op(IfaceITaskSchedulerService)<<16 | 11
-	OpSchRpcRun                   = Op(IfaceITaskSchedulerService)<<16 | 12
-	OpSchRpcDelete                = Op(IfaceITaskSchedulerService)<<16 | 13
-	OpSchRpcRename                = Op(IfaceITaskSchedulerService)<<16 | 14
-	OpSchRpcScheduledRuntimes     = Op(IfaceITaskSchedulerService)<<16 | 15
-	OpSchRpcGetLastRunInfo        = Op(IfaceITaskSchedulerService)<<16 | 16
-	OpSchRpcGetTaskInfo           = Op(IfaceITaskSchedulerService)<<16 | 17
-	OpSchRpcGetNumberOfMissedRuns = Op(IfaceITaskSchedulerService)<<16 | 18
-	OpSchRpcEnableTask            = Op(IfaceITaskSchedulerService)<<16 | 19
+	OpSchRpcHighestVersion = Op(IfaceITaskSchedulerService)<<16 + iota // opnum 0, then one more each line
+	OpSchRpcRegisterTask
+	OpSchRpcRetrieveTask
+	OpSchRpcCreateFolder
+	OpSchRpcSetSecurity
+	OpSchRpcGetSecurity
+	OpSchRpcEnumFolders
+	OpSchRpcEnumTasks
+	OpSchRpcEnumInstances
+	OpSchRpcGetInstanceInfo
+	OpSchRpcStopInstance
+	OpSchRpcStop
+	OpSchRpcRun
+	OpSchRpcDelete
+	OpSchRpcRename
+	OpSchRpcScheduledRuntimes
+	OpSchRpcGetLastRunInfo
+	OpSchRpcGetTaskInfo
+	OpSchRpcGetNumberOfMissedRuns
+	OpSchRpcEnableTask
 )
 
 // Flags of SchRpcRegisterTask (MS-TSCH 3.2.5.4.2).
