@@ -337,6 +337,28 @@ func TestRuleAtExecNegatives(t *testing.T) {
 			t.Errorf("alerts %v", r.ruleIDs())
 		}
 	})
+	t.Run("registered then deleted, never run", func(t *testing.T) {
+		steps := atexecClear("nTMgxVrV.tmp")
+		steps = slices.Delete(steps, 1, 2) // no SchRpcRun
+		r := run(t, steps...)
+		if a := r.alerts(RuleAtExec); len(a) != 0 {
+			t.Errorf("atexec raised for a task never run: %+v", a[0].AtExec)
+		}
+	})
+	t.Run("registered and run, neither deleted nor read back", func(t *testing.T) {
+		steps := atexecClear("nTMgxVrV.tmp")
+		steps = slices.Delete(steps, 3, 5)
+		if a := run(t, steps...).alerts(RuleAtExec); len(a) != 0 {
+			t.Errorf("atexec raised without delete or output: %+v", a[0].AtExec)
+		}
+	})
+	t.Run("run and delete without a registration", func(t *testing.T) {
+		steps := atexecClear("nTMgxVrV.tmp")[1:]
+		r := run(t, steps...)
+		if ids := r.ruleIDs(); !slices.Equal(ids, []string{RuleTaskRun, RuleTaskDeleted}) {
+			t.Errorf("alerts %v, want run and delete only", ids)
+		}
+	})
 	t.Run("registration over another pipe", func(t *testing.T) {
 		steps := atexecClear("nTMgxVrV.tmp")
 		for _, s := range steps {

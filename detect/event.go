@@ -23,7 +23,7 @@ type Event struct {
 	Destination *Endpoint     `json:"destination,omitempty"`
 	Network     *Network      `json:"network,omitempty"`
 	User        *User         `json:"user,omitempty"`
-	Rule        *Rule         `json:"rule,omitempty"`
+	Rule        *RuleMeta     `json:"rule,omitempty"`
 	Threat      *Threat       `json:"threat,omitempty"`
 	SMB         *SMBFields    `json:"smb,omitempty"`
 	DCERPC      *DCERPCFields `json:"dcerpc,omitempty"`
@@ -33,6 +33,8 @@ type Event struct {
 	Related     *Related      `json:"related,omitempty"`
 	Pcap        *Pcap         `json:"pcap,omitempty"`
 	Metric      any           `json:"metric,omitempty"`
+	// Tags are a custom rule's tags (ECS tags).
+	Tags []string `json:"tags,omitempty"`
 }
 
 // EventMeta is the ECS "event" object.
@@ -88,8 +90,8 @@ type User struct {
 	Note          string `json:"note,omitempty"`
 }
 
-// Rule is ECS rule for alerts.
-type Rule struct {
+// RuleMeta is ECS rule for alerts.
+type RuleMeta struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
 	Description string `json:"description"`

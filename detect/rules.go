@@ -30,10 +30,14 @@ const (
 )
 
 type ruleDef struct {
-	name, description string
-	technique         ThreatTechnique
-	tactic            ThreatTactic
-	severity          int
+	id, name, description string
+	technique             ThreatTechnique
+	tactic                ThreatTactic
+	severity              int
+	// ruleset is "tschsensor" for built-in rules, the rules file's name
+	// for custom ones; tags are a custom rule's.
+	ruleset string
+	tags    []string
 }
 
 var (
@@ -46,47 +50,68 @@ var (
 	tacticDefEvasion  = ThreatTactic{ID: "TA0005", Name: "Defense Evasion"}
 )
 
-// ruleBook is read-only after package initialisation.
+// builtinDefs describes the built-in rules, in the order `rules list`
+// prints them. Read-only after package initialisation.
+var builtinDefs = []ruleDef{
+	{id: RuleTaskRegistered, name: "Remote scheduled task registered",
+		description: "A client registered (created or updated) a scheduled task on a remote host through ITaskSchedulerService SchRpcRegisterTask.",
+		technique:   techScheduledTask, tactic: tacticExecution, severity: SeverityMedium},
+	{id: RuleAtJobCreated, name: "Remote AT job created",
+		description: "A client submitted an AT job to a remote host through ATSVC NetrJobAdd.",
+		technique:   techAt, tactic: tacticExecution, severity: SeverityHigh},
+	{id: RuleAccountSet, name: "Remote task account set",
+		description: "A client set the account a task runs as on a remote host through SASec SASetAccountInformation.",
+		technique:   techScheduledTask, tactic: tacticPersistence, severity: SeverityHigh},
+	{id: RuleAtExec, name: "AtExec-style remote execution",
+		description: "Remote task registered over \\pipe\\atsvc, run and deleted within minutes by the same client, optionally with its output read from ADMIN$\\Temp: the pattern of Impacket atexec and its clones.",
+		technique:   techScheduledTask, tactic: tacticLateral, severity: SeverityCritical},
+	{id: RuleTaskRun, name: "Remote scheduled task started",
+		description: "A client started a task on a remote host on demand (SchRpcRun).",
+		technique:   techScheduledTask, tactic: tacticExecution, severity: SeverityLow},
+	{id: RuleTaskEnabled, name: "Remote scheduled task enabled",
+		description: "A client enabled a task on a remote host (SchRpcEnableTask).",
+		technique:   techScheduledTask, tactic: tacticPersistence, severity: SeverityLow},
+	{id: RuleTaskDeleted, name: "Remote scheduled task or AT job deleted",
+		description: "A client deleted a task or AT job on a remote host (SchRpcDelete, NetrJobDel).",
+		technique:   techScheduledTask, tactic: tacticDefEvasion, severity: SeverityLow},
+	{id: RuleTaskFile, name: "File written into a Tasks folder over SMB",
+		description: "A file was written over SMB into Windows\\Tasks or Windows\\System32\\Tasks. Legacy .job files there are picked up as tasks; other files are staging only.",
+		technique:   techScheduledTask, tactic: tacticPersistence, severity: SeverityLow},
+	{id: RuleTaskRecon, name: "Remote scheduled task enumeration",
+		description: "A client enumerated or read back tasks on a remote host.",
+		technique:   techScheduledTask, tactic: tacticDiscovery, severity: SeverityLow},
+}
+
+// ruleBook returns a built-in rule's definition.
 func ruleBook(id string) ruleDef {
-	switch id {
-	case RuleTaskRegistered:
-		return ruleDef{"Remote scheduled task registered",
-			"A client registered (created or updated) a scheduled task on a remote host through ITaskSchedulerService SchRpcRegisterTask.",
-			techScheduledTask, tacticExecution, SeverityMedium}
-	case RuleAtJobCreated:
-		return ruleDef{"Remote AT job created",
-			"A client submitted an AT job to a remote host through ATSVC NetrJobAdd.",
-			techAt, tacticExecution, SeverityHigh}
-	case RuleAccountSet:
-		return ruleDef{"Remote task account set",
-			"A client set the account a task runs as on a remote host through SASec SASetAccountInformation.",
-			techScheduledTask, tacticPersistence, SeverityHigh}
-	case RuleAtExec:
-		return ruleDef{"AtExec-style remote execution",
-			"Remote task registered over \\pipe\\atsvc, run and deleted within minutes by the same client, optionally with its output read from ADMIN$\\Temp: the pattern of Impacket atexec and its clones.",
-			techScheduledTask, tacticLateral, SeverityCritical}
-	case RuleTaskRun:
-		return ruleDef{"Remote scheduled task started",
-			"A client started a task on a remote host on demand (SchRpcRun).",
-			techScheduledTask, tacticExecution, SeverityLow}
-	case RuleTaskEnabled:
-		return ruleDef{"Remote scheduled task enabled",
-			"A client enabled a task on a remote host (SchRpcEnableTask).",
-			techScheduledTask, tacticPersistence, SeverityLow}
-	case RuleTaskDeleted:
-		return ruleDef{"Remote scheduled task or AT job deleted",
-			"A client deleted a task or AT job on a remote host (SchRpcDelete, NetrJobDel).",
-			techScheduledTask, tacticDefEvasion, SeverityLow}
-	case RuleTaskFile:
-		return ruleDef{"File written into a Tasks folder over SMB",
-			"A file was written over SMB into Windows\\Tasks or Windows\\System32\\Tasks. Legacy .job files there are picked up as tasks; other files are staging only.",
-			techScheduledTask, tacticPersistence, SeverityLow}
-	case RuleTaskRecon:
-		return ruleDef{"Remote scheduled task enumeration",
-			"A client enumerated or read back tasks on a remote host.",
-			techScheduledTask, tacticDiscovery, SeverityLow}
+	for _, d := range builtinDefs {
+		if d.id == id {
+			return d
+		}
 	}
-	return ruleDef{name: id, severity: SeverityLow}
+	return ruleDef{id: id, name: id, severity: SeverityLow}
+}
+
+// statelessRules run on every call, in order, before the stateful ones.
+var statelessRules = []Rule{
+	RuleFunc(taskRegistered),
+	onOps(RuleAtJobCreated, dissect.OpNetrJobAdd),
+	onOps(RuleTaskDeleted, dissect.OpNetrJobDel),
+	onOps(RuleAccountSet, dissect.OpSASetAccountInformation, dissect.OpSASetNSAccountInformation),
+	onOps(RuleTaskEnabled, dissect.OpSchRpcEnableTask),
+}
+
+// taskRegistered raises remote_task_registered on every SchRpcRegisterTask,
+// its severity raised by what makes the task suspicious.
+func taskRegistered(a *Alerts, c *Call, ev *Event) {
+	if c.Op() != dissect.OpSchRpcRegisterTask {
+		return
+	}
+	var why []string
+	if c.Tsch != nil {
+		why = taskRisk(c.Tsch.Task, taskPath(c))
+	}
+	a.alert(RuleTaskRegistered, c, ev, []string{ev.Event.ID}, why)
 }
 
 var (

@@ -583,6 +583,8 @@ type LiveMetric struct {
 	// Counters are all workers' counters and the delivery section: the
 	// object replay --stats-file writes, inline.
 	Counters
+	// Suppressed counts the alerts each entry of the rules file hid.
+	Suppressed []detect.SuppressionCount `json:"suppressed,omitempty"`
 }
 
 // Metrics takes a snapshot of every counter. It is safe to call from any
@@ -596,6 +598,9 @@ func (l *Live) Metrics() LiveMetric {
 	}
 	del := l.cfg.Output.Delivery()
 	m.DroppedEvents, m.DroppedRecords = del.DroppedTotal, del.Dropped.Queue
+	if r := l.cfg.Detect.Rules; r != nil {
+		m.Suppressed = r.Load().Suppressions()
+	}
 	m.UptimeSeconds = time.Since(l.start).Seconds()
 	m.Healthy, _ = l.Healthy()
 	total := newStats()

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tschsensor/tschsensor/detect"
 )
 
 type fakeMetrics struct {
@@ -158,5 +160,28 @@ func TestWritePrometheusEmpty(t *testing.T) {
 	}
 	if _, ok := s["tschsensor_nats_connected"]; ok {
 		t.Error("tschsensor_nats_connected without NATS")
+	}
+}
+
+// TestWritePrometheusSuppressed: each suppress entry of the rules file is
+// one series, labelled with its position and reason; none without a file.
+func TestWritePrometheusSuppressed(t *testing.T) {
+	var b strings.Builder
+	w := bufio.NewWriter(&b)
+	WritePrometheus(w, LiveMetric{Suppressed: []detect.SuppressionCount{
+		{Entry: 1, Line: 2, Reason: `jump "hosts"`, Count: 3}, {Entry: 2, Line: 5, Count: 0}}})
+	w.Flush()
+	s := parseProm(t, b.String())
+	if s[`tschsensor_alerts_suppressed_total{entry="1",reason="jump \"hosts\""}`] != 3 {
+		t.Errorf("series:\n%s", b.String())
+	}
+	if v, ok := s[`tschsensor_alerts_suppressed_total{entry="2",reason=""}`]; !ok || v != 0 {
+		t.Errorf("entry 2: %v %v", v, ok)
+	}
+	b.Reset()
+	WritePrometheus(w, LiveMetric{})
+	w.Flush()
+	if strings.Contains(b.String(), "suppressed") {
+		t.Error("suppression series without a rules file")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
@@ -27,6 +28,7 @@ type commonFlags struct {
 	idle        time.Duration
 	window      time.Duration
 	quiet       bool
+	rules       string
 }
 
 func addCommonFlags(fs *flag.FlagSet) *commonFlags {
@@ -43,6 +45,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	fs.DurationVar(&c.idle, "idle-timeout", sensor.DefaultIdleTimeout, "end TCP connections idle this long (capture time)")
 	fs.DurationVar(&c.window, "atexec-window", detect.DefaultAtExecWindow, "time from task registration to the last step of an AtExec chain")
 	fs.BoolVar(&c.quiet, "quiet", false, "no summary or progress on stderr")
+	fs.StringVar(&c.rules, "rules", os.Getenv("TSCHSENSOR_RULES"), "rules `FILE` (YAML: suppress, severity, custom rules; see docs/rules.example.yaml); run reloads it on SIGHUP (env TSCHSENSOR_RULES)")
 	return c
 }
 
@@ -56,7 +59,14 @@ func envOr(k, def string) string {
 func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle,
 		PanicHook: panicReporter(os.Stderr), Tsch: dissect.TschOptions{XMLLimit: c.maxXML}}
-	d := detect.Options{Observer: c.observer, AtExecWindow: c.window}
+	d := detect.Options{Observer: c.observer, AtExecWindow: c.window, Rules: new(atomic.Pointer[detect.Ruleset])}
+	if c.rules != "" {
+		rs, err := detect.LoadRules(c.rules)
+		if err != nil {
+			return o, d, err
+		}
+		d.Rules.Store(rs)
+	}
 	var data []byte
 	if c.credentials != "" {
 		b, warn, err := readCredentials(c.credentials)

@@ -82,6 +82,11 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if cf.rules != "" {
+		stopHUP := make(chan struct{})
+		defer close(stopHUP)
+		watchSIGHUP(cf.rules, dopts.Rules, log, stopHUP)
+	}
 
 	capture := sensor.AFPacketConfig{
 		BlockSize: *blockSize, NumBlocks: *blockCount, FrameSize: *frameSize, BlockTimeout: *blockTimeout,
@@ -147,6 +152,9 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 		// Sinks may refuse more records while closing (acknowledgements
 		// that never came).
 		res.Stats.WriteSummary(stderr, res.Elapsed, out.Events, out.Alerts, out.Delivery())
+		if rs := dopts.Rules.Load(); rs != nil {
+			writeSuppressions(stderr, rs)
+		}
 		drop := 0.0
 		if res.Kernel.Packets > 0 {
 			drop = 100 * float64(res.Kernel.Drops) / float64(res.Kernel.Packets)

@@ -20,6 +20,7 @@ commands:
   replay FILE...   decode capture files (pcap, pcapng, gzip'd) and print JSON events
   run -i IFACE     capture live from one or more interfaces (AF_PACKET)
   tail             print events and alerts from NATS
+  rules            check a rules file, list the rules
   version          print the version
 
 Run 'tschsensor <command> -h' for a command's flags.
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runLive(args[1:], stdout, stderr)
 	case "tail":
 		return runTail(args[1:], stdout, stderr)
+	case "rules":
+		return runRules(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "tschsensor", version)
 		return 0

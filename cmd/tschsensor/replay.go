@@ -67,6 +67,9 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	del := out.Delivery()
 	if !cf.quiet {
 		res.Stats.WriteSummary(stderr, res.Elapsed, out.Events, out.Alerts, del)
+		if rs := dopts.Rules.Load(); rs != nil {
+			writeSuppressions(stderr, rs)
+		}
 	}
 	for _, err := range out.Errors() {
 		fmt.Fprintln(stderr, "tschsensor: output:", err)
