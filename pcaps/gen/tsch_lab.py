@@ -496,6 +496,40 @@ def xml_field(xml, tag):
     return m.group(1).replace("&gt;", ">").replace("&lt;", "<").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
 
 
+# A task the lab already holds when it starts, as a real server holds its own:
+# the hijack capture reads it back (SchRpcRetrieveTask), replaces it and puts it back.
+SEEDED_TASKS = {
+    "\\TschLab\\NightlyBackup": """<?xml version="1.0" encoding="UTF-16"?>
+<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
+  <RegistrationInfo>
+    <Author>LAB\\backup-admin</Author>
+    <Description>Nightly backup of the lab share.</Description>
+    <URI>\\TschLab\\NightlyBackup</URI>
+  </RegistrationInfo>
+  <Triggers>
+    <CalendarTrigger>
+      <StartBoundary>2026-01-01T02:00:00</StartBoundary>
+      <ScheduleByDay><DaysInterval>1</DaysInterval></ScheduleByDay>
+    </CalendarTrigger>
+  </Triggers>
+  <Principals>
+    <Principal id="Author">
+      <UserId>S-1-5-18</UserId>
+    </Principal>
+  </Principals>
+  <Settings>
+    <Enabled>true</Enabled>
+  </Settings>
+  <Actions Context="Author">
+    <Exec>
+      <Command>C:\\Program Files\\LabBackup\\backup.exe</Command>
+      <Arguments>--nightly</Arguments>
+    </Exec>
+  </Actions>
+</Task>
+""",
+}
+
 FAKE_OUTPUT = ("USER INFORMATION\r\n----------------\r\n\r\nUser Name           SID\r\n"
                "=================== ========\r\nnt authority\\system S-1-5-18\r\n\r\n[tsch_lab fake output]\r\n")
 
@@ -528,6 +562,21 @@ def tsch_iface(conn, opnum, stub, ndr64, call_id):
         resp["pActualPath"] = nul(path)
         resp["pErrorInfo"] = NULL
         resp["ErrorCode"] = 0
+        return resp.getData()
+    if opnum == 2:
+        req = tsch.SchRpcRetrieveTask(stub, isNDR64=ndr64)
+        path = z(req["path"]) or ""
+        with lab.lock:
+            xml = lab.tasks.get(path.lower())
+        lab.event(op="SchRpcRetrieveTask", path=path, found=xml is not None,
+                  xml_sha256_utf16le=hashlib.sha256(nul(xml).encode("utf-16le")).hexdigest() if xml else None, **base)
+        resp = tsch.SchRpcRetrieveTaskResponse(isNDR64=ndr64)
+        if xml is None:
+            resp["pXml"] = NULL
+            resp["ErrorCode"] = 0x80070002  # HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)
+        else:
+            resp["pXml"] = nul(xml)
+            resp["ErrorCode"] = 0
         return resp.getData()
     if opnum == 12:
         req = tsch.SchRpcRun(stub, isNDR64=ndr64)
@@ -833,6 +882,7 @@ def main():
     os.makedirs(os.path.join(a.root, "ADMIN", "Temp"), exist_ok=True)
     os.chdir(a.root)  # the IPC$ share path is "", so pipe names resolve relative to here
     lab = Lab(a)
+    lab.tasks.update({k.lower(): v for k, v in SEEDED_TASKS.items()})
     lab.interfaces = {UUID_TSCH: tsch_iface, UUID_ATSVC: atsvc_iface, UUID_SASEC: sasec_iface, UUID_EPM: epm_iface,
                       UUID_SRVS: srvs_iface}
 
