@@ -121,6 +121,9 @@ type FileOp struct {
 	Bytes  uint64
 	Status uint32
 	User   *Identity
+	// Data is the first bytes written to a legacy .job file (bounded), so
+	// that rules can read the task it defines; nil otherwise.
+	Data []byte
 
 	PcapFile string
 	Frames   []uint64

@@ -60,10 +60,10 @@ func New(opt Options, emit func(*Event)) *Detector {
 	d := &Detector{opt: opt, emit: emit}
 	d.alerts = &Alerts{observer: opt.Observer, emit: emit, stats: &d.stats}
 	d.atexec = newAtExec(d.alerts, opt)
-	rc, hj := newRecon(opt), newHijack(opt)
-	d.calls = append(append(d.calls, statelessRules...), rc, d.atexec, hj)
-	d.files = []FileRule{taskFile{observer: opt.Observer}, d.atexec}
-	d.clocks = []Clock{rc, d.atexec, hj}
+	rc, hj, lj := newRecon(opt), newHijack(opt), newLegacyJob(opt)
+	d.calls = append(append(d.calls, statelessRules...), rc, d.atexec, hj, lj)
+	d.files = []FileRule{taskFile{observer: opt.Observer}, d.atexec, lj}
+	d.clocks = []Clock{rc, d.atexec, hj, lj}
 	return d
 }
 

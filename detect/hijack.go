@@ -33,7 +33,9 @@ type taskState struct {
 	// replaced is known's value when another XML took its place.
 	replaced string
 	update   time.Time
-	ran      bool
+	// with is what replaced it: what the hijacked task ran.
+	with *dissect.TschInfo
+	ran  bool
 }
 
 func newHijack(opt Options) *hijack {
@@ -92,14 +94,17 @@ func (h *hijack) Call(a *Alerts, c *Call, ev *Event) {
 				al := a.newAlert(RuleTaskHijack, c, ev, s.events, nil)
 				al.Event.Reason = "task definition replaced (TASK_UPDATE), run, and restored to its previous XML"
 				al.Event.Start = rfc3339(s.update)
+				// The restored task is what was there before; the alert
+				// shows what the task ran in between.
+				al.Tsch = s.with
 				a.publish(al)
 			}
-			s.known, s.replaced, s.ran, s.events = t.XMLSHA256, "", false, []string{ev.Event.ID}
+			s.known, s.replaced, s.ran, s.with, s.events = t.XMLSHA256, "", false, nil, []string{ev.Event.ID}
 		case s.replaced != "":
 			// Replaced again: the original is still the one to watch for.
-			s.events = append(s.events, ev.Event.ID)
+			s.events, s.with = append(s.events, ev.Event.ID), c.Tsch
 		case s.known != "" && t.XMLSHA256 != s.known && c.Tsch.Register.Flags&dissect.TaskUpdate != 0:
-			s.replaced, s.update, s.ran = s.known, c.Time, false
+			s.replaced, s.update, s.ran, s.with = s.known, c.Time, false, c.Tsch
 			s.known = t.XMLSHA256
 			s.events = append(s.events, ev.Event.ID)
 		default:

@@ -83,6 +83,10 @@ func TestRuleTaskHijack(t *testing.T) {
 		if len(a) != 1 || a[0].Event.Severity != SeverityCritical {
 			t.Fatalf("alerts %v", r.ruleIDs())
 		}
+		// The alert shows what ran, not the restored definition.
+		if got := a[0].Tsch.(*dissect.TschInfo).Task.Command; got != "evil" {
+			t.Errorf("alert's task %q, want the replacing one", got)
+		}
 		var calls []string
 		for _, e := range r.evs {
 			if e.Event.Kind == "event" {

@@ -21,6 +21,7 @@ const (
 	RuleTaskRecon      = "remote_task_recon"
 	RuleLogEvasion     = "task_log_evasion"
 	RuleTaskHijack     = "task_hijack"
+	RuleLegacyTask     = "legacy_task_created"
 )
 
 // Severities on ECS's numeric scale as this sensor uses it.
@@ -88,6 +89,9 @@ var builtinDefs = []ruleDef{
 	{id: RuleTaskHijack, name: "Existing scheduled task hijacked and restored",
 		description: "An existing task's definition was replaced (SchRpcRegisterTask with TASK_UPDATE), the task run on demand, and its previous XML put back: the pattern the SolarWinds intruders used to run code through a legitimate task.",
 		technique:   techScheduledTask, tactic: tacticExecution, severity: SeverityCritical},
+	{id: RuleLegacyTask, name: "Legacy scheduled task created over SMB",
+		description: "A .job file was written into the Tasks folder over SMB and its account set with SASec SASetAccountInformation: a Task Scheduler 1.0 task created remotely, the path MS-TSCH describes for SASec.",
+		technique:   techScheduledTask, tactic: tacticExecution, severity: SeverityHigh},
 }
 
 // ruleBook returns a built-in rule's definition.

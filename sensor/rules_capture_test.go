@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// TestNewRuleCaptures replays the captures made for the hijack and
-// log-evasion rules (pcaps/gen/make-captures.sh, scenarios hijack and
-// log-evasion) and checks each raises its alert, once, on the call the facts
+// TestNewRuleCaptures replays the captures made for the hijack, log-evasion
+// and legacy-task rules (pcaps/gen/make-captures.sh scenarios hijack and
+// log-evasion, make-gomsrpc-captures.sh gosmb2-legacy-job) and checks each raises its alert, once, on the call the facts
 // name, and nothing the scenario does not hold.
 func TestNewRuleCaptures(t *testing.T) {
 	for _, tc := range []struct {
@@ -22,6 +22,10 @@ func TestNewRuleCaptures(t *testing.T) {
 			[]string{"remote_task_recon", "remote_task_registered", "remote_task_registered", "task_hijack"}, 3},
 		{"impacket-log-evasion-smb2", "task_log_evasion",
 			[]string{"remote_task_registered", "task_log_evasion"}, 0},
+		// go-smb2 writes ADMIN$\Tasks\TschLabLegacy.job, go-msrpc sets its
+		// account: one legacy_task_created with the job's command.
+		{"gosmb2-legacy-job", "legacy_task_created",
+			[]string{"task_file_written_smb", "remote_task_account_set", "legacy_task_created"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := os.ReadFile("../pcaps/" + tc.name + ".json")
@@ -32,8 +36,10 @@ func TestNewRuleCaptures(t *testing.T) {
 				Calls []struct {
 					Op            string
 					Path          string
+					JobName       string   `json:"job_name"`
 					RequestFrames []uint64 `json:"request_frames"`
 				}
+				Client struct{ Command, Arguments string }
 			}
 			if err := json.Unmarshal(b, &facts); err != nil {
 				t.Fatal(err)
@@ -58,9 +64,17 @@ func TestNewRuleCaptures(t *testing.T) {
 				t.Fatalf("alerts %v, want %v", ids, tc.alerts)
 			}
 			call := facts.Calls[tc.onCall]
+			if call.Path == "" {
+				call.Path = call.JobName
+			}
+			task := hit["tsch"].(map[string]any)["task"].(map[string]any)
+			if task["command"] != facts.Client.Command || task["arguments"] != facts.Client.Arguments {
+				t.Errorf("alert's task runs %v %v, the client sent %q %q", task["command"], task["arguments"],
+					facts.Client.Command, facts.Client.Arguments)
+			}
 			frames := hit["pcap"].(map[string]any)["frames"].([]any)
 			if hit["dcerpc"].(map[string]any)["operation"] != call.Op || uint64(frames[0].(float64)) != call.RequestFrames[0] ||
-				!strings.EqualFold(hit["tsch"].(map[string]any)["task"].(map[string]any)["path"].(string), call.Path) {
+				!strings.EqualFold(task["path"].(string), call.Path) {
 				t.Errorf("%s not on %s of %s (frame %d): %v", tc.rule, call.Op, call.Path, call.RequestFrames[0], hit["pcap"])
 			}
 		})

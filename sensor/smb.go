@@ -103,6 +103,9 @@ type smbFile struct {
 	pipe    *pipeState
 	// disk file activity reported at close
 	read, written uint64
+	// head holds the first bytes written to a legacy .job file, so the
+	// detector can read the task it defines.
+	head          []byte
 	deleted       bool
 	deleteOnClose bool
 	firstFrame    uint64
@@ -478,6 +481,9 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 		}
 		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: fid})
 		f.written += uint64(n)
+		if off >= dissect.SMB2HeaderLen && off <= len(msg) && n <= len(msg)-off {
+			f.keepJobHead(msg[off : off+n])
+		}
 	case dissect.SMB2Read:
 		fid, _, err := dissect.ReadRequest(msg)
 		if err != nil {
@@ -662,7 +668,8 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 			return false
 		}
 		f := s.files[fileKey{h.SessionID, fid}]
-		if f == nil || f.pipe != nil || f.undecided && rpcAt(msg, off) {
+		// A .job file's head is read whole (smb2Request keeps it).
+		if f == nil || f.pipe != nil || f.undecided && rpcAt(msg, off) || f.wantsHead() {
 			return false
 		}
 		f.written += uint64(n)
@@ -870,8 +877,29 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 	}
 	fo := &detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(), SMB: ctx, Op: op, Path: f.name,
 		Share: f.tree.share, Bytes: n, User: user, PcapFile: w.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: w.nextSeq()}
+	if op == "write" {
+		fo.Data = f.head
+	}
 	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
 	w.rec.File(fo)
+}
+
+// maxJobHead bounds what is kept of a .job file written over SMB: real ones
+// are a few hundred bytes, the format's strings at most 64 KiB each.
+const maxJobHead = 16 << 10
+
+// wantsHead says whether writes to f are kept: the first bytes of a file
+// named *.job.
+func (f *smbFile) wantsHead() bool {
+	return len(f.head) < maxJobHead && len(f.name) >= 4 && strings.EqualFold(f.name[len(f.name)-4:], ".job")
+}
+
+// keepJobHead keeps the first bytes written to a file named *.job.
+func (f *smbFile) keepJobHead(data []byte) {
+	if !f.wantsHead() {
+		return
+	}
+	f.head = append(f.head, data[:min(len(data), maxJobHead-len(f.head))]...)
 }
 
 // gap is called when TCP data was lost in direction dir: pipe streams of

@@ -90,6 +90,10 @@ main() {
 		capture gomsrpc-schtask-tcp-connect '{"rpc_auth": "NTLMSSP (auth type 10), auth_level 2 (connect): stubs in the clear"}' \
 			-mode tcp -level connect
 	fi
+	if want gosmb2-legacy-job; then
+		capture gosmb2-legacy-job '{"rpc_auth": "NTLMSSP (auth type 10), auth_level 2 (connect)", "job_writer": "github.com/hirochachacha/go-smb2 v1.1.0, SMB 2.0.2, NTLM"}' \
+			-mode legacy-job
+	fi
 }
 
 main "$@"

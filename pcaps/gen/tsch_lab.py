@@ -880,6 +880,7 @@ def main():
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     os.makedirs(os.path.join(a.root, "ADMIN", "Temp"), exist_ok=True)
+    os.makedirs(os.path.join(a.root, "ADMIN", "Tasks"), exist_ok=True)  # legacy .job files land here
     os.chdir(a.root)  # the IPC$ share path is "", so pipe names resolve relative to here
     lab = Lab(a)
     lab.tasks.update({k.lower(): v for k, v in SEEDED_TASKS.items()})

@@ -66,7 +66,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "tcp", "transport: tcp (EPM ept_map then ncacn_ip_tcp) or np (ncacn_np over SMB2 \\pipe\\atsvc)")
+	flag.StringVar(&o.mode, "mode", "tcp", "transport: tcp (EPM ept_map then ncacn_ip_tcp) or np (ncacn_np over SMB2 \\pipe\\atsvc); legacy-job writes a .job file with go-smb2, then SASetAccountInformation over np")
 	flag.StringVar(&o.level, "level", "privacy", "RPC auth level: privacy (sealed), connect or none")
 	flag.BoolVar(&o.ndr64, "ndr64", false, "offer only the NDR64 transfer syntax")
 	flag.StringVar(&o.target, "target", "10.79.0.2", "lab server address")
@@ -103,6 +103,10 @@ func main() {
 		if o.ndr64 {
 			o.path += "64"
 		}
+	}
+	run := run
+	if o.mode == "legacy-job" {
+		run = legacyJob
 	}
 	facts, err := run(context.Background(), o)
 	if err != nil {
