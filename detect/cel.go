@@ -116,6 +116,7 @@ func (p *rulesParser) customRules(n *yaml.Node) []*customRule {
 		p.errorf(n, "CEL environment: %v", err)
 		return nil
 	}
+	schema := eventSchema()
 	var out []*customRule
 	for _, e := range entries {
 		if e.Kind != yaml.MappingNode {
@@ -168,7 +169,7 @@ func (p *rulesParser) customRules(n *yaml.Node) []*customRule {
 			p.errorf(e, "rule %s: no condition", r.def.id)
 			continue
 		}
-		prg, err := compileCondition(env, p.scalar(cond, "condition"))
+		prg, err := compileCondition(env, schema, p.scalar(cond, "condition"))
 		if err != nil {
 			p.errorf(conditionPos(cond, err), "rule %s: condition: %v", r.def.id, err)
 			continue
@@ -233,7 +234,7 @@ type celError struct {
 
 func (e *celError) Error() string { return e.msg }
 
-func compileCondition(env *cel.Env, expr string) (cel.Program, error) {
+func compileCondition(env *cel.Env, schema fieldNode, expr string) (cel.Program, error) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, fmt.Errorf("empty")
 	}
@@ -247,6 +248,9 @@ func compileCondition(env *cel.Env, expr string) (cel.Program, error) {
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
 		return nil, fmt.Errorf("yields %s, want a bool", t)
+	}
+	if err := checkFields(ast, schema); err != nil {
+		return nil, err
 	}
 	return env.Program(ast, cel.CostLimit(celCostLimit))
 }

@@ -114,7 +114,7 @@ func TestCustomRules(t *testing.T) {
   - id: helpers_negative
     condition: in_cidr(source.ip, "10.9.0.0/16") || tsch.task.command.icontains("powershell")
   - id: missing_field_is_no_match
-    condition: tsch.run.user == "x" || tsch.nothing.here
+    condition: tsch.run.user == "x" || tsch.job.server_name == "x"
   - id: not_on_recon
     condition: has(tsch.task) && tsch.task.path == "\\Veeam\\Job1" && dcerpc.operation == "SchRpcRegisterTask"
 `)
@@ -150,6 +150,9 @@ func TestRulesErrors(t *testing.T) {
 		{"rules:\n  - id: x\n    condition: dcrpc.operation == \"a\"\n", "test.yaml:3:16: rule x: condition: undeclared reference to 'dcrpc'"},
 		{"rules:\n  - id: x\n    condition: source.ip + \"a\"\n", "test.yaml:3:16: rule x: condition: yields string"},
 		{"rules:\n  - id: x\n    condition: a ==\n", "test.yaml:3:"},
+		// A misspelt field would never match: refused at load.
+		{"rules:\n  - id: x\n    condition: tsch.task.comand == \"a\"\n", "test.yaml:3:25: rule x: condition: the event has no field tsch.task.comand"},
+		{"rules:\n  - id: x\n    condition: source.ip.octet == \"a\"\n", "test.yaml:3:25: rule x: condition: source.ip has no fields"},
 		{"rules:\n  - id: x\n    mitre: {technique: 1053}\n    condition: 'true'\n", "test.yaml:3:24: mitre technique \"1053\""},
 		{"supress: []\n", "test.yaml:1:1: unknown key \"supress\""},
 		{"- 1\n", "test.yaml:1:1: want a mapping"},
@@ -160,6 +163,11 @@ func TestRulesErrors(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("%q:\n got %v\nwant %s...", tt.body, err, tt.want)
 		}
+	}
+	// Fields of embedded objects, lists and comprehension variables pass.
+	if _, err := ParseRules("ok.yaml", []byte("rules:\n  - id: x\n    condition: has(tsch.job.job_time) && "+
+		"tsch.task.actions.exists(a, a.command == \"x\") && dcerpc.stub_length.request > 0\n")); err != nil {
+		t.Errorf("valid fields refused: %v", err)
 	}
 	if rs, err := ParseRules("empty.yaml", nil); err != nil || len(ListRules(rs)) != len(builtinDefs) {
 		t.Errorf("empty file: %v", err)
