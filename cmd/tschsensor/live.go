@@ -82,11 +82,11 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if cf.rules != "" {
-		stopHUP := make(chan struct{})
-		defer close(stopHUP)
-		watchSIGHUP(cf.rules, dopts.Rules, log, stopHUP)
-	}
+	// SIGHUP reloads the rules file; without one it is only logged, never
+	// the default action (exit), so `systemctl reload` cannot stop capture.
+	stopHUP := make(chan struct{})
+	defer close(stopHUP)
+	watchSIGHUP(cf.rules, dopts.Rules, log, stopHUP)
 
 	capture := sensor.AFPacketConfig{
 		BlockSize: *blockSize, NumBlocks: *blockCount, FrameSize: *frameSize, BlockTimeout: *blockTimeout,

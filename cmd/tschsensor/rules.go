@@ -91,6 +91,10 @@ func rulesList(args []string, stdout, stderr io.Writer) int {
 // reloadRules swaps in the rules file again when it loads; a file that no
 // longer loads leaves the rules in force untouched.
 func reloadRules(path string, holder *atomic.Pointer[detect.Ruleset], log *slog.Logger) bool {
+	if path == "" {
+		log.Info("SIGHUP: no rules file to reload (--rules)")
+		return false
+	}
 	rs, err := detect.LoadRules(path)
 	if err != nil {
 		log.Error("rules not reloaded, the previous ones stay in force", "file", path, "error", err)

@@ -11,7 +11,9 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
 )
@@ -176,6 +178,31 @@ func TestReloadRules(t *testing.T) {
 	os.WriteFile(f, []byte("suppress:\n  - rule: atexec\n"), 0o644)
 	if !reloadRules(f, &holder, log) || holder.Load() == first || len(holder.Load().Suppressions()) != 1 {
 		t.Error("a good file was not swapped in")
+	}
+	if reloadRules("", &holder, log) || holder.Load() == nil {
+		t.Error("a reload without --rules changed the rules")
+	}
+}
+
+// TestSIGHUPReloads: with the watcher installed, a SIGHUP to the process
+// swaps the rules in (and does not end the test binary, as the default
+// action would).
+func TestSIGHUPReloads(t *testing.T) {
+	f := writeRules(t, "severity:\n  atexec: low\n")
+	var holder atomic.Pointer[detect.Ruleset]
+	stop := make(chan struct{})
+	defer close(stop)
+	watchSIGHUP(f, &holder, slog.New(slog.NewTextHandler(io.Discard, nil)), stop)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reload happens on the watcher's goroutine: wait for it, bounded
+	// by the test's own deadline rather than a timed assertion.
+	for holder.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if got := holder.Load().Overrides(); got != 1 {
+		t.Errorf("%d overrides after SIGHUP", got)
 	}
 }
 
