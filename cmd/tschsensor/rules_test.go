@@ -209,3 +209,52 @@ func TestSIGHUPReloads(t *testing.T) {
 func regexpLine(text, pattern string) bool {
 	return regexp.MustCompile(`(?m)^` + pattern).MatchString(text)
 }
+
+// TestRulesSharedAtExec runs the issue's checks on the reference atexec
+// capture, whose client is in 10.1.1.0/24 (A_hangchuanin__atexec.pcapng in
+// ../shared): the subnet suppression removes exactly the atexec alert and
+// counts one, and the whoami custom rule fires.
+func TestRulesSharedAtExec(t *testing.T) {
+	pcap := filepath.Join("..", "..", "..", "shared", "pcaps", "A_hangchuanin__atexec.pcapng")
+	if _, err := os.Stat(pcap); err != nil {
+		t.Skipf("reference captures not found (../shared beside the checkout): %v", err)
+	}
+	plain, _ := replayLines(t, pcap)
+	if ids := alertIDs(t, plain); !slices.Contains(ids, "atexec") {
+		t.Fatalf("without rules: alerts %v", ids)
+	}
+	rules := writeRules(t, `suppress:
+  - rule: atexec
+    source: [10.1.1.0/24]
+    reason: admin subnet
+rules:
+  - id: whoami_task
+    condition: dcerpc.operation == "SchRpcRegisterTask" && tsch.task.arguments.contains("whoami")
+`)
+	got, stderr := replayLines(t, "--rules", rules, pcap)
+	var want []string
+	for _, l := range plain {
+		if strings.Contains(l, `"rule":{"id":"atexec"`) {
+			continue
+		}
+		want = append(want, l)
+		// Custom rules run after the built-in ones on the same call.
+		if strings.Contains(l, `"rule":{"id":"remote_task_registered"`) {
+			want = append(want, "whoami_task")
+		}
+	}
+	var gotIDs []string
+	for _, l := range got {
+		if strings.Contains(l, `"rule":{"id":"whoami_task"`) {
+			gotIDs = append(gotIDs, "whoami_task")
+			continue
+		}
+		gotIDs = append(gotIDs, l)
+	}
+	if !slices.Equal(gotIDs, want) {
+		t.Errorf("output is not the plain output less atexec plus whoami_task after the registration alert:\n%s", strings.Join(got, "\n"))
+	}
+	if !strings.Contains(stderr, `"admin subnet"): 1`) {
+		t.Errorf("summary does not count one suppression:\n%s", stderr)
+	}
+}
