@@ -153,3 +153,32 @@ func TestHijackBounded(t *testing.T) {
 		t.Errorf("%d tasks held, bound 8", len(h.tasks))
 	}
 }
+
+func TestRuleRecon(t *testing.T) {
+	const its = dissect.IfaceITaskSchedulerService
+	enum := func(at time.Duration) *Call { return newCall(at, its, 7, overTCP(), task(`\`, nil)) }
+	r := run(t, enum(0), enum(time.Second), enum(time.Minute))
+	if n := len(r.alerts(RuleTaskRecon)); n != 1 {
+		t.Errorf("%d recon alerts for one burst, want 1", n)
+	}
+	r = run(t, enum(0), enum(DefaultAtExecWindow+time.Second))
+	if n := len(r.alerts(RuleTaskRecon)); n != 2 {
+		t.Errorf("%d recon alerts for two bursts a window apart, want 2", n)
+	}
+	// Reading one task's last run or missed runs is not enumeration.
+	r = run(t, newCall(0, its, opLastRun, overTCP(), task(`\x`, nil)), newCall(time.Second, its, 18, overTCP(), task(`\x`, nil)))
+	if len(r.alerts(RuleTaskRecon)) != 0 {
+		t.Errorf("alerts %v", r.ruleIDs())
+	}
+}
+
+func TestRuleTaskEnabled(t *testing.T) {
+	const its = dissect.IfaceITaskSchedulerService
+	if r := run(t, newCall(0, its, 19, overTCP(), task(`\x`, nil))); len(r.alerts(RuleTaskEnabled)) != 1 {
+		t.Errorf("SchRpcEnableTask: alerts %v", r.ruleIDs())
+	}
+	// Reading a task's state (GetTaskInfo, which reports enabled) is not enabling it.
+	if r := run(t, newCall(0, its, 17, overTCP(), task(`\x`, nil))); len(r.alerts(RuleTaskEnabled)) != 0 {
+		t.Errorf("SchRpcGetTaskInfo: alerts %v", r.ruleIDs())
+	}
+}
