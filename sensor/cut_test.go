@@ -19,7 +19,7 @@ import (
 // is compared with what the whole capture gives. A call whose request begins
 // after the cut must be reported with the same interface, operation, task
 // path, command and arguments; an alert must be raised when every call
-// behind it is. Where the bytes cannot tell (a bind never seen on a port the
+// behind it is (and, for the legacy task alert, the .job write too). Where the bytes cannot tell (a bind never seen on a port the
 // endpoint mapper never named, a call cut inside its request), the missing
 // call must be accounted for by a named anomaly, never silently lost.
 
@@ -40,6 +40,7 @@ type cutRun struct {
 type cutAlert struct {
 	rule    string
 	related []string // call keys behind the alert
+	file    string   // file.path of the alert, when it names one
 }
 
 // cutEvent is the part of an event the comparison reads.
@@ -57,6 +58,7 @@ type cutEvent struct {
 	}
 	Related *struct{ Events []string }
 	Pcap    *struct{ Frames []uint64 }
+	File    *struct{ Path string }
 }
 
 func (e *cutEvent) key() string {
@@ -118,6 +120,9 @@ func runPackets(t testing.TB, pkts []plPacket) cutRun {
 			run.ids[e.Event.ID] = c.key
 		case "alert":
 			a := cutAlert{rule: e.Rule.ID}
+			if e.File != nil {
+				a.file = e.File.Path
+			}
 			if e.Related != nil {
 				for _, id := range e.Related.Events {
 					if k, ok := run.ids[id]; ok {
@@ -180,6 +185,11 @@ var cutReasons = map[string]string{
 	"dcerpc_request_without_first_fragment": "the request's first fragments were before the cut",
 	"dcerpc_call_without_bind":              "a channel whose bind was before the cut",
 }
+
+// cutFileAlerts are the alerts that stand on an SMB file write into a Tasks
+// folder as well as on calls: a cut must also report that write (as the
+// task_file_written_smb alert on the same file) for them to be expected.
+var cutFileAlerts = map[string]bool{"legacy_task_created": true}
 
 // cutAlertReasons are the anomalies that account for an alert a cut run
 // cannot raise although every call behind it is reported.
@@ -286,6 +296,12 @@ func cutCheck(t *testing.T, where string, full, cut cutRun, first uint64, stats 
 	for _, k := range got {
 		have[k]++
 	}
+	written := map[string]bool{}
+	for _, a := range cut.alerts {
+		if a.rule == detect.RuleTaskFile {
+			written[a.file] = true
+		}
+	}
 	var wantAlerts []string
 	for _, a := range full.alerts {
 		ok := len(a.related) > 0
@@ -293,6 +309,9 @@ func cutCheck(t *testing.T, where string, full, cut cutRun, first uint64, stats 
 			if have[k] == 0 {
 				ok = false
 			}
+		}
+		if cutFileAlerts[a.rule] && !written[a.file] {
+			ok = false
 		}
 		if ok {
 			wantAlerts = append(wantAlerts, a.rule)
