@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/tschsensor/tschsensor/detect"
 )
 
 // Counters is the machine-readable form of a run's counters: the one JSON
@@ -100,6 +102,9 @@ type CallCounters struct {
 type OutputCounters struct {
 	Events uint64 `json:"events"`
 	Alerts uint64 `json:"alerts"`
+	// Suppressed: what each suppress entry of the rules file (--rules) hid
+	// since the file was loaded; the alerts it counts are not in Alerts.
+	Suppressed []detect.SuppressionCount `json:"suppressed,omitempty"`
 }
 
 // Counters renders s; out and del say what reached the outputs and what

@@ -583,8 +583,6 @@ type LiveMetric struct {
 	// Counters are all workers' counters and the delivery section: the
 	// object replay --stats-file writes, inline.
 	Counters
-	// Suppressed counts the alerts each entry of the rules file hid.
-	Suppressed []detect.SuppressionCount `json:"suppressed,omitempty"`
 }
 
 // Metrics takes a snapshot of every counter. It is safe to call from any
@@ -598,9 +596,6 @@ func (l *Live) Metrics() LiveMetric {
 	}
 	del := l.cfg.Output.Delivery()
 	m.DroppedEvents, m.DroppedRecords = del.DroppedTotal, del.Dropped.Queue
-	if r := l.cfg.Detect.Rules; r != nil {
-		m.Suppressed = r.Load().Suppressions()
-	}
 	m.UptimeSeconds = time.Since(l.start).Seconds()
 	m.Healthy, _ = l.Healthy()
 	total := newStats()
@@ -629,7 +624,11 @@ func (l *Live) Metrics() LiveMetric {
 		}
 		m.Workers = append(m.Workers, wm)
 	}
-	m.Counters = total.Counters(OutputCounters{Events: m.Events, Alerts: m.Alerts}, del)
+	oc := OutputCounters{Events: m.Events, Alerts: m.Alerts}
+	if r := l.cfg.Detect.Rules; r != nil {
+		oc.Suppressed = r.Load().Suppressions()
+	}
+	m.Counters = total.Counters(oc, del)
 	return m
 }
 

@@ -140,9 +140,9 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 	p.sample("tschsensor_events_total", float64(m.Events))
 	p.family("tschsensor_alerts_total", "counter", "Alerts written to the outputs.")
 	p.sample("tschsensor_alerts_total", float64(m.Alerts))
-	if len(m.Suppressed) > 0 {
+	if len(m.Output.Suppressed) > 0 {
 		p.family("tschsensor_alerts_suppressed_total", "counter", "Alerts an entry of the rules file suppressed, by entry (since the file was loaded).")
-		for _, s := range m.Suppressed {
+		for _, s := range m.Output.Suppressed {
 			p.sample("tschsensor_alerts_suppressed_total", float64(s.Count), "entry", strconv.Itoa(s.Entry), "reason", s.Reason)
 		}
 	}

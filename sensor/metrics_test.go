@@ -168,8 +168,9 @@ func TestWritePrometheusEmpty(t *testing.T) {
 func TestWritePrometheusSuppressed(t *testing.T) {
 	var b strings.Builder
 	w := bufio.NewWriter(&b)
-	WritePrometheus(w, LiveMetric{Suppressed: []detect.SuppressionCount{
-		{Entry: 1, Line: 2, Reason: `jump "hosts"`, Count: 3}, {Entry: 2, Line: 5, Count: 0}}})
+	var m LiveMetric
+	m.Output.Suppressed = []detect.SuppressionCount{{Entry: 1, Line: 2, Reason: `jump "hosts"`, Count: 3}, {Entry: 2, Line: 5, Count: 0}}
+	WritePrometheus(w, m)
 	w.Flush()
 	s := parseProm(t, b.String())
 	if s[`tschsensor_alerts_suppressed_total{entry="1",reason="jump \"hosts\""}`] != 3 {

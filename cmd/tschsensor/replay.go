@@ -76,7 +76,11 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	rc := 0
 	if *statsFile != "" {
-		c := res.Stats.Counters(sensor.OutputCounters{Events: out.Events, Alerts: out.Alerts}, del)
+		oc := sensor.OutputCounters{Events: out.Events, Alerts: out.Alerts}
+		if rs := dopts.Rules.Load(); rs != nil {
+			oc.Suppressed = rs.Suppressions()
+		}
+		c := res.Stats.Counters(oc, del)
 		if err := sensor.WriteCountersFile(*statsFile, c); err != nil {
 			fmt.Fprintln(stderr, "tschsensor:", err)
 			rc = 1

@@ -69,13 +69,31 @@ func TestRulesSuppressAtExec(t *testing.T) {
 		t.Fatalf("without rules: alerts %v", ids)
 	}
 	rules := writeRules(t, "suppress:\n  - rule: atexec\n    source: [10.77.0.0/24]\n    reason: lab admin subnet\n")
-	got, stderr := replayLines(t, "--rules", rules, atexecClear)
+	statsFile := filepath.Join(t.TempDir(), "stats.json")
+	got, stderr := replayLines(t, "--rules", rules, "--stats-file", statsFile, atexecClear)
 	want := slices.DeleteFunc(slices.Clone(plain), func(l string) bool { return strings.Contains(l, `"rule":{"id":"atexec"`) })
 	if len(want) != len(plain)-1 || !slices.Equal(got, want) {
 		t.Errorf("suppressed output is not the plain output less the atexec alert:\n%s", strings.Join(got, "\n"))
 	}
 	if !strings.Contains(stderr, `entry 1 (line 2, "lab admin subnet"): 1`) {
 		t.Errorf("summary does not count one suppression:\n%s", stderr)
+	}
+	var counters struct {
+		Output struct {
+			Alerts     int
+			Suppressed []detect.SuppressionCount
+		}
+	}
+	b, err := os.ReadFile(statsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &counters); err != nil {
+		t.Fatal(err)
+	}
+	if s := counters.Output.Suppressed; counters.Output.Alerts != 1 || len(s) != 1 || s[0].Count != 1 || s[0].Reason != "lab admin subnet" ||
+		!slices.Equal(s[0].Rules, []string{"atexec"}) {
+		t.Errorf("stats file output %+v", counters.Output)
 	}
 
 	other := writeRules(t, "suppress:\n  - rule: atexec\n    source: [10.1.1.0/24]\n")
