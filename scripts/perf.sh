@@ -1,18 +1,26 @@
 #!/bin/sh
-# perf.sh — time tschsensor replay against tcpdump on the same capture.
+# perf.sh — time tschsensor replay against tcpdump on the same captures.
 #
-# Builds the sensor, warms the page cache, then runs each command RUNS times
-# (default 3) and reports the median wall time as MB/s (capture file bytes)
-# and packets/s, with the peak resident set size from /usr/bin/time -v.
-# tcpdump -r FILE -w /dev/null reads and writes every record and decodes
-# nothing: the floor any pcap consumer pays.
+# Builds the sensor, warms the page cache, then runs tcpdump and each sensor
+# command RUNS times (default 5), interleaved (tcpdump, sensor, sensor -w 2,
+# tcpdump, ...) so that load from other jobs on the machine hits all of them
+# alike, and reports per command the median wall time, MB/s (capture file
+# bytes), packets/s, the peak resident set size (/usr/bin/time -v), and the
+# ratio of the median to tcpdump's median. tcpdump -r FILE -w /dev/null reads
+# and writes every record and decodes nothing: the floor any pcap consumer
+# pays.
 #
-# usage: scripts/perf.sh FILE [RUNS]
-#        (make a large FILE with scripts/make-smb-capture.sh)
+# usage: scripts/perf.sh [FILE...]    (RUNS=5 and WORKERS=2 from the environment)
+#
+# Without FILE it uses the two captures of docs/performance.md:
+#   /tmp/mirror-mix.pcap  the mirror-port mix, made here by scripts/mirrormix
+#                         when missing (deterministic, ~500k packets, 385 MB)
+#   /tmp/smb-large.pcap   the SMB bulk copies, made by scripts/make-smb-capture.sh
+#                         (needs root; skipped with a note when missing)
 set -eu
 
-file=${1:?usage: scripts/perf.sh FILE [RUNS]}
-runs=${2:-3}
+runs=${RUNS:-5}
+workers=${WORKERS:-2}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/tschperf.XXXXXX)
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -21,43 +29,71 @@ trap 'rm -rf "$work"' EXIT INT TERM
 command -v tcpdump >/dev/null || { echo "perf.sh: tcpdump missing" >&2; exit 1; }
 
 (cd "$root" && go build -o "$work/tschsensor" ./cmd/tschsensor)
-bytes=$(stat -c %s "$file")
-if command -v capinfos >/dev/null; then
-	packets=$(capinfos -M -c -T -r "$file" | awk -F'\t' '{print $2}')
-else
-	packets=$(tcpdump -nr "$file" -q 2>/dev/null | wc -l)
+# Older builds have no --workers: measure one worker only.
+multi=
+"$work/tschsensor" replay -h 2>&1 | grep -q -- '-workers' && multi=1
+
+if [ $# -eq 0 ]; then
+	if [ ! -f /tmp/mirror-mix.pcap ]; then
+		(cd "$root" && go run ./scripts/mirrormix -o /tmp/mirror-mix.pcap)
+	fi
+	set -- /tmp/mirror-mix.pcap
+	if [ -f /tmp/smb-large.pcap ]; then
+		set -- "$@" /tmp/smb-large.pcap
+	else
+		echo "perf.sh: /tmp/smb-large.pcap missing; make it with sudo scripts/make-smb-capture.sh" >&2
+	fi
 fi
-cat "$file" >/dev/null # warm cache
 
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM"
-echo "go: $(go version | awk '{print $3}'), tcpdump: $(tcpdump --version 2>&1 | head -1 | awk '{print $3}')"
-echo "file: $file, $bytes bytes, $packets packets"
-printf '%-44s %9s %10s %12s %10s\n' command "median s" "MB/s" "packets/s" "peak RSS"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "go: $(go version | awk '{print $3}'), tcpdump: $(tcpdump --version 2>&1 | head -1 | awk '{print $3}'), runs: $runs interleaved"
 
-# measure NAME CMD...: run RUNS times, print the median line.
-measure() {
-	name=$1
+# run TAG CMD...: one timed run, appended to $work/TAG as "seconds rss_kb".
+run() {
+	tag=$1
 	shift
-	: >"$work/times"
-	i=0
-	while [ "$i" -lt "$runs" ]; do
-		/usr/bin/time -v -o "$work/time.out" "$@" >/dev/null 2>"$work/stderr" ||
-			{ echo "perf.sh: $name failed:" >&2; cat "$work/stderr" "$work/time.out" >&2; exit 1; }
-		awk -F': ' '
-			/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + p[j] }
-			/Maximum resident set size/ { rss = $2 }
-			END { printf "%.3f %d\n", s, rss }' "$work/time.out" >>"$work/times"
-		i=$((i + 1))
-	done
-	sort -n "$work/times" | awk -v name="$name" -v b="$bytes" -v p="$packets" -v runs="$runs" '
+	/usr/bin/time -v -o "$work/time.out" "$@" >/dev/null 2>"$work/stderr" ||
+		{ echo "perf.sh: $tag failed:" >&2; cat "$work/stderr" "$work/time.out" >&2; exit 1; }
+	awk -F': ' '
+		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + p[j] }
+		/Maximum resident set size/ { rss = $2 }
+		END { printf "%.3f %d\n", s, rss }' "$work/time.out" >>"$work/$tag"
+}
+
+# report TAG NAME: the median line of TAG's runs.
+report() {
+	sort -n "$work/$1" | awk -v name="$2" -v b="$bytes" -v p="$packets" -v base="$base" '
 		{ t[NR] = $1; r[NR] = $2 }
 		END {
-			m = t[int((runs + 1) / 2)]; rss = r[int((runs + 1) / 2)]
+			m = t[int((NR + 1) / 2)]; rss = r[int((NR + 1) / 2)]
 			if (m <= 0) m = 0.001
-			printf "%-44s %9.3f %10.1f %12.0f %7.0f MB\n", name, m, b / m / 1e6, p / m, rss / 1024
+			ratio = base > 0 ? sprintf("%.2f", m / base) : "1.00"
+			printf "%-46s %8.3f %6s %9.1f %11.0f %6.0f MB\n", name, m, ratio, b / m / 1e6, p / m, rss / 1024
 		}'
 }
 
-measure "tcpdump -r FILE -w /dev/null" tcpdump -r "$file" -w /dev/null
-measure "tschsensor replay --quiet FILE" "$work/tschsensor" replay --quiet "$file"
-measure "tschsensor replay --quiet --no-stdout FILE" "$work/tschsensor" replay --quiet --no-stdout "$file"
+for file; do
+	bytes=$(stat -c %s "$file")
+	if command -v capinfos >/dev/null; then
+		packets=$(capinfos -M -c -T -r "$file" | awk -F'\t' '{print $2}')
+	else
+		packets=$(tcpdump -nr "$file" -q 2>/dev/null | wc -l)
+	fi
+	cat "$file" >/dev/null # warm cache
+	rm -f "$work/td" "$work/s1" "$work/sn"
+	i=0
+	while [ "$i" -lt "$runs" ]; do
+		run td tcpdump -r "$file" -w /dev/null
+		run s1 "$work/tschsensor" replay --quiet "$file"
+		[ -z "$multi" ] || run sn "$work/tschsensor" replay --quiet --workers "$workers" "$file"
+		i=$((i + 1))
+	done
+	echo
+	echo "file: $file, $bytes bytes, $packets packets"
+	printf '%-46s %8s %6s %9s %11s %9s\n' command "median s" ratio "MB/s" "packets/s" "peak RSS"
+	base=0
+	report td "tcpdump -r FILE -w /dev/null"
+	base=$(sort -n "$work/td" | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
+	report s1 "tschsensor replay --quiet FILE"
+	[ -z "$multi" ] || report sn "tschsensor replay --quiet --workers $workers FILE"
+done
