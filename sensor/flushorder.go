@@ -57,17 +57,7 @@ func (b *flushBuffer) release() {
 	if len(b.items) == 0 {
 		return
 	}
-	sort.SliceStable(b.items, func(i, j int) bool {
-		ti, ei, si := b.items[i].key()
-		tj, ej, sj := b.items[j].key()
-		if !ti.Equal(tj) {
-			return ti.Before(tj)
-		}
-		if c := compareEndpoints(ei, ej); c != 0 {
-			return c < 0
-		}
-		return si < sj
-	})
+	sortFlushItems(b.items)
 	for _, it := range b.items {
 		if it.call != nil {
 			b.next.Call(it.call)
@@ -77,6 +67,22 @@ func (b *flushBuffer) release() {
 	}
 	clear(b.items)
 	b.items = b.items[:0]
+}
+
+// sortFlushItems orders the records of one flush: time, endpoints, then
+// creation order.
+func sortFlushItems(items []flushItem) {
+	sort.SliceStable(items, func(i, j int) bool {
+		ti, ei, si := items[i].key()
+		tj, ej, sj := items[j].key()
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		if c := compareEndpoints(ei, ej); c != 0 {
+			return c < 0
+		}
+		return si < sj
+	})
 }
 
 func compareEndpoints(a, b detect.Endpoints) int {

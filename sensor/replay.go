@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"github.com/tschsensor/tschsensor/detect"
 )
 
@@ -17,6 +20,16 @@ type ReplayConfig struct {
 	Detect   detect.Options
 	Output   *Output
 	Progress func(file string, done, total int64)
+	// Workers is the number of decoding workers; flows are hashed to them
+	// and the output is the same for any number (default 1).
+	Workers int
+}
+
+// packetSink is what a replay hands packets to: one worker, or the
+// dispatcher in front of several.
+type packetSink interface {
+	SetFile(name string)
+	Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType)
 }
 
 // directRecorder hands records straight to the detector (one worker).
@@ -43,21 +56,42 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	ord := newOrderer(directRecorder{det})
 	res0 := NewResolver(ord)
 	res0.Tsch = cfg.Options.Tsch
-	w := NewWorker(cfg.Options, res0, nil)
 	var res ReplayResult
-	for _, name := range files {
-		if err := replayFile(ctx, w, ord, name, cfg.Progress); err != nil {
-			res.Errors = append(res.Errors, err)
-			if errors.Is(err, context.Canceled) {
-				break
+	read := func(sink packetSink) {
+		for _, name := range files {
+			if err := replayFile(ctx, sink, name, cfg.Progress); err != nil {
+				res.Errors = append(res.Errors, err)
+				if errors.Is(err, context.Canceled) {
+					break
+				}
 			}
 		}
 	}
-	w.Flush()
+	if cfg.Workers > 1 {
+		d := newShardDispatcher(cfg.Options, cfg.Workers)
+		m := newShardMerger(res0, ord.Release, cfg.Workers)
+		d.start()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.run(d.workers)
+		}()
+		read(d)
+		d.finish()
+		<-done
+		res.Stats = newStats()
+		for _, sw := range d.workers {
+			res.Stats.Merge(sw.w.Stats())
+		}
+	} else {
+		w := NewWorker(cfg.Options, res0, nil)
+		read(orderedWorker{w, ord})
+		w.Flush()
+		res.Stats = *w.Stats()
+	}
 	res0.Flush()
 	ord.Flush()
 	det.Flush()
-	res.Stats = *w.Stats()
 	res0.account(&res.Stats)
 	res.Stats.RecordsLate = ord.Late
 	res.Detect = det.Stats()
@@ -65,7 +99,19 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 	return res
 }
 
-func replayFile(ctx context.Context, w *Worker, ord *orderer, name string, progress func(string, int64, int64)) error {
+// orderedWorker is one worker in front of the orderer: after each packet,
+// what the capture clock allows goes on to the detector.
+type orderedWorker struct {
+	*Worker
+	ord *orderer
+}
+
+func (o orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+	o.Worker.Packet(data, ci, link)
+	o.ord.Release(o.Worker.now)
+}
+
+func replayFile(ctx context.Context, w packetSink, name string, progress func(string, int64, int64)) error {
 	src, err := OpenFile(name)
 	if err != nil {
 		return err
@@ -96,6 +142,5 @@ func replayFile(ctx context.Context, w *Worker, ord *orderer, name string, progr
 			return err
 		}
 		w.Packet(data, ci, link)
-		ord.Release(w.now)
 	}
 }

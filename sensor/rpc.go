@@ -508,9 +508,11 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 				return
 			}
 			r.c.anomaly("dcerpc_call_unknown_context")
+			r.c.w.dropSeq(call.Seq)
 			return
 		}
 		if !pc.iface.Decoded() {
+			r.c.w.dropSeq(call.Seq)
 			return
 		}
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
@@ -525,6 +527,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	}
 	if rc.interested && call.Iface == dissect.IfaceEPM {
 		r.learnEPM(rc)
+		r.c.w.dropSeq(call.Seq)
 		return
 	}
 	if rc.interested && (!call.Encrypted || call.Decrypted) {

@@ -144,6 +144,12 @@ type Worker struct {
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session.
 	smbKeys *sessionKeyTable
+	// external is set when a dispatcher in front of several workers
+	// decides when idle connections end (see shard.go); seqHook then sees
+	// every record sequence number as it is handed out (done false) and
+	// as a call that will never be handed on is dropped (done true).
+	external bool
+	seqHook  func(seq uint64, done bool)
 }
 
 // NewWorker returns a worker handing records to rec. epm may be shared by
@@ -182,17 +188,29 @@ const AnomalyPanic = "bug_panic_recovered"
 
 // Packet processes one packet. data may be reused by the caller afterwards.
 func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
-	defer func() {
-		if r := recover(); r != nil {
-			w.stats.anomaly(AnomalyPanic)
-			if w.buf.on {
-				w.buf.release() // a flush was cut short: deliver what it made
-			}
-			if w.opt.PanicHook != nil {
-				w.opt.PanicHook(r)
-			}
+	defer w.recoverPanic()
+	w.packet(data, ci, link)
+	if !w.external {
+		// After every packet, whatever it was: a dispatcher in front of
+		// several workers makes the same decision from capture time alone.
+		w.maybeFlush()
+	}
+}
+
+// recoverPanic counts a panic of the packet or flush path.
+func (w *Worker) recoverPanic() {
+	if r := recover(); r != nil {
+		w.stats.anomaly(AnomalyPanic)
+		if w.buf.on {
+			w.buf.release() // a flush was cut short: deliver what it made
 		}
-	}()
+		if w.opt.PanicHook != nil {
+			w.opt.PanicHook(r)
+		}
+	}
+}
+
+func (w *Worker) packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 	w.frame++
 	w.stats.Packets++
 	w.stats.Bytes += uint64(ci.Length)
@@ -206,7 +224,6 @@ func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 	switch decodeFrame(data, link, &w.f) {
 	case decTCP:
 	case decNotTCP:
-		w.maybeFlush()
 		return
 	case decMalformed:
 		w.stats.anomaly("malformed_frame")
@@ -235,7 +252,6 @@ func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 	pc := &w.ring[w.frame%ctxRing]
 	pc.ci, pc.frame = ci, w.frame
 	w.asm.AssembleWithContext(net, &w.tcp, pc)
-	w.maybeFlush()
 }
 
 func (w *Worker) reassembleIPv4(ts time.Time) bool {
@@ -268,6 +284,11 @@ func (w *Worker) maybeFlush() {
 		return
 	}
 	w.flushT = w.now
+	w.flushIdle()
+}
+
+// flushIdle ends connections idle at w.now and skips old gaps.
+func (w *Worker) flushIdle() {
 	idle := w.opt.IdleTimeout
 	if w.pressure {
 		idle = min(idle, pressureIdle)
@@ -307,7 +328,17 @@ func (w *Worker) Flush() {
 
 func (w *Worker) nextSeq() uint64 {
 	w.seq++
+	if w.seqHook != nil {
+		w.seqHook(w.seq, false)
+	}
 	return w.seq
+}
+
+// dropSeq says that the record numbered seq will not be handed on.
+func (w *Worker) dropSeq(seq uint64) {
+	if w.seqHook != nil {
+		w.seqHook(seq, true)
+	}
 }
 
 func addrOf(e gopacket.Endpoint) netip.Addr {

@@ -28,6 +28,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	nf := addNATSFlags(fs)
 	noStdout := fs.Bool("no-stdout", false, "do not print events on stdout (NATS only)")
 	statsFile := fs.String("stats-file", "", "write the final counters as one JSON object to this `file` (sealed/opened DCE-RPC PDUs, Kerberos tickets, SMB3 keys, anomalies...; docs/events.md, Counters)")
+	workers := fs.Int("workers", 1, "decoding workers; connections are hashed to them and the output is the same for any number")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
 		fs.PrintDefaults()
@@ -53,7 +54,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tschsensor:", err)
 		return 2
 	}
-	cfg := sensor.ReplayConfig{Options: opts, Detect: dopts, Output: out}
+	cfg := sensor.ReplayConfig{Options: opts, Detect: dopts, Output: out, Workers: *workers}
 	if !cf.quiet && isTerminal(stderr) {
 		cfg.Progress = progressBar(stderr)
 	}
