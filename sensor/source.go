@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // Source yields packets. The data slice may be reused by the next call
@@ -25,27 +23,11 @@ type Source interface {
 // FileSource reads a classic pcap (µs or ns, either byte order) or pcapng
 // file, optionally gzip-compressed.
 type FileSource struct {
-	name   string
-	f      *os.File
-	cr     *countingReader
-	pcap   *pcapReader
-	ng     *pcapgo.NgReader
-	link   layers.LinkType
-	ngLink []layers.LinkType
-	// off is the byte offset (of the uncompressed stream) where the record
-	// being read starts; errors name it.
-	off int64
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	name string
+	f    *os.File
+	pcap *pcapReader
+	ng   *pcapngReader
+	link layers.LinkType
 }
 
 // ErrCutShort marks a capture that ends in the middle of a record, as files
@@ -92,18 +74,17 @@ func OpenFile(name string) (*FileSource, error) {
 		r = bgz
 		magic, _ = bgz.Peek(4)
 	}
-	s.cr = &countingReader{r: r}
 	switch {
 	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
-		ng, err := pcapgo.NewNgReader(s.cr, pcapgo.NgReaderOptions{})
+		ng, err := newPcapngReader(r, pcapBlockSize)
 		if err != nil {
 			f.Close()
-			return nil, &FormatError{File: name, Offset: s.cr.n, Err: fmt.Errorf("pcapng header: %w", err)}
+			return nil, &FormatError{File: name, Offset: 0, Err: fmt.Errorf("pcapng header: %w", err)}
 		}
 		s.ng = ng
-		s.link = ng.LinkType()
+		s.link = ng.link
 	default:
-		p, err := newPcapReader(s.cr, pcapBlockSize)
+		p, err := newPcapReader(r, pcapBlockSize)
 		if err != nil {
 			f.Close()
 			return nil, &FormatError{File: name, Offset: 0, Err: fmt.Errorf("not a pcap or pcapng file: %w", err)}
@@ -138,50 +119,14 @@ func (s *FileSource) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType
 		}
 		return data, ci, s.link, nil
 	}
-	data, ci, err := s.ng.ZeroCopyReadPacketData()
+	data, ci, link, off, err := s.ng.next()
 	if err != nil {
-		return nil, ci, 0, s.wrap(err)
-	}
-	link := s.link
-	if ci.InterfaceIndex > 0 {
-		link = s.ifaceLink(ci.InterfaceIndex)
+		if err == io.EOF {
+			return nil, ci, 0, io.EOF
+		}
+		return nil, ci, 0, &FormatError{File: s.name, Offset: off, Err: err}
 	}
 	return data, ci, link, nil
-}
-
-func (s *FileSource) ifaceLink(i int) layers.LinkType {
-	if i >= maxInterfaces {
-		return s.link
-	}
-	for len(s.ngLink) <= i {
-		link := s.link
-		if iface, err := s.ng.Interface(len(s.ngLink)); err == nil {
-			link = iface.LinkType
-		}
-		s.ngLink = append(s.ngLink, link)
-	}
-	return s.ngLink[i]
-}
-
-func (s *FileSource) wrap(err error) error {
-	if errors.Is(err, io.EOF) {
-		// gopacket's pcapng reader reports a block cut short as a plain EOF;
-		// walk the block lengths to tell the two apart.
-		if s.ng != nil {
-			if off, cut := pcapngCut(s.name); cut {
-				return &FormatError{File: s.name, Offset: off, Err: fmt.Errorf("%w: %w", ErrCutShort, io.ErrUnexpectedEOF)}
-			}
-		}
-		return io.EOF
-	}
-	off := s.off
-	if s.ng != nil {
-		off = s.cr.n
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &FormatError{File: s.name, Offset: off, Err: fmt.Errorf("%w: %w", ErrCutShort, err)}
-	}
-	return &FormatError{File: s.name, Offset: off, Err: err}
 }
 
 // Close stops the block reader and closes the file.
@@ -189,56 +134,8 @@ func (s *FileSource) Close() error {
 	if s.pcap != nil {
 		s.pcap.br.close()
 	}
+	if s.ng != nil {
+		s.ng.br.close()
+	}
 	return s.f.Close()
-}
-
-// pcapngCut walks a pcapng file's block lengths and reports where its last
-// block starts when that block runs past the end of the file. It reads the
-// file once more, only when the reader has met its end.
-func pcapngCut(name string) (int64, bool) {
-	f, err := os.Open(name)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<16)
-	var r io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return 0, false
-		}
-		r = bufio.NewReaderSize(gz, 1<<16)
-	}
-	rd := r.(*bufio.Reader)
-	var off int64
-	var order binary.ByteOrder = binary.LittleEndian
-	for {
-		hdr, _ := rd.Peek(12)
-		if len(hdr) == 0 {
-			return 0, false
-		}
-		if len(hdr) < 8 {
-			return off, true
-		}
-		if binary.LittleEndian.Uint32(hdr) == 0x0a0d0d0a && len(hdr) >= 12 {
-			if binary.LittleEndian.Uint32(hdr[8:]) == 0x1a2b3c4d {
-				order = binary.LittleEndian
-			} else {
-				order = binary.BigEndian
-			}
-		}
-		n := int64(order.Uint32(hdr[4:]))
-		if n < 12 || n%4 != 0 {
-			return 0, false // not a length we can follow: leave it to the reader's error
-		}
-		d, err := rd.Discard(int(n))
-		if int64(d) < n {
-			return off, true
-		}
-		if err != nil {
-			return 0, false
-		}
-		off += n
-	}
 }
