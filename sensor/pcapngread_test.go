@@ -143,7 +143,9 @@ func TestPcapngReaderCut(t *testing.T) {
 	}
 }
 
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
 
 // FuzzPcapngReader: hostile files end in an error, never a panic, and a
 // packet never reaches past its block.
