@@ -284,6 +284,18 @@ func (a *AFPacket) packet() ([]byte, gopacket.CaptureInfo, bool) {
 			}
 		}
 		tci := uint16(binary.NativeEndian.Uint32(h[pktVLANTCIOff:]))
+		if mac >= pktHdrLen+sllLen+4 {
+			// The block is ours until it goes back to the kernel: move
+			// the MAC addresses into the alignment gap before the frame
+			// and write the tag behind them, without a copy of the frame.
+			s := h[mac-4 : mac+snap]
+			copy(s, s[4:16])
+			binary.BigEndian.PutUint16(s[12:], tpid)
+			binary.BigEndian.PutUint16(s[14:], tci)
+			ci.CaptureLength += 4
+			ci.Length += 4
+			return s, ci, true
+		}
 		need := len(data) + 4
 		if cap(a.scratch) < need {
 			a.scratch = make([]byte, need, max(need, 2048))
