@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -116,6 +118,33 @@ func CompileFilter(ctx context.Context, expr string, link layers.LinkType, snapL
 	prog, err := ParseDDD(stdout.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("filter %q: %w", expr, err)
+	}
+	return prog, nil
+}
+
+// maxFilterFile bounds a filter file: bpfMaxInsns lines of four numbers.
+const maxFilterFile = 1 << 20
+
+// ReadFilterFile loads a filter compiled beforehand with `tcpdump -ddd`
+// (for example `tcpdump -ddd -y EN10MB -s 262144 'tcp port 445' > f.bpf`),
+// so that an image without tcpdump, such as a FROM scratch container, can
+// still filter.
+func ReadFilterFile(path string) ([]bpf.RawInstruction, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("filter file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFilterFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("filter file %s: %w", path, err)
+	}
+	if len(b) > maxFilterFile {
+		return nil, fmt.Errorf("filter file %s: larger than %d bytes", path, maxFilterFile)
+	}
+	prog, err := ParseDDD(b)
+	if err != nil {
+		return nil, fmt.Errorf("filter file %s: %w", path, err)
 	}
 	return prog, nil
 }

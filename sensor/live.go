@@ -54,14 +54,59 @@ type LiveConfig struct {
 	// Capture holds the ring geometry, snap length, promiscuous mode and
 	// filter; Iface and the fanout fields are set per socket.
 	Capture AFPacketConfig
+	// FilterExpr, when set, is a tcpdump expression compiled with
+	// `tcpdump -ddd` into Capture.Filter; FilterFile names the output of
+	// such a compilation made beforehand (for images without tcpdump). At
+	// most one of them.
+	FilterExpr string
+	FilterFile string
 	// FanoutGroup is the PACKET_FANOUT group id of the first interface;
 	// interface i uses FanoutGroup+i (a group spans one device).
-	FanoutGroup    uint16
+	FanoutGroup    int
 	StatsInterval  time.Duration
 	QueueLen       int
 	EnqueueTimeout time.Duration
 	PollTimeout    time.Duration
 	Log            *slog.Logger
+}
+
+// maxWorkers bounds capture and replay workers.
+const maxWorkers = 1024
+
+// validate checks what the flags gave before anything is opened, and
+// compiles or reads the filter.
+func (c *LiveConfig) validate() error {
+	switch {
+	case len(c.Interfaces) == 0:
+		return errors.New("live capture: no interface given")
+	case c.Output == nil:
+		return errors.New("live capture: no output")
+	case c.Workers < 0 || c.Workers > maxWorkers:
+		return fmt.Errorf("live capture: %d workers: want 1 to %d", c.Workers, maxWorkers)
+	case c.FanoutGroup < 0 || c.FanoutGroup+len(c.Interfaces) > 0x10000:
+		return fmt.Errorf("live capture: fanout group %d: want 0 to %d", c.FanoutGroup, 0x10000-len(c.Interfaces))
+	case c.FilterExpr != "" && c.FilterFile != "":
+		return errors.New("live capture: a filter expression and a filter file: give one")
+	case c.StatsInterval < 0, c.QueueLen < 0, c.EnqueueTimeout < 0, c.PollTimeout < 0:
+		return errors.New("live capture: negative interval or queue length")
+	}
+	switch {
+	case c.FilterExpr != "":
+		// Every interface is Ethernet-like in practice; a raw-IP interface
+		// gets its own compilation.
+		prog, err := CompileFilter(context.Background(), c.FilterExpr, layers.LinkTypeEthernet, c.Capture.SnapLen)
+		if err != nil {
+			return err
+		}
+		c.Capture.Filter = prog
+	case c.FilterFile != "":
+		prog, err := ReadFilterFile(c.FilterFile)
+		if err != nil {
+			return err
+		}
+		c.Capture.Filter = prog
+	}
+	return c.Options.validate()
 }
 
 func (c *LiveConfig) setDefaults() {
@@ -193,13 +238,10 @@ type Live struct {
 // NewLive opens every capture socket, so that a missing interface or
 // privilege is reported before anything runs.
 func NewLive(cfg LiveConfig) (*Live, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, &ConfigError{err}
+	}
 	cfg.setDefaults()
-	if len(cfg.Interfaces) == 0 {
-		return nil, errors.New("live capture: no interface given")
-	}
-	if cfg.Output == nil {
-		return nil, errors.New("live capture: no output")
-	}
 	socks := make([][]ringSource, cfg.Workers)
 	closeAll := func() {
 		for _, ss := range socks {
@@ -213,7 +255,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 			c := cfg.Capture
 			c.Iface = iface
 			c.Fanout = cfg.Workers > 1
-			c.FanoutGroup = cfg.FanoutGroup + uint16(i)
+			c.FanoutGroup = uint16(cfg.FanoutGroup + i)
 			s, err := openRing(c)
 			if err != nil {
 				closeAll()
@@ -257,7 +299,7 @@ type LiveResult struct {
 // Run captures until ctx ends or every worker failed, then flushes: calls
 // still open are reported with outcome unknown.
 func (l *Live) Run(ctx context.Context) LiveResult {
-	det := detect.New(l.cfg.Detect, l.cfg.Output.Emit)
+	be := newBackend(l.cfg.Options, l.cfg.Detect, l.cfg.Output)
 	var wg sync.WaitGroup
 	allDone := make(chan struct{})
 	for _, lw := range l.workers {
@@ -286,15 +328,15 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 		<-allDone
 		close(l.records)
 	}()
-	resolver, ord := l.detect(det)
+	l.detect(be)
 	l.capturing.Store(false)
 
 	var res LiveResult
-	res.Stats = newStats()
 	var errs []error
+	var workers []*Stats
 	for _, lw := range l.workers {
 		lw.mu.Lock()
-		res.Stats.Merge(&lw.snap)
+		workers = append(workers, &lw.snap)
 		if lw.err != nil {
 			errs = append(errs, lw.err)
 		}
@@ -305,9 +347,8 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 		}
 	}
 	res.Delivery = l.cfg.Output.Delivery()
-	resolver.account(&res.Stats)
-	res.Stats.RecordsLate = ord.Late
-	res.Detect = det.Stats()
+	res.Stats = be.stats(workers)
+	res.Detect = be.det.Stats()
 	res.Elapsed = time.Since(l.start)
 	if len(errs) == len(l.workers) && ctx.Err() == nil {
 		res.Err = errors.Join(errs...)
@@ -319,7 +360,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 // single-threaded, and cross-connection correlation needs every worker's
 // records in one place. Records go through the resolver, then are put in
 // capture-time order (orderer) up to the watermark all workers reached.
-func (l *Live) detect(det *detect.Detector) (*Resolver, *orderer) {
+func (l *Live) detect(be *backend) {
 	tick := time.NewTicker(l.cfg.StatsInterval)
 	defer tick.Stop()
 	otick := time.NewTicker(orderEvery)
@@ -329,9 +370,7 @@ func (l *Live) detect(det *detect.Detector) (*Resolver, *orderer) {
 		l.events.Store(out.Events)
 		l.alerts.Store(out.Alerts)
 	}
-	ord := newOrderer(directRecorder{det})
-	res := NewResolver(ord)
-	res.Tsch = l.cfg.Options.Tsch
+	res, ord, det := be.res, be.ord, be.det
 	handle := func(r liveRecord) {
 		switch {
 		case r.call != nil:
@@ -362,9 +401,7 @@ func (l *Live) detect(det *detect.Detector) (*Resolver, *orderer) {
 		return true
 	}
 	finish := func() {
-		res.Flush()
-		ord.Flush()
-		det.Flush()
+		be.flush()
 		out.Emit(l.metricEvent())
 		sync()
 	}
@@ -373,14 +410,14 @@ func (l *Live) detect(det *detect.Detector) (*Resolver, *orderer) {
 		case r, ok := <-l.records:
 			if !ok {
 				finish()
-				return res, ord
+				return
 			}
 			handle(r)
 			sync()
 		case <-otick.C:
 			if !catchUp() {
 				finish()
-				return res, ord
+				return
 			}
 			sync()
 		case <-tick.C:

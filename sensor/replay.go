@@ -47,15 +47,41 @@ type ReplayResult struct {
 	Errors []error
 }
 
-// Replay reads the files in order through one worker: the output is the same
-// on every run and on every machine.
+// Replayer replays capture files: New validates, Run replays.
+type Replayer struct {
+	cfg ReplayConfig
+}
+
+// NewReplay checks the configuration.
+func NewReplay(cfg ReplayConfig) (*Replayer, error) {
+	switch {
+	case cfg.Output == nil:
+		return nil, &ConfigError{errors.New("replay: no output")}
+	case cfg.Workers < 0 || cfg.Workers > maxWorkers:
+		return nil, &ConfigError{fmt.Errorf("replay: %d workers: want 1 to %d", cfg.Workers, maxWorkers)}
+	}
+	if err := cfg.Options.validate(); err != nil {
+		return nil, &ConfigError{fmt.Errorf("replay: %w", err)}
+	}
+	return &Replayer{cfg: cfg}, nil
+}
+
+// Replay checks cfg and replays files; a configuration error is the
+// result's only error.
 func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult {
+	r, err := NewReplay(cfg)
+	if err != nil {
+		return ReplayResult{Errors: []error{err}}
+	}
+	return r.Run(ctx, files)
+}
+
+// Run reads the files in order. With one worker or several, the output is
+// the same on every run and on every machine.
+func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
+	cfg := r.cfg
 	start := time.Now()
-	det := detect.New(cfg.Detect, cfg.Output.Emit)
-	// The same stages as live capture: resolver, capture-time order, detector.
-	ord := newOrderer(directRecorder{det})
-	res0 := NewResolver(ord)
-	res0.Tsch = cfg.Options.Tsch
+	be := newBackend(cfg.Options, cfg.Detect, cfg.Output)
 	var res ReplayResult
 	read := func(sink packetSink) {
 		for _, name := range files {
@@ -67,9 +93,10 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 			}
 		}
 	}
+	var workers []*Stats
 	if cfg.Workers > 1 {
 		d := newShardDispatcher(cfg.Options, cfg.Workers)
-		m := newShardMerger(res0, ord.Release, cfg.Workers)
+		m := newShardMerger(be, be.ord.Release, cfg.Workers)
 		d.start()
 		done := make(chan struct{})
 		go func() {
@@ -79,22 +106,18 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 		read(d)
 		d.finish()
 		<-done
-		res.Stats = newStats()
 		for _, sw := range d.workers {
-			res.Stats.Merge(sw.w.Stats())
+			workers = append(workers, sw.w.Stats())
 		}
 	} else {
-		w := NewWorker(cfg.Options, res0, nil)
-		read(orderedWorker{w, ord})
+		w := NewWorker(cfg.Options, be, nil)
+		read(orderedWorker{w, be.ord})
 		w.Flush()
-		res.Stats = *w.Stats()
+		workers = append(workers, w.Stats())
 	}
-	res0.Flush()
-	ord.Flush()
-	det.Flush()
-	res0.account(&res.Stats)
-	res.Stats.RecordsLate = ord.Late
-	res.Detect = det.Stats()
+	be.flush()
+	res.Stats = be.stats(workers)
+	res.Detect = be.det.Stats()
 	res.Elapsed = time.Since(start)
 	return res
 }

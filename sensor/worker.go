@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -79,6 +80,25 @@ type Options struct {
 	// KerberosKeys (keytabs, key lines of the credentials) open Kerberos
 	// tickets, hence sealed DCE-RPC and SMB3 of Kerberos sessions.
 	KerberosKeys *dissect.KerberosKeys
+}
+
+// validate refuses negative bounds (zero means the default).
+func (o *Options) validate() error {
+	for _, v := range []struct {
+		name string
+		v    int
+	}{{"max message", o.MaxMessage}, {"max stub", o.MaxStub}, {"max stub total", o.MaxStubTotal}, {"max calls", o.MaxCalls},
+		{"max files", o.MaxFiles}, {"max pending", o.MaxPending}, {"max pages total", o.MaxPagesTotal},
+		{"max pages per connection", o.MaxPagesPerConn}, {"hunt limit", o.HuntLimit}, {"max connections", o.MaxConnections},
+		{"task XML limit", o.Tsch.XMLLimit}} {
+		if v.v < 0 {
+			return fmt.Errorf("%s %d: must not be negative", v.name, v.v)
+		}
+	}
+	if o.IdleTimeout < 0 {
+		return fmt.Errorf("idle timeout %v: must not be negative", o.IdleTimeout)
+	}
+	return nil
 }
 
 func (o *Options) setDefaults() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,8 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/sensor"
 )
@@ -44,6 +43,7 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&ifaces, "i", "capture `interface` (repeat or comma-separate for several)")
 	workers := fs.Int("workers", runtime.NumCPU(), "capture workers; the kernel spreads connections over them (PACKET_FANOUT_HASH)")
 	bpfExpr := fs.String("bpf", "", "capture filter in tcpdump syntax, compiled with `tcpdump -ddd` (default: built-in TCP filter)")
+	bpfFile := fs.String("bpf-file", "", "capture filter compiled beforehand by `tcpdump -ddd` into FILE (for images without tcpdump)")
 	snapLen := fs.Int("snaplen", sensor.DefaultSnapLen, "bytes kept of each packet")
 	promisc := fs.Bool("promisc", true, "put the interfaces in promiscuous mode while capturing (a packet membership the kernel undoes at exit)")
 	blockSize := fs.Int("block-size", sensor.DefaultBlockSize, "ring block size in bytes (multiple of the page size)")
@@ -66,14 +66,6 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tschsensor run: no interface: give -i IFACE")
 		return 2
 	}
-	if *workers <= 0 || *workers > 1024 {
-		fmt.Fprintf(stderr, "tschsensor run: --workers %d: want 1 to 1024\n", *workers)
-		return 2
-	}
-	if *fanout < 0 || *fanout+len(ifaces) > 0x10000 {
-		fmt.Fprintf(stderr, "tschsensor run: --fanout-group %d: want 0 to %d\n", *fanout, 0x10000-len(ifaces))
-		return 2
-	}
 	opts, dopts, err := cf.options()
 	if err != nil {
 		fmt.Fprintln(stderr, "tschsensor:", err)
@@ -92,17 +84,6 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 		BlockSize: *blockSize, NumBlocks: *blockCount, FrameSize: *frameSize, BlockTimeout: *blockTimeout,
 		SnapLen: *snapLen, Promisc: *promisc,
 	}
-	if *bpfExpr != "" {
-		// Every interface is Ethernet-like in practice; a raw-IP interface
-		// gets its own compilation.
-		prog, err := sensor.CompileFilter(ctx, *bpfExpr, layers.LinkTypeEthernet, *snapLen)
-		if err != nil {
-			fmt.Fprintln(stderr, "tschsensor:", err)
-			return 2
-		}
-		capture.Filter = prog
-	}
-
 	out, err := openOutput(ctx, nf, cf.observer, stdout, stderr, *noStdout, true)
 	if err != nil {
 		fmt.Fprintln(stderr, "tschsensor:", err)
@@ -118,12 +99,17 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 
 	live, err := sensor.NewLive(sensor.LiveConfig{
 		Options: opts, Detect: dopts, Output: out,
-		Interfaces: ifaces, Workers: *workers, Capture: capture, FanoutGroup: uint16(*fanout),
+		Interfaces: ifaces, Workers: *workers, Capture: capture, FanoutGroup: *fanout,
+		FilterExpr: *bpfExpr, FilterFile: *bpfFile,
 		StatsInterval: *statsInterval, QueueLen: *queue, Log: log,
 	})
 	if err != nil {
 		closeOut()
 		fmt.Fprintln(stderr, "tschsensor:", err)
+		var ce *sensor.ConfigError
+		if errors.As(err, &ce) {
+			return 2
+		}
 		return 1
 	}
 	var srv *http.Server
@@ -139,7 +125,7 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 		log.Info("metrics", "addr", ln.Addr().String())
 	}
 	if !cf.quiet {
-		log.Info("capturing", "interfaces", strings.Join(ifaces, ","), "workers", *workers, "filter", filterName(*bpfExpr))
+		log.Info("capturing", "interfaces", strings.Join(ifaces, ","), "workers", *workers, "filter", filterName(*bpfExpr, *bpfFile))
 	}
 	res := live.Run(ctx)
 	if srv != nil {
@@ -171,8 +157,11 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func filterName(expr string) string {
-	if expr == "" {
+func filterName(expr, file string) string {
+	switch {
+	case file != "":
+		return "file " + file
+	case expr == "":
 		return "built-in tcp"
 	}
 	return expr

@@ -46,6 +46,10 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tschsensor:", err)
 		return 2
 	}
+	cfg := sensor.ReplayConfig{Options: opts, Detect: dopts, Workers: *workers}
+	if !cf.quiet && isTerminal(stderr) {
+		cfg.Progress = progressBar(stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -54,16 +58,22 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tschsensor:", err)
 		return 2
 	}
-	cfg := sensor.ReplayConfig{Options: opts, Detect: dopts, Output: out, Workers: *workers}
-	if !cf.quiet && isTerminal(stderr) {
-		cfg.Progress = progressBar(stderr)
+	cfg.Output = out
+	closeOut := func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), nf.AckTimeout)
+		defer cancel()
+		if err := out.Close(closeCtx); err != nil {
+			fmt.Fprintln(stderr, "tschsensor: closing outputs:", err)
+		}
 	}
-	res := sensor.Replay(ctx, cfg, fs.Args())
-	closeCtx, cancel := context.WithTimeout(context.Background(), nf.AckTimeout)
-	defer cancel()
-	if err := out.Close(closeCtx); err != nil {
-		fmt.Fprintln(stderr, "tschsensor: closing outputs:", err)
+	rp, err := sensor.NewReplay(cfg)
+	if err != nil {
+		closeOut()
+		fmt.Fprintln(stderr, "tschsensor:", err)
+		return 2
 	}
+	res := rp.Run(ctx, fs.Args())
+	closeOut()
 	// Read after the sinks closed: NATS may still lose records on close.
 	del := out.Delivery()
 	if !cf.quiet {
