@@ -5,8 +5,10 @@
 # command RUNS times (default 5), interleaved (tcpdump, sensor, sensor -w 2,
 # tcpdump, ...) so that load from other jobs on the machine hits all of them
 # alike, and reports per command the median wall time, MB/s (capture file
-# bytes), packets/s, the peak resident set size (/usr/bin/time -v), and the
-# ratio of the median to tcpdump's median. tcpdump -r FILE -w /dev/null reads
+# bytes), packets/s, the median CPU seconds (user + system, all threads; less
+# sensitive than wall time to other jobs on a shared machine), the peak
+# resident set size (/usr/bin/time -v), and the ratio of the median to
+# tcpdump's median. tcpdump -r FILE -w /dev/null reads
 # and writes every record and decodes nothing: the floor any pcap consumer
 # pays.
 #
@@ -56,19 +58,21 @@ run() {
 		{ echo "perf.sh: $tag failed:" >&2; cat "$work/stderr" "$work/time.out" >&2; exit 1; }
 	awk -F': ' '
 		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + p[j] }
+		/User time|System time/ { cpu += $2 }
 		/Maximum resident set size/ { rss = $2 }
-		END { printf "%.3f %d\n", s, rss }' "$work/time.out" >>"$work/$tag"
+		END { printf "%.3f %d %.3f\n", s, rss, cpu }' "$work/time.out" >>"$work/$tag"
 }
 
 # report TAG NAME: the median line of TAG's runs.
 report() {
-	sort -n "$work/$1" | awk -v name="$2" -v b="$bytes" -v p="$packets" -v base="$base" '
+	cpu=$(awk '{ print $3 }' "$work/$1" | sort -n | awk '{ c[NR] = $1 } END { print c[int((NR + 1) / 2)] }')
+	sort -n "$work/$1" | awk -v name="$2" -v b="$bytes" -v p="$packets" -v base="$base" -v cpu="$cpu" '
 		{ t[NR] = $1; r[NR] = $2 }
 		END {
 			m = t[int((NR + 1) / 2)]; rss = r[int((NR + 1) / 2)]
 			if (m <= 0) m = 0.001
 			ratio = base > 0 ? sprintf("%.2f", m / base) : "1.00"
-			printf "%-46s %8.3f %6s %9.1f %11.0f %6.0f MB\n", name, m, ratio, b / m / 1e6, p / m, rss / 1024
+			printf "%-46s %8.3f %6s %7.3f %9.1f %11.0f %6.0f MB\n", name, m, ratio, cpu, b / m / 1e6, p / m, rss / 1024
 		}'
 }
 
@@ -90,10 +94,10 @@ for file; do
 	done
 	echo
 	echo "file: $file, $bytes bytes, $packets packets"
-	printf '%-46s %8s %6s %9s %11s %9s\n' command "median s" ratio "MB/s" "packets/s" "peak RSS"
+	printf '%-46s %8s %6s %7s %9s %11s %9s\n' command "median s" ratio "cpu s" "MB/s" "packets/s" "peak RSS"
 	base=0
 	report td "tcpdump -r FILE -w /dev/null"
-	base=$(sort -n "$work/td" | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
+	base=$(sort -n "$work/td" | awk '{ t[NR] = $1 } END { m = t[int((NR + 1) / 2)]; print (m > 0 ? m : 0.001) }')
 	report s1 "tschsensor replay --quiet FILE"
 	[ -z "$multi" ] || report sn "tschsensor replay --quiet --workers $workers FILE"
 done
