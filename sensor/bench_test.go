@@ -2,6 +2,8 @@ package sensor
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"testing"
 
@@ -98,8 +100,32 @@ func TestDecodeFrameAllocs(t *testing.T) {
 }
 
 // BenchmarkReplay is the replay subcommand's path without output: reading
-// the file (pcapgo, gzip when compressed) and the worker, on one goroutine.
+// the file (block reader, gzip when compressed) and the workers: one, or a
+// dispatcher, two workers and the merger.
 func BenchmarkReplay(b *testing.B) {
+	name, pkts, _ := benchCapture(b)
+	fi, err := os.Stat(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
+			b.SetBytes(fi.Size())
+			b.ReportAllocs()
+			for b.Loop() {
+				res := Replay(context.Background(), ReplayConfig{Output: NewOutput(), Workers: n}, []string{name})
+				if len(res.Errors) > 0 || res.Stats.Packets != uint64(len(pkts)) {
+					b.Fatalf("replay: %d packets, errors %v", res.Stats.Packets, res.Errors)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*int64(len(pkts))), "ns/packet")
+		})
+	}
+}
+
+// BenchmarkReadCapture reads the capture and decodes nothing: the floor of
+// replay, as tcpdump -r FILE -w /dev/null is tcpdump's.
+func BenchmarkReadCapture(b *testing.B) {
 	name, pkts, _ := benchCapture(b)
 	fi, err := os.Stat(name)
 	if err != nil {
@@ -107,11 +133,25 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.SetBytes(fi.Size())
 	b.ReportAllocs()
-	b.ResetTimer()
 	for b.Loop() {
-		res := Replay(context.Background(), ReplayConfig{Output: NewOutput()}, []string{name})
-		if len(res.Errors) > 0 || res.Stats.Packets != uint64(len(pkts)) {
-			b.Fatalf("replay: %d packets, errors %v", res.Stats.Packets, res.Errors)
+		src, err := OpenFile(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for {
+			_, _, _, err := src.ReadPacket()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		src.Close()
+		if n != len(pkts) {
+			b.Fatalf("%d packets, want %d", n, len(pkts))
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*int64(len(pkts))), "ns/packet")
