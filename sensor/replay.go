@@ -141,10 +141,7 @@ func replayFile(ctx context.Context, w packetSink, name string, progress func(st
 	}
 	defer src.Close()
 	w.SetFile(filepath.Base(name))
-	var size int64
-	if fi, err := src.f.Stat(); err == nil {
-		size = fi.Size()
-	}
+	size := src.Size()
 	for i := 0; ; i++ {
 		if i&0xffff == 0 {
 			if ctx.Err() != nil {

@@ -104,6 +104,15 @@ func (s *FileSource) Consumed() int64 {
 	return 0
 }
 
+// Size returns the file's size (compressed for a gzip'd file), 0 when
+// unknown.
+func (s *FileSource) Size() int64 {
+	if fi, err := s.f.Stat(); err == nil {
+		return fi.Size()
+	}
+	return 0
+}
+
 // Name returns the file name.
 func (s *FileSource) Name() string { return s.name }
 
