@@ -3,10 +3,14 @@ package sensor
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
 )
@@ -107,5 +111,62 @@ func TestShardSpreadsFlows(t *testing.T) {
 	// A connection split across workers would be counted on both.
 	if conns != res.Stats.Connections {
 		t.Errorf("workers saw %d connections, one worker %d", conns, res.Stats.Connections)
+	}
+}
+
+// TestShardFragments: every fragment of an IPv4 datagram goes to the worker
+// of its flow when the first fragment leads, and to one worker whatever the
+// order; both directions of a connection meet on one worker.
+func TestShardFragments(t *testing.T) {
+	ip := func(src, dst byte, id uint16, flags layers.IPv4Flag, off uint16, payload []byte) []byte {
+		eth := &layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, src}, DstMAC: []byte{2, 0, 0, 0, 0, dst}, EthernetType: layers.EthernetTypeIPv4}
+		v4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Id: id, Flags: flags, FragOffset: off,
+			SrcIP: []byte{10, 0, 0, src}, DstIP: []byte{10, 0, 0, dst}}
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			eth, v4, gopacket.Payload(payload)); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	// A TCP header (ports 49152 → 445) and data, cut in two fragments.
+	seg := make([]byte, 48)
+	binary.BigEndian.PutUint16(seg, 49152)
+	binary.BigEndian.PutUint16(seg[2:], 445)
+	seg[12] = 5 << 4
+	first := ip(1, 2, 7, layers.IPv4MoreFragments, 0, seg[:24])
+	second := ip(1, 2, 7, 0, 3, seg[24:])
+	for n := 2; n <= 8; n++ {
+		d := newShardDispatcher(Options{}, n)
+		flows := 0
+		for src := byte(1); src < 40; src++ {
+			fwd := make([]byte, 20)
+			binary.BigEndian.PutUint16(fwd, 49152)
+			binary.BigEndian.PutUint16(fwd[2:], 445)
+			fwd[12] = 5 << 4
+			rev := append([]byte(nil), fwd...)
+			binary.BigEndian.PutUint16(rev, 445)
+			binary.BigEndian.PutUint16(rev[2:], 49152)
+			a := d.shard(ip(src, 200, 1, 0, 0, fwd), layers.LinkTypeEthernet)
+			if b := d.shard(ip(200, src, 1, 0, 0, rev), layers.LinkTypeEthernet); a != b {
+				t.Fatalf("%d workers: directions of a flow on workers %d and %d", n, a, b)
+			}
+			flows |= 1 << a
+		}
+		if flows != 1<<n-1 {
+			t.Errorf("%d workers: 39 flows used workers %b only", n, flows)
+		}
+		whole := make([]byte, 20)
+		copy(whole, seg[:20])
+		flow := d.shard(ip(1, 2, 8, 0, 0, whole), layers.LinkTypeEthernet)
+		if a, b := d.shard(first, layers.LinkTypeEthernet), d.shard(second, layers.LinkTypeEthernet); a != flow || b != flow {
+			t.Errorf("%d workers: fragments on %d and %d, their flow on %d", n, a, b, flow)
+		}
+		// Last fragment first (another datagram id): both fragments still meet.
+		late := ip(1, 2, 9, 0, 3, seg[24:])
+		early := ip(1, 2, 9, layers.IPv4MoreFragments, 0, seg[:24])
+		if a, b := d.shard(late, layers.LinkTypeEthernet), d.shard(early, layers.LinkTypeEthernet); a != b {
+			t.Errorf("%d workers: reordered fragments on %d and %d", n, a, b)
+		}
 	}
 }
