@@ -277,7 +277,7 @@ func (a *AFPacket) packet() ([]byte, gopacket.CaptureInfo, bool) {
 		// The kernel keeps the outer 802.1Q tag out of band; put it back
 		// so that the frame reads as it did on the wire (events carry
 		// the VLAN id, as in a replay of the same traffic).
-		tpid := uint16(etherVLAN)
+		tpid := uint16(ethDot1Q)
 		if status&tpStatusVLANTPIDValid != 0 {
 			if t := binary.NativeEndian.Uint16(h[pktVLANTPOff:]); t != 0 {
 				tpid = t
@@ -312,8 +312,8 @@ func (a *AFPacket) packet() ([]byte, gopacket.CaptureInfo, bool) {
 	return data, ci, true
 }
 
-// openRing opens a socket for a live worker.
-func openRing(c AFPacketConfig) (ringSource, error) {
+// OpenRing opens a socket for a live worker.
+func OpenRing(c AFPacketConfig) (Ring, error) {
 	a, err := OpenAFPacket(c)
 	if err != nil {
 		return nil, err
@@ -321,8 +321,9 @@ func openRing(c AFPacketConfig) (ringSource, error) {
 	return a, nil
 }
 
-// waitRings is a live worker's sleep: poll on all its sockets.
-func waitRings(socks []ringSource, timeout time.Duration) error {
+// WaitRings is a live worker's sleep: poll on all its sockets, which
+// OpenRing opened.
+func WaitRings(socks []Ring, timeout time.Duration) error {
 	var arr [8]*AFPacket
 	as := arr[:0]
 	for _, s := range socks {
@@ -405,7 +406,7 @@ func (a *AFPacket) readStatsLocked() error {
 	if err != nil {
 		return fmt.Errorf("%s: PACKET_STATISTICS: %w", a.iface, err)
 	}
-	a.total.add(KernelStats{Packets: uint64(st.Packets), Drops: uint64(st.Drops), Freezes: uint64(st.Freeze_q_cnt)})
+	a.total.Add(KernelStats{Packets: uint64(st.Packets), Drops: uint64(st.Drops), Freezes: uint64(st.Freeze_q_cnt)})
 	return nil
 }
 

@@ -37,7 +37,7 @@ func DefaultFilter(link layers.LinkType, snapLen int) ([]bpf.RawInstruction, err
 			/* 0 */ bpf.LoadAbsolute{Off: 12, Size: 2},
 			/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherIPv4, SkipTrue: 5},
 			/* 2 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherIPv6, SkipTrue: 7},
-			/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherVLAN, SkipTrue: 13},
+			/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ethDot1Q, SkipTrue: 13},
 			/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherQinQ, SkipTrue: 12},
 			/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherQinQ2, SkipTrue: 11},
 			/* 6 */ drop,

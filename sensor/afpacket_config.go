@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"golang.org/x/net/bpf"
 )
 
@@ -31,6 +33,21 @@ const (
 	// looks at its stop flag and publishes its counters.
 	DefaultPollTimeout = 100 * time.Millisecond
 )
+
+// ethDot1Q is the 802.1Q tag's EtherType, which the ring's VLAN handling
+// and the default filter test.
+const ethDot1Q = 0x8100
+
+// Ring is what a live worker reads: an AF_PACKET ring, or in tests a
+// capture file sharded the way the kernel's fanout would. Next returns a
+// packet valid until the next call; ok is false when the ring is empty.
+type Ring interface {
+	Next() (data []byte, ci gopacket.CaptureInfo, ok bool)
+	LinkType() layers.LinkType
+	Iface() string
+	Stats() (KernelStats, error)
+	Close() error
+}
 
 // tpacketAlignment is TPACKET_ALIGNMENT: frames start on 16 bytes;
 // minFrameSize leaves room for the 48-byte tpacket3_hdr and some data.
@@ -110,7 +127,8 @@ type KernelStats struct {
 	Freezes uint64 `json:"freezes"`
 }
 
-func (k *KernelStats) add(o KernelStats) {
+// Add adds o's counters to k.
+func (k *KernelStats) Add(o KernelStats) {
 	k.Packets += o.Packets
 	k.Drops += o.Drops
 	k.Freezes += o.Freezes

@@ -9,8 +9,10 @@ import (
 
 var errNoAFPacket = errors.New("live capture needs Linux (AF_PACKET)")
 
-func openRing(c AFPacketConfig) (ringSource, error) {
+// OpenRing fails: live capture needs Linux.
+func OpenRing(c AFPacketConfig) (Ring, error) {
 	return nil, errNoAFPacket
 }
 
-func waitRings(socks []ringSource, timeout time.Duration) error { return errNoAFPacket }
+// WaitRings fails: live capture needs Linux.
+func WaitRings(socks []Ring, timeout time.Duration) error { return errNoAFPacket }

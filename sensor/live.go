@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
@@ -130,15 +129,8 @@ func (c *LiveConfig) setDefaults() {
 	}
 }
 
-// ringSource is what a worker reads: an AF_PACKET ring, or in tests a
-// capture file sharded the way the kernel's fanout would.
-type ringSource interface {
-	Next() ([]byte, gopacket.CaptureInfo, bool)
-	LinkType() layers.LinkType
-	Iface() string
-	Stats() (KernelStats, error)
-	Close() error
-}
+// ringSource is what a worker reads (see Ring).
+type ringSource = Ring
 
 // liveRecord is a finished call or file operation on its way from a worker
 // to the detector.
@@ -256,7 +248,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 			c.Iface = iface
 			c.Fanout = cfg.Workers > 1
 			c.FanoutGroup = uint16(cfg.FanoutGroup + i)
-			s, err := openRing(c)
+			s, err := OpenRing(c)
 			if err != nil {
 				closeAll()
 				return nil, err
@@ -264,7 +256,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 			socks[w] = append(socks[w], s)
 		}
 	}
-	l := newLive(cfg, socks, waitRings)
+	l := newLive(cfg, socks, WaitRings)
 	l.now = time.Now
 	return l, nil
 }
@@ -343,7 +335,7 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 		lw.mu.Unlock()
 		for _, s := range lw.socks {
 			ks, _ := s.Stats()
-			res.Kernel.add(ks)
+			res.Kernel.Add(ks)
 		}
 	}
 	res.Delivery = l.cfg.Output.Delivery()
@@ -657,7 +649,7 @@ func (l *Live) Metrics() LiveMetric {
 		for _, s := range lw.socks {
 			ks, _ := s.Stats()
 			wm.Sockets = append(wm.Sockets, SocketMetric{Iface: s.Iface(), KernelStats: ks})
-			m.Kernel.add(ks)
+			m.Kernel.Add(ks)
 		}
 		m.Workers = append(m.Workers, wm)
 	}
