@@ -35,19 +35,19 @@ func DefaultFilter(link layers.LinkType, snapLen int) ([]bpf.RawInstruction, err
 	case layers.LinkTypeEthernet:
 		prog = []bpf.Instruction{
 			/* 0 */ bpf.LoadAbsolute{Off: 12, Size: 2},
-			/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherIPv4, SkipTrue: 5},
-			/* 2 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherIPv6, SkipTrue: 7},
+			/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ethIPv4, SkipTrue: 5},
+			/* 2 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ethIPv6, SkipTrue: 7},
 			/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ethDot1Q, SkipTrue: 13},
-			/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherQinQ, SkipTrue: 12},
-			/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherQinQ2, SkipTrue: 11},
+			/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ethQinQ, SkipTrue: 12},
+			/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ethQinQ2, SkipTrue: 11},
 			/* 6 */ drop,
 			// IPv4: protocol TCP (fragments too: the worker reassembles).
 			/* 7 */ bpf.LoadAbsolute{Off: 14 + 9, Size: 1},
-			/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipProtoTCP, SkipTrue: 8},
+			/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 8},
 			/* 9 */ drop,
 			// IPv6: next header TCP, or an extension header.
 			/* 10 */ bpf.LoadAbsolute{Off: 14 + 6, Size: 1},
-			/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipProtoTCP, SkipTrue: 5},
+			/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 5},
 			/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 4}, // hop-by-hop
 			/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 43, SkipTrue: 3}, // routing
 			/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 44, SkipTrue: 2}, // fragment
@@ -63,10 +63,10 @@ func DefaultFilter(link layers.LinkType, snapLen int) ([]bpf.RawInstruction, err
 			/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x60, SkipTrue: 4},
 			/* 4 */ drop,
 			/* 5 */ bpf.LoadAbsolute{Off: 9, Size: 1},
-			/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipProtoTCP, SkipTrue: 7},
+			/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 7},
 			/* 7 */ drop,
 			/* 8 */ bpf.LoadAbsolute{Off: 6, Size: 1},
-			/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipProtoTCP, SkipTrue: 4},
+			/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 4},
 			/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 3},
 			/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 43, SkipTrue: 2},
 			/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 44, SkipTrue: 1},

@@ -34,9 +34,16 @@ const (
 	DefaultPollTimeout = 100 * time.Millisecond
 )
 
-// ethDot1Q is the 802.1Q tag's EtherType, which the ring's VLAN handling
-// and the default filter test.
-const ethDot1Q = 0x8100
+// EtherTypes and the IP protocol number the ring's VLAN handling and the
+// default filter test.
+const (
+	ethIPv4  = 0x0800
+	ethIPv6  = 0x86dd
+	ethDot1Q = 0x8100
+	ethQinQ  = 0x88a8
+	ethQinQ2 = 0x9100
+	protoTCP = 6
+)
 
 // Ring is what a live worker reads: an AF_PACKET ring, or in tests a
 // capture file sharded the way the kernel's fanout would. Next returns a
