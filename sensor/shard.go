@@ -42,6 +42,8 @@ const (
 	shardBatches = 4
 	// fragMapMax bounds the fragmented datagrams the dispatcher remembers.
 	fragMapMax = 1 << 14
+	// maxSeqMap bounds the record numbers the merger keeps per worker.
+	maxSeqMap = 1 << 18
 )
 
 type shardInKind uint8
@@ -428,6 +430,12 @@ func (m *shardMerger) handle(w int, o *shardOut, flush bool) {
 	switch o.kind {
 	case outSeq:
 		m.seq++
+		if len(m.seqs[w]) >= maxSeqMap {
+			// Records in flight are bounded well below this; a number
+			// that never comes back (a path that neither hands a record
+			// on nor reports it dropped) must not grow memory for ever.
+			clear(m.seqs[w])
+		}
 		m.seqs[w][o.seq] = m.seq
 	case outDrop:
 		delete(m.seqs[w], o.seq)
