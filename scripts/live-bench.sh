@@ -7,6 +7,8 @@
 # (docs/live.md keeps the measured one).
 #
 #   sudo scripts/live-bench.sh [LOOPS]        (default 20 passes of the capture)
+#   sudo CAPTURE=/tmp/mirror-mix.pcap RATES=top WORKERS=1 RINGS=64 scripts/live-bench.sh 1
+#                                             (a given capture instead, e.g. the mirror-port mix)
 #
 # Needs root, iproute2, tcpreplay, mergecap (wireshark-common) and Go.
 set -eu
@@ -35,8 +37,9 @@ trap cleanup EXIT INT TERM
 
 CGO_ENABLED=0 go build -trimpath -o "$work/tschsensor" ./cmd/tschsensor
 
-# The three largest SMB captures, end to end (read only: written to /tmp).
-caps=$(ls -S "$shared"/*.pcap "$shared"/*.cap 2>/dev/null | head -n 3)
+# The three largest SMB captures, end to end (read only: written to /tmp),
+# or $CAPTURE.
+caps=${CAPTURE:-$(ls -S "$shared"/*.pcap "$shared"/*.cap 2>/dev/null | head -n 3)}
 [ -n "$caps" ] || { echo "live-bench: no captures in $shared" >&2; exit 1; }
 mergecap -a -F pcap -w "$work/bench.pcap" $caps
 pkts=$(capinfos -T -c -M "$work/bench.pcap" | awk -F'\t' 'NR==2{print $2}')
