@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +169,42 @@ func TestShardFragments(t *testing.T) {
 		if a, b := d.shard(late, layers.LinkTypeEthernet), d.shard(early, layers.LinkTypeEthernet); a != b {
 			t.Errorf("%d workers: reordered fragments on %d and %d", n, a, b)
 		}
+	}
+}
+
+// TestReplayWorkersSameOutputOpened does the same with the secrets of the
+// sealed project captures (passwords, keytabs): keys learned on one
+// connection and used on others must not depend on the number of workers.
+func TestReplayWorkersSameOutputOpened(t *testing.T) {
+	files, _ := filepath.Glob("../pcaps/*.json")
+	n := 0
+	for _, j := range files {
+		f := readSealedFacts(t, j, strings.TrimSuffix(j, ".json")+".pcap")
+		if f.sealed() == 0 {
+			continue
+		}
+		n++
+		t.Run(f.name, func(t *testing.T) {
+			opt, _ := f.secret(t)
+			run := func(workers int) []byte {
+				var buf bytes.Buffer
+				out := NewOutput(NewWriterSink(&buf, false))
+				Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "shard"}, Output: out, Workers: workers}, []string{f.pcap})
+				if err := out.Close(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				return buf.Bytes()
+			}
+			want := run(1)
+			if !bytes.Contains(want, []byte(`"decrypted":true`)) {
+				t.Fatalf("nothing opened with one worker: the comparison proves little")
+			}
+			if got := run(3); !bytes.Equal(got, want) {
+				t.Errorf("3 workers: output differs from one worker's")
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no sealed capture with a secret in pcaps/")
 	}
 }
