@@ -17,6 +17,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // sealedFacts is what a capture's facts file (pcaps/gen/facts.py, or the
@@ -472,7 +473,7 @@ func TestSignedPDUs(t *testing.T) {
 	}
 
 	// Change the byte before the request's sec_trailer padding and verifier.
-	src, err := OpenFile(name + ".pcap")
+	src, err := source.OpenFile(name + ".pcap")
 	if err != nil {
 		t.Fatal(err)
 	}

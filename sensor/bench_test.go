@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // benchCapture is the capture the worker benchmarks replay from memory:
@@ -134,7 +135,7 @@ func BenchmarkReadCapture(b *testing.B) {
 	b.SetBytes(fi.Size())
 	b.ReportAllocs()
 	for b.Loop() {
-		src, err := OpenFile(name)
+		src, err := source.OpenFile(name)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // Defaults of LiveConfig.
@@ -52,7 +53,7 @@ type LiveConfig struct {
 	Workers int
 	// Capture holds the ring geometry, snap length, promiscuous mode and
 	// filter; Iface and the fanout fields are set per socket.
-	Capture AFPacketConfig
+	Capture source.AFPacketConfig
 	// FilterExpr, when set, is a tcpdump expression compiled with
 	// `tcpdump -ddd` into Capture.Filter; FilterFile names the output of
 	// such a compilation made beforehand (for images without tcpdump). At
@@ -93,13 +94,13 @@ func (c *LiveConfig) validate() error {
 	case c.FilterExpr != "":
 		// Every interface is Ethernet-like in practice; a raw-IP interface
 		// gets its own compilation.
-		prog, err := CompileFilter(context.Background(), c.FilterExpr, layers.LinkTypeEthernet, c.Capture.SnapLen)
+		prog, err := source.CompileFilter(context.Background(), c.FilterExpr, layers.LinkTypeEthernet, c.Capture.SnapLen)
 		if err != nil {
 			return err
 		}
 		c.Capture.Filter = prog
 	case c.FilterFile != "":
-		prog, err := ReadFilterFile(c.FilterFile)
+		prog, err := source.ReadFilterFile(c.FilterFile)
 		if err != nil {
 			return err
 		}
@@ -122,7 +123,7 @@ func (c *LiveConfig) setDefaults() {
 		c.EnqueueTimeout = DefaultEnqueueTimeout
 	}
 	if c.PollTimeout <= 0 {
-		c.PollTimeout = DefaultPollTimeout
+		c.PollTimeout = source.DefaultPollTimeout
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -130,7 +131,7 @@ func (c *LiveConfig) setDefaults() {
 }
 
 // ringSource is what a worker reads (see Ring).
-type ringSource = Ring
+type ringSource = source.Ring
 
 // liveRecord is a finished call or file operation on its way from a worker
 // to the detector.
@@ -248,7 +249,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 			c.Iface = iface
 			c.Fanout = cfg.Workers > 1
 			c.FanoutGroup = uint16(cfg.FanoutGroup + i)
-			s, err := OpenRing(c)
+			s, err := source.OpenRing(c)
 			if err != nil {
 				closeAll()
 				return nil, err
@@ -256,7 +257,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 			socks[w] = append(socks[w], s)
 		}
 	}
-	l := newLive(cfg, socks, WaitRings)
+	l := newLive(cfg, socks, source.WaitRings)
 	l.now = time.Now
 	return l, nil
 }
@@ -279,7 +280,7 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 type LiveResult struct {
 	Stats   Stats
 	Detect  detect.Stats
-	Kernel  KernelStats
+	Kernel  source.KernelStats
 	Elapsed time.Duration
 	// Delivery is the output's count at the end of Run; sinks closed later
 	// may still change it (read Output.Delivery after closing them).
@@ -530,7 +531,7 @@ func (l *Live) blockTimeout() time.Duration {
 	if l.cfg.Capture.BlockTimeout > 0 {
 		return l.cfg.Capture.BlockTimeout
 	}
-	return DefaultBlockTimeout
+	return source.DefaultBlockTimeout
 }
 
 // publish copies the worker's counters for readers on other goroutines.
@@ -573,7 +574,7 @@ func (l *Live) Healthy() (bool, string) {
 // SocketMetric is one capture socket's kernel counters.
 type SocketMetric struct {
 	Iface string `json:"interface"`
-	KernelStats
+	source.KernelStats
 }
 
 // WorkerMetric is one worker's counters.
@@ -597,13 +598,13 @@ type WorkerMetric struct {
 // LiveMetric is the "metric" of a tschsensor.stats event and what
 // /metrics serves.
 type LiveMetric struct {
-	Interfaces    []string       `json:"interfaces"`
-	UptimeSeconds float64        `json:"uptime_seconds"`
-	Healthy       bool           `json:"healthy"`
-	Kernel        KernelStats    `json:"kernel"`
-	Workers       []WorkerMetric `json:"workers"`
-	Events        uint64         `json:"events"`
-	Alerts        uint64         `json:"alerts"`
+	Interfaces    []string           `json:"interfaces"`
+	UptimeSeconds float64            `json:"uptime_seconds"`
+	Healthy       bool               `json:"healthy"`
+	Kernel        source.KernelStats `json:"kernel"`
+	Workers       []WorkerMetric     `json:"workers"`
+	Events        uint64             `json:"events"`
+	Alerts        uint64             `json:"alerts"`
 	// DroppedEvents is Delivery.DroppedTotal: every record lost, for
 	// whatever reason; DroppedRecords is Delivery.Dropped.Queue.
 	DroppedEvents  uint64 `json:"dropped_events"`

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/internal/testpcap"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // fileRing is a ringSource over packets read from a capture: the test's
@@ -56,9 +57,9 @@ func (r *fileRing) Next() ([]byte, gopacket.CaptureInfo, bool) {
 
 func (r *fileRing) LinkType() layers.LinkType { return r.link }
 func (r *fileRing) Iface() string             { return "file0" }
-func (r *fileRing) Stats() (KernelStats, error) {
+func (r *fileRing) Stats() (source.KernelStats, error) {
 	n := r.served.Load()
-	return KernelStats{Packets: n}, nil
+	return source.KernelStats{Packets: n}, nil
 }
 func (r *fileRing) Close() error { r.closed.Store(true); return nil }
 
@@ -79,7 +80,7 @@ func flowShard(data []byte, link layers.LinkType, n int) int {
 // shardFile reads a capture into n rings, sharded by flow.
 func shardFile(t *testing.T, name string, n int) []*fileRing {
 	t.Helper()
-	src, err := OpenFile(name)
+	src, err := source.OpenFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}

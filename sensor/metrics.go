@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // MetricsSource is what the metrics endpoint reads: Live implements it.
@@ -90,11 +92,11 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 	}
 	kernel := []struct {
 		name, help string
-		get        func(KernelStats) uint64
+		get        func(source.KernelStats) uint64
 	}{
-		{"tschsensor_kernel_packets_total", "Packets the kernel passed to a capture socket, dropped ones included.", func(k KernelStats) uint64 { return k.Packets }},
-		{"tschsensor_kernel_drops_total", "Packets the kernel dropped because the capture ring was full.", func(k KernelStats) uint64 { return k.Drops }},
-		{"tschsensor_kernel_freezes_total", "Times a capture ring filled up.", func(k KernelStats) uint64 { return k.Freezes }},
+		{"tschsensor_kernel_packets_total", "Packets the kernel passed to a capture socket, dropped ones included.", func(k source.KernelStats) uint64 { return k.Packets }},
+		{"tschsensor_kernel_drops_total", "Packets the kernel dropped because the capture ring was full.", func(k source.KernelStats) uint64 { return k.Drops }},
+		{"tschsensor_kernel_freezes_total", "Times a capture ring filled up.", func(k source.KernelStats) uint64 { return k.Freezes }},
 	}
 	for _, k := range kernel {
 		p.family(k.name, "counter", k.help)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 type fakeMetrics struct {
@@ -84,9 +85,9 @@ func TestMetricsHandler(t *testing.T) {
 			Dropped: Drops{Queue: 1, Spool: 2}, DroppedTotal: 3}},
 		Workers: []WorkerMetric{
 			{Worker: 0, Running: true, Packets: 100, Bytes: 1500, Anomalies: map[string]uint64{"malformed_tcp": 5, "gap_\"odd\"\n": 1},
-				Sockets: []SocketMetric{{Iface: "eth0", KernelStats: KernelStats{Packets: 110, Drops: 10, Freezes: 1}}, {Iface: "eth1", KernelStats: KernelStats{Packets: 3}}}},
+				Sockets: []SocketMetric{{Iface: "eth0", KernelStats: source.KernelStats{Packets: 110, Drops: 10, Freezes: 1}}, {Iface: "eth1", KernelStats: source.KernelStats{Packets: 3}}}},
 			{Worker: 1, Running: false, Packets: 9,
-				Sockets: []SocketMetric{{Iface: "eth0", KernelStats: KernelStats{Packets: 9}}, {Iface: "eth1"}}},
+				Sockets: []SocketMetric{{Iface: "eth0", KernelStats: source.KernelStats{Packets: 9}}, {Iface: "eth1"}}},
 		},
 	}}
 	srv := httptest.NewServer(NewMetricsHandler(src))

@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // plSharedDir is the shared test corpus beside the checkout (see
@@ -94,7 +95,7 @@ type plPacket struct {
 // plLoad reads a whole capture into memory (copies: the source reuses its buffer).
 func plLoad(t testing.TB, name string) []plPacket {
 	t.Helper()
-	src, err := OpenFile(name)
+	src, err := source.OpenFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestReplayCaptures(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			a, res := plReplay(t, Options{}, f)
 			for _, err := range res.Errors {
-				if !errors.Is(err, ErrCutShort) {
+				if !errors.Is(err, source.ErrCutShort) {
 					t.Errorf("replay: %v", err)
 				}
 			}

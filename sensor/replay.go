@@ -12,6 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // ReplayConfig configures a replay of capture files.
@@ -135,7 +136,7 @@ func (o orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.
 }
 
 func replayFile(ctx context.Context, w packetSink, name string, progress func(string, int64, int64)) error {
-	src, err := OpenFile(name)
+	src, err := source.OpenFile(name)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // Segmentation tests after test2json's: the same capture cut into other TCP
@@ -208,9 +210,9 @@ func TestCutCapture(t *testing.T) {
 				t.Fatalf("errors %v, want one", res.Errors)
 			}
 			err := res.Errors[0]
-			var fe *FormatError
-			if !errors.As(err, &fe) || !errors.Is(err, ErrCutShort) {
-				t.Fatalf("error %v (%T) is not a cut-short FormatError", err, err)
+			var fe *source.FormatError
+			if !errors.As(err, &fe) || !errors.Is(err, source.ErrCutShort) {
+				t.Fatalf("error %v (%T) is not a cut-short source.FormatError", err, err)
 			}
 			if fe.Offset != int64(start) || !strings.Contains(err.Error(), fmt.Sprintf("byte offset %d", start)) {
 				t.Errorf("error %q, want byte offset %d", err, start)
@@ -257,8 +259,8 @@ func TestCutCapturePcapng(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, res := plReplay(t, Options{}, cut)
-	if len(res.Errors) != 1 || !errors.Is(res.Errors[0], ErrCutShort) {
-		t.Fatalf("errors %v, want one ErrCutShort naming byte offset %d", res.Errors, last)
+	if len(res.Errors) != 1 || !errors.Is(res.Errors[0], source.ErrCutShort) {
+		t.Fatalf("errors %v, want one source.ErrCutShort naming byte offset %d", res.Errors, last)
 	}
 	if !strings.Contains(res.Errors[0].Error(), fmt.Sprintf("byte offset %d", last)) {
 		t.Errorf("error %q does not name the cut block's offset %d", res.Errors[0], last)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // sharedPcaps is the read-only capture corpus beside the repository.
@@ -42,7 +43,7 @@ func replayWorker(t *testing.T, path string) (*collect, *Stats) {
 	t.Helper()
 	rec := &collect{}
 	w := NewWorker(Options{}, rec, nil)
-	src, err := OpenFile(path)
+	src, err := source.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ type smbMsg struct {
 // It exposes the connection state a Worker keeps private.
 func feedSMB(t *testing.T, path string, edit func([]smbMsg) []smbMsg) (*smbState, *Stats) {
 	t.Helper()
-	src, err := OpenFile(path)
+	src, err := source.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

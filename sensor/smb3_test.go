@@ -13,6 +13,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // The SMB3 captures (pcaps/smb3-*.pcap) are Debian Samba's smbclient
@@ -89,7 +90,7 @@ func (r *smb3Recorder) File(f *detect.FileOp) { r.files = append(r.files, f) }
 // copy of each frame's bytes (frame numbers from 1) before the worker sees it.
 func smb3Replay(t *testing.T, opt Options, f *smb3Facts, mangle func(frame int, data []byte)) (*smb3Recorder, *Stats) {
 	t.Helper()
-	src, err := OpenFile("../pcaps/" + f.Pcap)
+	src, err := source.OpenFile("../pcaps/" + f.Pcap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // wireMsg is one NBSS message of a capture and its direction.
@@ -41,7 +42,7 @@ func smbWireMessages(t *testing.T, path string) []wireMsg {
 // completed on the wire.
 func wireMessages(t *testing.T, path string, port layers.TCPPort, msgLen func([]byte) int) []wireMsg {
 	t.Helper()
-	src, err := OpenFile(path)
+	src, err := source.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

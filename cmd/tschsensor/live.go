@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tschsensor/tschsensor/sensor"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // ifaceList is the repeatable -i flag.
@@ -44,12 +45,12 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	workers := fs.Int("workers", runtime.NumCPU(), "capture workers; the kernel spreads connections over them (PACKET_FANOUT_HASH)")
 	bpfExpr := fs.String("bpf", "", "capture filter in tcpdump syntax, compiled with `tcpdump -ddd` (default: built-in TCP filter)")
 	bpfFile := fs.String("bpf-file", "", "capture filter compiled beforehand by `tcpdump -ddd` into FILE (for images without tcpdump)")
-	snapLen := fs.Int("snaplen", sensor.DefaultSnapLen, "bytes kept of each packet")
+	snapLen := fs.Int("snaplen", source.DefaultSnapLen, "bytes kept of each packet")
 	promisc := fs.Bool("promisc", true, "put the interfaces in promiscuous mode while capturing (a packet membership the kernel undoes at exit)")
-	blockSize := fs.Int("block-size", sensor.DefaultBlockSize, "ring block size in bytes (multiple of the page size)")
-	blockCount := fs.Int("block-count", sensor.DefaultNumBlocks, "ring blocks per socket (ring = block-size × block-count per worker per interface)")
-	frameSize := fs.Int("frame-size", sensor.DefaultFrameSize, "ring frame size (TPACKET_V3 packs frames; sets tp_frame_nr)")
-	blockTimeout := fs.Duration("block-timeout", sensor.DefaultBlockTimeout, "hand a partly filled ring block to the worker after this long")
+	blockSize := fs.Int("block-size", source.DefaultBlockSize, "ring block size in bytes (multiple of the page size)")
+	blockCount := fs.Int("block-count", source.DefaultNumBlocks, "ring blocks per socket (ring = block-size × block-count per worker per interface)")
+	frameSize := fs.Int("frame-size", source.DefaultFrameSize, "ring frame size (TPACKET_V3 packs frames; sets tp_frame_nr)")
+	blockTimeout := fs.Duration("block-timeout", source.DefaultBlockTimeout, "hand a partly filled ring block to the worker after this long")
 	fanout := fs.Int("fanout-group", os.Getpid()&0xffff, "PACKET_FANOUT group id of the first interface (interface n uses id+n)")
 	statsInterval := fs.Duration("stats-interval", sensor.DefaultStatsInterval, "interval of the tschsensor.stats metric line")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on `HOST:PORT`")
@@ -80,7 +81,7 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	defer close(stopHUP)
 	watchSIGHUP(cf.rules, dopts.Rules, log, stopHUP)
 
-	capture := sensor.AFPacketConfig{
+	capture := source.AFPacketConfig{
 		BlockSize: *blockSize, NumBlocks: *blockCount, FrameSize: *frameSize, BlockTimeout: *blockTimeout,
 		SnapLen: *snapLen, Promisc: *promisc,
 	}

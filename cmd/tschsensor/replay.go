@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tschsensor/tschsensor/sensor"
+	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // exitDropped is replay's exit status when any record was lost (spool
@@ -98,7 +99,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, err := range res.Errors {
-		if errors.Is(err, sensor.ErrCutShort) {
+		if errors.Is(err, source.ErrCutShort) {
 			fmt.Fprintln(stderr, "tschsensor: warning:", err)
 			continue
 		}

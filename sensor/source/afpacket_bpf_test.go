@@ -1,4 +1,4 @@
-package sensor
+package source
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 // built here that the filter must reject or keep.
 func capturedFrames(t *testing.T) [][]byte {
 	t.Helper()
-	files, _ := filepath.Glob("../pcaps/*.pcap")
+	files, _ := filepath.Glob("../../pcaps/*.pcap")
 	var out [][]byte
 	for _, name := range files {
 		src, err := OpenFile(name)

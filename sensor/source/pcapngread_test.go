@@ -1,4 +1,4 @@
-package sensor
+package source
 
 import (
 	"bytes"
@@ -96,7 +96,7 @@ func TestPcapngReaderBlocks(t *testing.T) {
 
 // TestPcapngReaderShared compares with pcapgo on every shared pcapng file.
 func TestPcapngReaderShared(t *testing.T) {
-	files, _ := filepath.Glob("../../shared/pcaps/*")
+	files, _ := filepath.Glob("../../../shared/pcaps/*")
 	if len(files) == 0 {
 		t.Skip("../shared/pcaps absent")
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sensor
+package source
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package sensor
+package source
 
 import (
 	"encoding/binary"
