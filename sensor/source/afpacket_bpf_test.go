@@ -22,6 +22,9 @@ import (
 func capturedFrames(t *testing.T) [][]byte {
 	t.Helper()
 	files, _ := filepath.Glob("../../pcaps/*.pcap")
+	if len(files) == 0 {
+		t.Fatal("no captures in ../../pcaps")
+	}
 	var out [][]byte
 	for _, name := range files {
 		src, err := OpenFile(name)
