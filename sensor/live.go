@@ -269,7 +269,7 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	epm := NewEPMTable(0, 0)
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
-		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: &cfg.Output.drops.queue}
+		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: cfg.Output.QueueDrops()}
 		lw.w = NewWorker(cfg.Options, lw.rec, epm)
 		l.workers = append(l.workers, lw)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tschsensor/tschsensor/detect"
 )
@@ -114,6 +115,10 @@ func (o *Output) Delivery() Delivery {
 	d.DroppedTotal = d.Dropped.Total()
 	return d
 }
+
+// QueueDrops is the counter of records the live detector queue dropped:
+// the workers add to it where a drop happens, Delivery reads it.
+func (o *Output) QueueDrops() *atomic.Uint64 { return &o.drops.queue }
 
 // Dropped is Delivery().DroppedTotal.
 func (o *Output) Dropped() uint64 { return o.Delivery().DroppedTotal }
