@@ -17,6 +17,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -113,7 +114,7 @@ func sealedCaptures(t *testing.T) []*sealedFacts {
 func replayCounters(t *testing.T, opt Options, files ...string) ([]string, Counters) {
 	t.Helper()
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	res := Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "golden"}, Output: out}, files)
 	if err := out.Close(context.Background()); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -114,7 +115,7 @@ func BenchmarkReplay(b *testing.B) {
 			b.SetBytes(fi.Size())
 			b.ReportAllocs()
 			for b.Loop() {
-				res := Replay(context.Background(), ReplayConfig{Output: NewOutput(), Workers: n}, []string{name})
+				res := Replay(context.Background(), ReplayConfig{Output: output.NewOutput(), Workers: n}, []string{name})
 				if len(res.Errors) > 0 || res.Stats.Packets != uint64(len(pkts)) {
 					b.Fatalf("replay: %d packets, errors %v", res.Stats.Packets, res.Errors)
 				}

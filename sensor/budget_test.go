@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // TestStubBudget: with a tiny total stub budget the registration's stub is
@@ -12,7 +13,7 @@ import (
 // again once the calls are done.
 func TestStubBudget(t *testing.T) {
 	var evs []*detect.Event
-	out := NewOutput()
+	out := output.NewOutput()
 	det := detect.New(detect.Options{}, func(e *detect.Event) { evs = append(evs, e); out.Emit(e) })
 	ord := newOrderer(directRecorder{det})
 	w := NewWorker(Options{MaxStubTotal: 512}, NewResolver(ord), nil)

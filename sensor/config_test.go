@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // TestConfigValidation: what flags can get wrong is refused by New, as a
 // ConfigError, before any socket or file is opened.
 func TestConfigValidation(t *testing.T) {
-	out := NewOutput(NewWriterSink(&bytes.Buffer{}, false))
+	out := output.NewOutput(output.NewWriterSink(&bytes.Buffer{}, false))
 	bad := filepath.Join(t.TempDir(), "bad.bpf")
 	os.WriteFile(bad, []byte("not a filter"), 0o644)
 	for name, cfg := range map[string]LiveConfig{

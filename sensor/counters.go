@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // Counters is the machine-readable form of a run's counters: the one JSON
@@ -23,7 +24,7 @@ type Counters struct {
 	Kerberos    KerberosCounters   `json:"kerberos"`
 	Calls       CallCounters       `json:"calls"`
 	Output      OutputCounters     `json:"output"`
-	Delivery    Delivery           `json:"delivery"`
+	Delivery    output.Delivery    `json:"delivery"`
 	Anomalies   map[string]uint64  `json:"anomalies"`
 }
 
@@ -109,7 +110,7 @@ type OutputCounters struct {
 
 // Counters renders s; out and del say what reached the outputs and what
 // was lost.
-func (s *Stats) Counters(out OutputCounters, del Delivery) Counters {
+func (s *Stats) Counters(out OutputCounters, del output.Delivery) Counters {
 	a := &s.Auth
 	c := Counters{
 		Packets:     PacketCounters{Total: s.Packets, TCP: s.TCPPackets, Bytes: s.Bytes, TCPGaps: s.Gaps, TCPGapBytes: s.GapBytes, Resyncs: s.Resyncs},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden event files in pcaps/")
@@ -20,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the golden event files in pcaps
 func replayLines(t *testing.T, opt Options, files ...string) []string {
 	t.Helper()
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	res := Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "golden"}, Output: out}, files)
 	if err := out.Close(context.Background()); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -46,7 +47,7 @@ const (
 type LiveConfig struct {
 	Options Options
 	Detect  detect.Options
-	Output  *Output
+	Output  *output.Output
 	// Interfaces to capture on; each worker opens one socket on each.
 	Interfaces []string
 	// Workers is the number of capture workers (default runtime.NumCPU()).
@@ -284,7 +285,7 @@ type LiveResult struct {
 	Elapsed time.Duration
 	// Delivery is the output's count at the end of Run; sinks closed later
 	// may still change it (read Output.Delivery after closing them).
-	Delivery Delivery
+	Delivery output.Delivery
 	// Err is set when every worker stopped on an error.
 	Err error
 }

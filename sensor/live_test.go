@@ -21,6 +21,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/internal/testpcap"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -138,7 +139,7 @@ func callKeys(t *testing.T, out []byte) []string {
 func runLiveOn(t *testing.T, rings []*fileRing, queue int) (LiveResult, []byte, *Live) {
 	t.Helper()
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	socks := make([][]ringSource, len(rings))
 	for i, r := range rings {
 		socks[i] = []ringSource{r}
@@ -181,7 +182,7 @@ func TestLiveMatchesReplay(t *testing.T) {
 		for _, workers := range []int{1, 3} {
 			t.Run(fmt.Sprintf("%s/workers=%d", filepath.Base(name), workers), func(t *testing.T) {
 				var want bytes.Buffer
-				rout := NewOutput(NewWriterSink(&want, false))
+				rout := output.NewOutput(output.NewWriterSink(&want, false))
 				rres := Replay(context.Background(), ReplayConfig{Output: rout, Detect: detect.Options{Observer: "test"}}, []string{name})
 				rout.Close(context.Background())
 				if len(rres.Errors) > 0 {
@@ -221,7 +222,7 @@ func TestLiveMatchesReplay(t *testing.T) {
 					t.Errorf("closing metric %s/%s: worker packets %d, kernel %d, want %d", last.Event.Kind, last.Event.Dataset, pk, last.Metric.Kernel.Packets, rres.Stats.Packets)
 				}
 				// It carries the counters object replay --stats-file writes.
-				rc := rres.Stats.Counters(OutputCounters{}, Delivery{})
+				rc := rres.Stats.Counters(OutputCounters{}, output.Delivery{})
 				if last.Metric.Packets.Total != rres.Stats.Packets || last.Metric.DCERPC != rc.DCERPC || last.Metric.Kerberos != rc.Kerberos {
 					t.Errorf("closing metric counters: packets %d, dcerpc %+v, kerberos %+v; replay %d, %+v, %+v",
 						last.Metric.Packets.Total, last.Metric.DCERPC, last.Metric.Kerberos, rres.Stats.Packets, rc.DCERPC, rc.Kerberos)
@@ -240,7 +241,7 @@ func TestLiveMetricsRace(t *testing.T) {
 	}
 	rings := shardFile(t, files[0], 2)
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	socks := [][]ringSource{{rings[0]}, {rings[1]}}
 	l := newLive(LiveConfig{Output: out, Interfaces: []string{"file0"}, StatsInterval: time.Millisecond}, socks,
 		func([]ringSource, time.Duration) error { time.Sleep(time.Millisecond); return nil })
@@ -266,7 +267,7 @@ func TestLiveMetricsRace(t *testing.T) {
 // bad with the reason, and Run ends with the error once no worker is left.
 func TestLiveWorkerError(t *testing.T) {
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	r := &fileRing{drained: make(chan struct{}), link: layers.LinkTypeEthernet}
 	boom := errors.New("eth9: interface removed")
 	l := newLive(LiveConfig{Output: out, Interfaces: []string{"eth9"}}, [][]ringSource{{r}},
@@ -339,7 +340,7 @@ func TestLiveOrderManyChains(t *testing.T) {
 		return keys
 	}
 	var want bytes.Buffer
-	rout := NewOutput(NewWriterSink(&want, false))
+	rout := output.NewOutput(output.NewWriterSink(&want, false))
 	Replay(context.Background(), ReplayConfig{Output: rout, Detect: detect.Options{Observer: "test"}}, []string{name})
 	rout.Close(context.Background())
 	wk := alerts(want.Bytes())
@@ -395,7 +396,7 @@ func TestLivePartialChainOnQuietLink(t *testing.T) {
 	for i, r := range rings {
 		socks[i] = []ringSource{r}
 	}
-	l := newLive(LiveConfig{Output: NewOutput(NewWriterSink(&out, true)), Interfaces: []string{"file0"},
+	l := newLive(LiveConfig{Output: output.NewOutput(output.NewWriterSink(&out, true)), Interfaces: []string{"file0"},
 		Detect: detect.Options{Observer: "test", AtExecWindow: 10 * time.Second}}, socks,
 		func([]ringSource, time.Duration) error { time.Sleep(time.Millisecond); return nil })
 	l.now = func() time.Time { return time.Unix(0, clock.Load()) }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -81,8 +82,8 @@ func parseProm(t *testing.T, text string) map[string]float64 {
 func TestMetricsHandler(t *testing.T) {
 	src := &fakeMetrics{ok: true, why: "capturing", m: LiveMetric{
 		Healthy: true, UptimeSeconds: 12.5, Events: 7, Alerts: 2, DroppedEvents: 3, DroppedRecords: 1, QueueLen: 4,
-		Counters: Counters{Delivery: Delivery{Published: 20, Acked: 12, Spooled: 8, Resent: 6, SpoolRecords: 2, NATSConnected: new(bool),
-			Dropped: Drops{Queue: 1, Spool: 2}, DroppedTotal: 3}},
+		Counters: Counters{Delivery: output.Delivery{Published: 20, Acked: 12, Spooled: 8, Resent: 6, SpoolRecords: 2, NATSConnected: new(bool),
+			Dropped: output.Drops{Queue: 1, Spool: 2}, DroppedTotal: 3}},
 		Workers: []WorkerMetric{
 			{Worker: 0, Running: true, Packets: 100, Bytes: 1500, Anomalies: map[string]uint64{"malformed_tcp": 5, "gap_\"odd\"\n": 1},
 				Sockets: []SocketMetric{{Iface: "eth0", KernelStats: source.KernelStats{Packets: 110, Drops: 10, Freezes: 1}}, {Iface: "eth1", KernelStats: source.KernelStats{Packets: 3}}}},

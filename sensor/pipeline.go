@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // The pipeline is the same for replay and live capture:
@@ -24,10 +25,10 @@ type backend struct {
 	res *Resolver
 	ord *orderer
 	det *detect.Detector
-	out *Output
+	out *output.Output
 }
 
-func newBackend(opt Options, dopt detect.Options, out *Output) *backend {
+func newBackend(opt Options, dopt detect.Options, out *output.Output) *backend {
 	det := detect.New(dopt, out.Emit)
 	ord := newOrderer(directRecorder{det})
 	res := NewResolver(ord)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -64,7 +65,7 @@ func plCaptures(t testing.TB) []string {
 func plReplay(t testing.TB, opt Options, files ...string) ([]string, ReplayResult) {
 	t.Helper()
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	res := Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "test"}, Output: out}, files)
 	if err := out.Close(context.Background()); err != nil {
 		t.Fatal(err)

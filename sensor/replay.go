@@ -12,6 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -19,7 +20,7 @@ import (
 type ReplayConfig struct {
 	Options  Options
 	Detect   detect.Options
-	Output   *Output
+	Output   *output.Output
 	Progress func(file string, done, total int64)
 	// Workers is the number of decoding workers; flows are hashed to them
 	// and the output is the same for any number (default 1).

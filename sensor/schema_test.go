@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // The schema is checked with the small validator below rather than a
@@ -254,7 +255,7 @@ func TestEventSchema(t *testing.T) {
 		// A metric line and a task_file_written_smb alert do not come out of
 		// the replays; render them the way the sensor does.
 		var buf bytes.Buffer
-		out := NewOutput(NewWriterSink(&buf, false))
+		out := output.NewOutput(output.NewWriterSink(&buf, false))
 		out.Emit(&detect.Event{Timestamp: "2024-01-02T03:04:05.000000000Z",
 			Event:    detect.EventMeta{Kind: "metric", ID: "stats-test-1704164645000000000", Dataset: "tschsensor.stats"},
 			Observer: detect.Observer{Name: "test", Type: "sensor", Product: "tschsensor"},

@@ -14,13 +14,14 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // replayWorkers replays files with n workers and returns stdout's bytes.
 func replayWorkers(t *testing.T, n int, files ...string) ([]byte, ReplayResult) {
 	t.Helper()
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	res := Replay(context.Background(), ReplayConfig{Detect: detect.Options{Observer: "shard"}, Output: out, Workers: n,
 		Options: Options{PanicHook: func(p any) { t.Errorf("panic: %v", p) }}}, files)
 	if err := out.Close(context.Background()); err != nil {
@@ -188,7 +189,7 @@ func TestReplayWorkersSameOutputOpened(t *testing.T) {
 			opt, _ := f.secret(t)
 			run := func(workers int) []byte {
 				var buf bytes.Buffer
-				out := NewOutput(NewWriterSink(&buf, false))
+				out := output.NewOutput(output.NewWriterSink(&buf, false))
 				Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "shard"}, Output: out, Workers: workers}, []string{f.pcap})
 				if err := out.Close(context.Background()); err != nil {
 					t.Fatal(err)

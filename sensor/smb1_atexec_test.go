@@ -11,6 +11,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // The captures checked here are made by pcaps/gen/make-captures.sh with
@@ -113,7 +114,7 @@ func readSMB1Facts(t *testing.T, name string) *smb1Facts {
 func replaySMB1(t *testing.T, name string, creds *dissect.Credentials, allowed ...string) (events, alerts []smb1Event) {
 	t.Helper()
 	var buf bytes.Buffer
-	out := NewOutput(NewWriterSink(&buf, false))
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
 	res := Replay(context.Background(), ReplayConfig{Options: Options{Credentials: creds},
 		Detect: detect.Options{Observer: "test"}, Output: out}, []string{"../pcaps/" + name + ".pcap"})
 	if err := out.Close(context.Background()); err != nil {

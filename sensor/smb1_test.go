@@ -14,6 +14,7 @@ import (
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -199,7 +200,7 @@ func TestSMB1Filestore(t *testing.T) {
 
 	// The detector sees nothing to alert on.
 	sink := &countSink{}
-	out := NewOutput(sink)
+	out := output.NewOutput(sink)
 	res := Replay(context.Background(), ReplayConfig{Detect: detect.Options{Observer: "test"}, Output: out}, []string{path})
 	for _, err := range res.Errors {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func TestSMB1Filestore(t *testing.T) {
 // countSink counts alert events published to it.
 type countSink struct{ alerts int }
 
-func (c *countSink) Publish(r Record) error {
+func (c *countSink) Publish(r output.Record) error {
 	if r.Kind == "alert" {
 		c.alerts++
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // Stats counts one worker's work. Anomalies are keyed by stable snake_case
@@ -125,7 +127,7 @@ func sortedKeys(m map[string]uint64) []string {
 
 // WriteSummary prints the end-of-run summary for humans; d is the output's
 // Delivery read after the sinks closed.
-func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts uint64, d Delivery) {
+func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts uint64, d output.Delivery) {
 	mb := float64(s.Bytes) / 1e6
 	rate := 0.0
 	if elapsed > 0 {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tschsensor/tschsensor/sensor"
 	"github.com/tschsensor/tschsensor/sensor/natsout"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 func parseNATSFlags(t *testing.T, args ...string) (*natsout.NATSOptions, *bytes.Buffer) {
@@ -82,9 +82,9 @@ func TestRunTail(t *testing.T) {
 	}
 	var want bytes.Buffer
 	for i := range 10 {
-		r := sensor.Record{Kind: "event", Subject: "event.atsvc.netrjobadd", ID: fmt.Sprint("e", i), JSON: fmt.Appendf(nil, `{"n":%d}`, i)}
+		r := output.Record{Kind: "event", Subject: "event.atsvc.netrjobadd", ID: fmt.Sprint("e", i), JSON: fmt.Appendf(nil, `{"n":%d}`, i)}
 		if i%3 == 0 {
-			r = sensor.Record{Kind: "alert", Subject: "alert.atexec", ID: fmt.Sprint("a", i), JSON: fmt.Appendf(nil, `{"alert":%d}`, i)}
+			r = output.Record{Kind: "alert", Subject: "alert.atexec", ID: fmt.Sprint("a", i), JSON: fmt.Appendf(nil, `{"alert":%d}`, i)}
 			fmt.Fprintf(&want, "%s\n", r.JSON)
 		}
 		if err := s.Publish(r); err != nil {

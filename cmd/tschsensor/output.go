@@ -5,12 +5,12 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/tschsensor/tschsensor/sensor"
 	"github.com/tschsensor/tschsensor/sensor/natsout"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // openNATS connects the NATS sink when --nats (or its variable) is set.
-func openNATS(ctx context.Context, o *natsout.NATSOptions, observer string, stderr io.Writer) (sensor.Sink, error) {
+func openNATS(ctx context.Context, o *natsout.NATSOptions, observer string, stderr io.Writer) (output.Sink, error) {
 	if len(o.URLs) == 0 && !o.Embedded {
 		return nil, nil
 	}
@@ -31,10 +31,10 @@ func openNATS(ctx context.Context, o *natsout.NATSOptions, observer string, stde
 
 // openOutput builds the sinks replay and run share: JSON lines on stdout
 // (unless noStdout; flushed per line for live capture) and NATS when set.
-func openOutput(ctx context.Context, nf *natsout.NATSOptions, observer string, stdout, stderr io.Writer, noStdout, flushEach bool) (*sensor.Output, error) {
-	var sinks []sensor.Sink
+func openOutput(ctx context.Context, nf *natsout.NATSOptions, observer string, stdout, stderr io.Writer, noStdout, flushEach bool) (*output.Output, error) {
+	var sinks []output.Sink
 	if !noStdout {
-		sinks = append(sinks, sensor.NewWriterSink(stdout, flushEach))
+		sinks = append(sinks, output.NewWriterSink(stdout, flushEach))
 	}
 	natsSink, err := openNATS(ctx, nf, observer, stderr)
 	if err != nil {
@@ -43,5 +43,5 @@ func openOutput(ctx context.Context, nf *natsout.NATSOptions, observer string, s
 	if natsSink != nil {
 		sinks = append(sinks, natsSink)
 	}
-	return sensor.NewOutput(sinks...), nil
+	return output.NewOutput(sinks...), nil
 }

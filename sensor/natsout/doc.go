@@ -5,9 +5,9 @@
 // and its fuzz targets do not link a whole NATS server.
 package natsout
 
-import "github.com/tschsensor/tschsensor/sensor"
+import "github.com/tschsensor/tschsensor/sensor/output"
 
 // Record is what the sensor hands its sinks.
-type Record = sensor.Record
+type Record = output.Record
 
-var _ sensor.Sink = (*NATSSink)(nil)
+var _ output.Sink = (*NATSSink)(nil)

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tschsensor/tschsensor/sensor"
+	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 // Defaults of NATSOptions; DefaultNATSOptions returns them.
@@ -1172,9 +1172,9 @@ func (s *NATSSink) resendBatch(ctx context.Context) error {
 
 // Delivery reports the counters in the form every sensor summary, metric
 // and stats record shows; safe from any goroutine.
-func (s *NATSSink) Delivery() sensor.SinkDelivery {
+func (s *NATSSink) Delivery() output.SinkDelivery {
 	st := s.Stats()
-	return sensor.SinkDelivery{Published: st.Published, Acked: st.Acked, Spooled: st.Spooled, Resent: st.Resent,
+	return output.SinkDelivery{Published: st.Published, Acked: st.Acked, Spooled: st.Spooled, Resent: st.Resent,
 		Dropped: st.Dropped, DroppedAtClose: st.DroppedAtClose, SpoolRecords: st.SpoolRecords, Connected: s.Connected()}
 }
 
