@@ -3,6 +3,7 @@ package sensor
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tschsensor/tschsensor/dissect"
@@ -35,6 +36,13 @@ type EPMTable struct {
 	ttl  time.Duration
 	m    map[epmKey]*epmEntry
 	evic uint64
+	// gen changes whenever a new server port is learnt: flow tables read
+	// it on every packet of an ignored flow (one atomic load) and look the
+	// flow's ports up again only when it moved.
+	gen atomic.Uint32
+	// size mirrors len(m) so that new flows skip the lock while the table
+	// is empty (most of the time on most links).
+	size atomic.Int32
 }
 
 // NewEPMTable returns a table bounded to max entries expiring after ttl
@@ -64,6 +72,8 @@ func (t *EPMTable) Learn(addr netip.Addr, port uint16, uuid string, now time.Tim
 		}
 		e = &epmEntry{}
 		t.m[k] = e
+		t.size.Store(int32(len(t.m)))
+		t.gen.Add(1)
 	}
 	e.seen = now
 	for _, u := range e.ifaces {
@@ -83,6 +93,7 @@ func (t *EPMTable) evictLocked(now time.Time) {
 	for k, e := range t.m {
 		if now.Sub(e.seen) > t.ttl {
 			delete(t.m, k)
+			t.size.Store(int32(len(t.m)))
 			t.evic++
 			continue
 		}
@@ -92,6 +103,7 @@ func (t *EPMTable) evictLocked(now time.Time) {
 	}
 	if len(t.m) >= t.max && !first {
 		delete(t.m, oldest)
+		t.size.Store(int32(len(t.m)))
 		t.evic++
 	}
 }
@@ -105,4 +117,19 @@ func (t *EPMTable) Lookup(addr netip.Addr, port uint16, now time.Time) (dissect.
 		return dissect.IfaceUnknown, "", false
 	}
 	return dissect.IfaceByUUID(e.ifaces[0], 1), e.ifaces[0], true
+}
+
+// Gen returns a number that changes whenever a new server port is learnt.
+func (t *EPMTable) Gen() uint32 { return t.gen.Load() }
+
+// Mapped reports whether the endpoint mapper named any interface at
+// addr:port (and the mapping has not expired).
+func (t *EPMTable) Mapped(addr netip.Addr, port uint16, now time.Time) bool {
+	if t.size.Load() == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.m[epmKey{addr.Unmap(), port}]
+	return e != nil && now.Sub(e.seen) <= t.ttl
 }

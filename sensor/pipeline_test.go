@@ -129,12 +129,8 @@ func newTCPConv(sport uint16) *tcpConv {
 		seq: [2]uint32{1000, 900000}, ts: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}
 }
 
-const (
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpPSH = 0x08
-	tcpACK = 0x10
-)
+// tcpPSH completes the flags of flowgate.go for test segments.
+const tcpPSH = 0x08
 
 // frame returns one frame from direction dir (it reuses its buffer).
 func (c *tcpConv) frame(dir int, flags uint8, payload []byte) ([]byte, gopacket.CaptureInfo) {

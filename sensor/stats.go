@@ -35,6 +35,10 @@ type Stats struct {
 	RecordsLate         uint64
 	Auth                AuthStats
 	FirstTime, LastTime time.Time
+	// Flow counts the flow verdict table's work; Evictions counts state
+	// given up to stay within bounds, by reason.
+	Flow      FlowStats
+	Evictions map[string]uint64
 }
 
 // AuthStats counts what the security contexts opened: DCE-RPC PDUs sealed
@@ -69,7 +73,7 @@ func (a *AuthStats) merge(o *AuthStats) {
 }
 
 func newStats() Stats {
-	return Stats{Binds: make(map[string]uint64), Anomalies: make(map[string]uint64)}
+	return Stats{Binds: make(map[string]uint64), Anomalies: make(map[string]uint64), Evictions: make(map[string]uint64)}
 }
 
 // anomaly counts a named anomaly.
@@ -108,6 +112,13 @@ func (s *Stats) Merge(o *Stats) {
 	for k, v := range o.Anomalies {
 		s.Anomalies[k] += v
 	}
+	if s.Evictions == nil {
+		s.Evictions = make(map[string]uint64)
+	}
+	for k, v := range o.Evictions {
+		s.Evictions[k] += v
+	}
+	s.Flow.merge(&o.Flow)
 	if s.FirstTime.IsZero() || !o.FirstTime.IsZero() && o.FirstTime.Before(s.FirstTime) {
 		s.FirstTime = o.FirstTime
 	}
@@ -158,6 +169,18 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 	if au.TicketsOpened+au.TicketsUnknownKey+au.TicketsFailed+au.SMB3KeyedNTLM+au.SMB3KeyedKerberos > 0 {
 		fmt.Fprintf(w, "  Kerberos tickets opened %d, no key %d, failed %d; SMB3 sessions keyed: %d NTLM, %d Kerberos\n",
 			au.TicketsOpened, au.TicketsUnknownKey, au.TicketsFailed, au.SMB3KeyedNTLM, au.SMB3KeyedKerberos)
+	}
+	fmt.Fprintf(w, "  flows:")
+	for v := range numVerdicts {
+		fmt.Fprintf(w, " %s=%d (%d packets)", verdict(v), s.Flow.Flows[v], s.Flow.Packets[v])
+	}
+	fmt.Fprintln(w)
+	if len(s.Evictions) > 0 {
+		fmt.Fprintf(w, "  evictions:")
+		for _, k := range sortedKeys(s.Evictions) {
+			fmt.Fprintf(w, " %s=%d", k, s.Evictions[k])
+		}
+		fmt.Fprintln(w)
 	}
 	if len(s.Binds) > 0 {
 		fmt.Fprintf(w, "  binds:")

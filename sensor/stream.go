@@ -31,12 +31,13 @@ type streamFactory struct{ w *Worker }
 func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
 	w := f.w
 	w.active++
-	c := &conn{w: w, vlan: w.f.vlan}
+	c := &conn{w: w, vlan: w.f.vlan, key: w.key}
 	if w.active > w.opt.MaxConnections {
-		// Past the bound new connections are not followed; idle ones are
-		// ended sooner to make room.
+		// Past the bound idle connections are ended sooner to make room;
+		// the new one is still followed: the flow table let through only
+		// flows that may carry SMB or DCE-RPC, and refusing them would
+		// blind the sensor to the next attack.
 		w.stats.anomaly("too_many_connections")
-		c.proto = protoIgnored
 		w.pressure = true
 	}
 	src, dst := netFlow.Endpoints()
@@ -77,7 +78,8 @@ type conn struct {
 	addr   [2]netip.Addr
 	port   [2]uint16
 	vlan   uint16
-	client int // direction index of the client, -1 while unknown
+	key    flowKey // the flow table's key
+	client int     // direction index of the client, -1 while unknown
 	proto  connProto
 	half   [2]half
 	app    appParser // set with proto protoApp
@@ -120,6 +122,12 @@ func (c *conn) endpoints() detect.Endpoints {
 func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
 	// Mid-stream connections start wherever the capture does.
 	*start = true
+	if c.proto == protoIgnored && c.w.rearm {
+		// The flow table picked the flow up again (an endpoint-mapper
+		// answer named its port): hunt from here.
+		c.proto = protoUnknown
+		c.half = [2]half{}
+	}
 	return c.proto != protoIgnored
 }
 
@@ -182,6 +190,7 @@ func (c *conn) classify(dir int, data []byte) {
 		if c.half[0].hunted+c.half[1].hunted > c.w.opt.HuntLimit {
 			c.proto = protoIgnored
 			c.half[0].buf, c.half[1].buf = nil, nil
+			c.w.flowIgnore(&c.key)
 			return
 		}
 		h.trimHunt()
@@ -210,6 +219,7 @@ func (c *conn) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
 		c.app.close()
 	}
 	c.w.active--
+	c.w.flowEnded(&c.key)
 	return true
 }
 

@@ -69,6 +69,8 @@ type Options struct {
 	MaxPagesPerConn int
 	HuntLimit       int
 	MaxConnections  int
+	// MaxFlows bounds the flow verdict table of each worker.
+	MaxFlows int
 	// Tsch bounds what MS-TSCH decoding keeps: task XML bytes (default
 	// 64 KiB) and list entries.
 	Tsch dissect.TschOptions
@@ -117,6 +119,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
 	def(&o.HuntLimit, DefaultHuntLimit)
 	def(&o.MaxConnections, DefaultMaxConnections)
+	def(&o.MaxFlows, DefaultMaxFlows)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
@@ -170,13 +173,25 @@ type Worker struct {
 	// as a call that will never be handed on is dropped (done true).
 	external bool
 	seqHook  func(seq uint64, done bool)
+
+	// The flow verdict table and the packet being gated through it.
+	flows   flowTable
+	key     flowKey
+	th      tcpHead
+	pend    flowPending
+	rearm   bool
+	evictFn func(string)
+	synTCP  layers.TCP
+	synBuf  [20 + flowPrefix]byte
 }
 
 // NewWorker returns a worker handing records to rec. epm may be shared by
 // workers; it is safe for concurrent use.
 func NewWorker(opt Options, rec Recorder, epm *EPMTable) *Worker {
 	opt.setDefaults()
-	w := &Worker{opt: opt, stats: newStats(), ring: make([]pktCtx, ctxRing), defrag: ip4defrag.NewIPv4Defragmenter(), epm: epm}
+	w := &Worker{opt: opt, stats: newStats(), ring: make([]pktCtx, ctxRing), defrag: ip4defrag.NewIPv4Defragmenter(), epm: epm,
+		flows: newFlowTable(opt.MaxFlows)}
+	w.evictFn = w.evicted
 	w.buf = &flushBuffer{next: rec}
 	w.rec = w.buf
 	if er, ok := rec.(EPMRecorder); ok {
@@ -199,7 +214,10 @@ func (w *Worker) SetFile(name string) {
 }
 
 // Stats returns the worker's counters.
-func (w *Worker) Stats() *Stats { return &w.stats }
+func (w *Worker) Stats() *Stats {
+	w.stats.Flow.Active = uint64(w.flows.n)
+	return &w.stats
+}
 
 // AnomalyPanic names the count of packets whose processing panicked: a bug,
 // caught at the worker boundary so that one hostile packet cannot stop the
@@ -258,11 +276,18 @@ func (w *Worker) packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 	if w.f.fragment && !w.reassembleIPv4(ci.Timestamp) {
 		return
 	}
-	if err := w.tcp.DecodeFromBytes(w.f.tcp, gopacket.NilDecodeFeedback); err != nil {
+	if !parseTCPHead(w.f.tcp, &w.th) {
 		w.stats.anomaly("malformed_tcp")
 		return
 	}
 	w.stats.TCPPackets++
+	if !w.gate(&w.th, ci.Timestamp.UnixNano()) {
+		return
+	}
+	if err := w.tcp.DecodeFromBytes(w.f.tcp, gopacket.NilDecodeFeedback); err != nil {
+		w.stats.anomaly("malformed_tcp")
+		return
+	}
 	var net gopacket.Flow
 	if w.f.v6 {
 		net = gopacket.NewFlow(layers.EndpointIPv6, w.f.src, w.f.dst)
@@ -271,7 +296,11 @@ func (w *Worker) packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 	}
 	pc := &w.ring[w.frame%ctxRing]
 	pc.ci, pc.frame = ci, w.frame
+	if w.pend.on {
+		w.inject(net, pc)
+	}
 	w.asm.AssembleWithContext(net, &w.tcp, pc)
+	w.rearm = false
 }
 
 func (w *Worker) reassembleIPv4(ts time.Time) bool {
@@ -317,6 +346,7 @@ func (w *Worker) flushIdle() {
 	w.buf.hold()
 	w.asm.FlushWithOptions(reassembly.FlushOptions{T: w.now.Add(-DefaultGapWait), TC: w.now.Add(-idle)})
 	w.buf.release()
+	w.expireFlows()
 	w.defrag.DiscardOlderThan(w.now.Add(-30 * time.Second))
 }
 
