@@ -131,6 +131,11 @@ func newFlowTable(max int) flowTable {
 
 func (k *flowKey) hashWith(seed uint64) uint32 {
 	h := seed
+	if !k.v6 {
+		h = flowMix(h ^ uint64(binary.LittleEndian.Uint32(k.a[0:])) ^ uint64(binary.LittleEndian.Uint32(k.b[0:]))<<32)
+		h = flowMix(h ^ uint64(k.pa) ^ uint64(k.pb)<<16 ^ uint64(k.vlan)<<32)
+		return uint32(h ^ h>>32)
+	}
 	h = flowMix(h ^ binary.LittleEndian.Uint64(k.a[0:]))
 	h = flowMix(h ^ binary.LittleEndian.Uint64(k.a[8:]))
 	h = flowMix(h ^ binary.LittleEndian.Uint64(k.b[0:]))
