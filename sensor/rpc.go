@@ -41,6 +41,9 @@ type rpcChannel struct {
 	nrecent int
 	// noName is set once a call was reported on a pipe of unknown name.
 	noName bool
+	// age orders calls by arrival: the oldest is ended first when the
+	// channel holds MaxCalls, without sorting them.
+	age ageQueue
 }
 
 // Bounds of responses held for their request.
@@ -444,6 +447,8 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	}
 	rc := &rpcCall{call: call, drep: r.hdr.DRep, interested: interested || unresolved, unresolved: unresolved}
 	r.calls[r.hdr.CallID] = rc
+	r.age.push(uint64(r.hdr.CallID), call.Seq)
+	r.age.compact(len(r.calls), r.callLive)
 	return rc
 }
 
@@ -620,7 +625,18 @@ func (r *rpcChannel) learnEPM(rc *rpcCall) {
 	}
 }
 
+func (r *rpcChannel) callLive(id, seq uint64) bool {
+	rc := r.calls[uint32(id)]
+	return rc != nil && rc.call.Seq == seq
+}
+
+// finishOldest ends the call that came first.
 func (r *rpcChannel) finishOldest() {
+	if id, ok := r.age.oldest(r.callLive); ok {
+		r.finish(r.calls[uint32(id)])
+		return
+	}
+	// Every call is queued when it begins; this is a safety net.
 	ids := make([]uint32, 0, len(r.calls))
 	for id := range r.calls {
 		ids = append(ids, id)

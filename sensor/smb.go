@@ -39,6 +39,9 @@ type smbState struct {
 	heldBytes int
 	// keyed is set once a session of the connection has SMB3 keys.
 	keyed bool
+	// pendAge orders pending requests by arrival for eviction.
+	pendAge ageQueue
+	pendSeq uint64
 }
 
 // Bounds of SMB2 responses held for their request.
@@ -92,6 +95,7 @@ type smbReq struct {
 	path    string
 	frame   uint64
 	setup   *sessionSetup
+	seq     uint64 // arrival order, for pendAge
 }
 
 type smbFile struct {
@@ -294,18 +298,25 @@ func (s *smbState) releaseHeld(id uint64) {
 func (s *smbState) addPending(id uint64, r *smbReq) {
 	if len(s.pending) >= s.c.w.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
-		// Oldest message ids are the most likely to be lost for good.
-		var low uint64 = ^uint64(0)
-		for k := range s.pending {
-			low = min(low, k)
+		// The oldest requests are the most likely to be lost for good.
+		if old, ok := s.pendAge.oldest(s.pendingLive); ok {
+			delete(s.pending, old)
 		}
-		delete(s.pending, low)
 	}
 	r.frame = s.c.frame
+	s.pendSeq++
+	r.seq = s.pendSeq
 	s.pending[id] = r
+	s.pendAge.push(id, r.seq)
+	s.pendAge.compact(len(s.pending), s.pendingLive)
 	if s.held != nil {
 		s.releaseHeld(id)
 	}
+}
+
+func (s *smbState) pendingLive(id, seq uint64) bool {
+	r := s.pending[id]
+	return r != nil && r.seq == seq
 }
 
 // resolve gives the handle a request means: all-ones in a related compound
