@@ -1,0 +1,176 @@
+package flood
+
+import (
+	"encoding/binary"
+)
+
+// Sizes of the message shapes.
+const (
+	// messageSize is the NBSS length of each unfinished message: with its
+	// 4-byte header just under a sensor's default 1 MiB message bound, so
+	// that a sensor without a total bound buffers all of it.
+	messageSize = 1<<20 - 4 - 1000
+	// unsent is how much of each message never comes.
+	unsent  = 100
+	segment = 1448
+
+	requestsPerSegment = 50
+	createsPerSegment  = 20
+)
+
+// smb2Header appends an SMB2 request header.
+func smb2Header(b []byte, cmd uint16, msgID uint64) []byte {
+	h := make([]byte, 64)
+	copy(h, "\xfeSMB")
+	binary.LittleEndian.PutUint16(h[4:], 64)
+	binary.LittleEndian.PutUint16(h[12:], cmd)
+	binary.LittleEndian.PutUint16(h[14:], 1)
+	binary.LittleEndian.PutUint64(h[24:], msgID)
+	binary.LittleEndian.PutUint32(h[36:], 1) // tree id
+	binary.LittleEndian.PutUint64(h[40:], 1) // session id
+	return append(b, h...)
+}
+
+func nbss(b []byte, n int) []byte {
+	return append(b, 0, byte(n>>16), byte(n>>8), byte(n))
+}
+
+// handshake opens a connection from c:p to the server's port dp; it
+// returns the client's and the server's next sequence numbers.
+func (g *gen) handshake(c [4]byte, p, dp uint16) (uint32, uint32) {
+	g.tcp(c, server, p, dp, 1000, 0, flagSYN, nil)
+	g.tcp(server, c, dp, p, 5000, 1001, flagSYN|flagACK, nil)
+	g.tcp(c, server, p, dp, 1001, 5001, flagACK, nil)
+	return 1001, 5001
+}
+
+// bigMessages: n connections each send all but the last bytes of a large
+// SMB2 WRITE, interleaved segment by segment.
+func (g *gen) bigMessages(n int) {
+	msg := nbss(nil, messageSize)
+	msg = smb2Header(msg, 9, 5) // WRITE
+	body := make([]byte, 48)
+	binary.LittleEndian.PutUint16(body[0:], 49)
+	binary.LittleEndian.PutUint16(body[2:], 64+48)
+	binary.LittleEndian.PutUint32(body[4:], messageSize-64-48)
+	copy(body[16:32], "flood-write-file")
+	msg = append(msg, body...)
+	for len(msg) < 4+messageSize-unsent {
+		msg = append(msg, byte(len(msg)))
+	}
+	seq := make([]uint32, n)
+	for i := range n {
+		seq[i], _ = g.handshake(client(i), sport(i), 445)
+	}
+	for off := 0; off < len(msg); off += segment {
+		end := min(off+segment, len(msg))
+		for i := range n {
+			g.tcp(client(i), server, sport(i), 445, seq[i], 5001, flagACK|flagPSH, msg[off:end])
+			seq[i] += uint32(end - off)
+		}
+	}
+}
+
+// ITaskSchedulerService and NDR, as they appear in a bind (GUIDs in their
+// little-endian wire form).
+var (
+	uuidTsch = guid(0x86d35949, 0x83c9, 0x4044, [8]byte{0xb4, 0x24, 0xdb, 0x36, 0x32, 0x31, 0xfd, 0x0c})
+	uuidNDR  = guid(0x8a885d04, 0x1ceb, 0x11c9, [8]byte{0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60})
+)
+
+func guid(a uint32, b, c uint16, d [8]byte) []byte {
+	g := make([]byte, 16)
+	binary.LittleEndian.PutUint32(g, a)
+	binary.LittleEndian.PutUint16(g[4:], b)
+	binary.LittleEndian.PutUint16(g[6:], c)
+	copy(g[8:], d[:])
+	return g
+}
+
+// rpcHeader appends a DCE-RPC connection-oriented header; the caller
+// fixes the fragment length.
+func rpcHeader(b []byte, ptype byte, callID uint32) []byte {
+	h := make([]byte, 16)
+	h[0], h[1], h[2], h[3] = 5, 0, ptype, 0x03
+	h[4] = 0x10 // little-endian, ASCII, IEEE
+	binary.LittleEndian.PutUint32(h[12:], callID)
+	return append(b, h...)
+}
+
+func setFragLen(pdu []byte) []byte {
+	binary.LittleEndian.PutUint16(pdu[8:], uint16(len(pdu)))
+	return pdu
+}
+
+// rpcRequests: a channel to a dynamic port, bound to ITaskSchedulerService,
+// then n SchRpcHighestVersion requests never answered.
+func (g *gen) rpcRequests(n int) {
+	c, p, dp := [4]byte{10, 66, 250, 1}, uint16(50000), uint16(49667)
+	cs, ss := g.handshake(c, p, dp)
+	bind := rpcHeader(nil, 11, 1)
+	bind = binary.LittleEndian.AppendUint16(bind, 4280)
+	bind = binary.LittleEndian.AppendUint16(bind, 4280)
+	bind = binary.LittleEndian.AppendUint32(bind, 0)
+	bind = append(bind, 1, 0, 0, 0)
+	bind = append(bind, 0, 0, 1, 0) // context 0, one transfer syntax
+	bind = append(bind, uuidTsch...)
+	bind = append(bind, 1, 0, 0, 0)
+	bind = append(bind, uuidNDR...)
+	bind = append(bind, 2, 0, 0, 0)
+	setFragLen(bind)
+	g.tcp(c, server, p, dp, cs, ss, flagACK|flagPSH, bind)
+	cs += uint32(len(bind))
+	ack := rpcHeader(nil, 12, 1)
+	ack = binary.LittleEndian.AppendUint16(ack, 4280)
+	ack = binary.LittleEndian.AppendUint16(ack, 4280)
+	ack = binary.LittleEndian.AppendUint32(ack, 0x1234)
+	ack = binary.LittleEndian.AppendUint16(ack, 6)
+	ack = append(ack, "49667\x00"...)
+	for len(ack)%4 != 0 {
+		ack = append(ack, 0)
+	}
+	ack = append(ack, 1, 0, 0, 0)
+	ack = append(ack, 0, 0, 0, 0)
+	ack = append(ack, uuidNDR...)
+	ack = append(ack, 2, 0, 0, 0)
+	setFragLen(ack)
+	g.tcp(server, c, dp, p, ss, cs, flagACK|flagPSH, ack)
+	ss += uint32(len(ack))
+	var seg []byte
+	for i := range n {
+		req := rpcHeader(nil, 0, uint32(2+i))
+		req = append(req, 0, 0, 0, 0, 0, 0, 0, 0) // alloc hint, context 0, opnum 0
+		seg = append(seg, setFragLen(req)...)
+		if (i+1)%requestsPerSegment == 0 || i == n-1 {
+			g.tcp(c, server, p, dp, cs, ss, flagACK|flagPSH, seg)
+			cs += uint32(len(seg))
+			seg = seg[:0]
+		}
+	}
+}
+
+// creates: one SMB2 connection with n CREATE requests never answered.
+func (g *gen) creates(n int) {
+	c, p := [4]byte{10, 66, 251, 1}, uint16(50001)
+	cs, ss := g.handshake(c, p, 445)
+	name := []byte{'a', 0, '.', 0, 't', 0, 'x', 0, 't', 0}
+	var seg []byte
+	for i := range n {
+		l := 64 + 56 + len(name)
+		seg = nbss(seg, l)
+		seg = smb2Header(seg, 5, uint64(10+i))
+		body := make([]byte, 56)
+		binary.LittleEndian.PutUint16(body[0:], 57)
+		binary.LittleEndian.PutUint32(body[24:], 0x00120089) // read access
+		binary.LittleEndian.PutUint32(body[36:], 1)          // open
+		binary.LittleEndian.PutUint16(body[44:], 64+56)
+		binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
+		seg = append(seg, body...)
+		seg = append(seg, name...)
+		if (i+1)%createsPerSegment == 0 || i == n-1 {
+			g.tcp(c, server, p, 445, cs, ss, flagACK|flagPSH, seg)
+			cs += uint32(len(seg))
+			seg = seg[:0]
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package sensor
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/internal/flood"
+)
+
+// floodRun replays a flood built in memory, with the project's atexec
+// capture spliced into its middle, through a worker, the resolver and the
+// detector, and returns the JSON lines and the worker.
+func floodRun(t *testing.T, kind string, n int, opt Options) ([]string, *Worker) {
+	t.Helper()
+	splice := plLoad(t, "../pcaps/impacket-atexec-smb2-clear.pcap")
+	pkts := make([]flood.Packet, len(splice))
+	for i, p := range splice {
+		pkts[i] = flood.Packet{CI: p.ci, Data: p.data}
+	}
+	var lines []string
+	det := detect.New(detect.Options{}, func(e *detect.Event) {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(b))
+	})
+	opt.PanicHook = func(r any) { t.Fatalf("panic: %v", r) }
+	res := NewResolver(directRecorder{det})
+	w := NewWorker(opt, res, nil)
+	w.SetFile(kind)
+	err := flood.Generate(kind, n, pkts, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	res.Flush()
+	det.Flush()
+	return lines, w
+}
+
+// wantAtexec checks the spliced atexec came out whole: the registration with
+// its path and command, and the atexec alert.
+func wantAtexec(t *testing.T, name string, lines []string) {
+	t.Helper()
+	var reg, alert bool
+	for _, l := range lines {
+		if strings.Contains(l, `"kind":"event"`) && strings.Contains(l, `"action":"SchRpcRegisterTask"`) &&
+			strings.Contains(l, `"path":"\\YtLXjkgE"`) && strings.Contains(l, `"command":"cmd.exe"`) && strings.Contains(l, `"outcome":"success"`) {
+			reg = true
+		}
+		if strings.Contains(l, `"kind":"alert"`) && strings.Contains(l, `"rule":{"id":"atexec"`) {
+			alert = true
+		}
+	}
+	if !reg || !alert {
+		t.Errorf("%s: registration with path and command %v, atexec alert %v; want both (%d lines)", name, reg, alert, len(lines))
+	}
+}
+
+// TestFloodConnections: SYN floods, handshakes with one byte and handshakes
+// with one out-of-order segment, larger than the flow table, do not hide
+// the atexec inside them, and cost table entries, not connections.
+func TestFloodConnections(t *testing.T) {
+	for _, kind := range []string{flood.SYN, flood.Handshake1, flood.OutOfOrder} {
+		t.Run(kind, func(t *testing.T) {
+			const flows = 4096
+			lines, w := floodRun(t, kind, 5*flows, Options{MaxFlows: flows})
+			wantAtexec(t, kind, lines)
+			s := w.Stats()
+			if w.flows.n > flows || s.Evictions[evictFullHalfOpen] == 0 {
+				t.Errorf("%d table entries (bound %d), evictions %v", w.flows.n, flows, s.Evictions)
+			}
+			if s.Connections != 1 {
+				t.Errorf("%d connections reassembled, want only the atexec's", s.Connections)
+			}
+		})
+	}
+}
+
+// TestFloodUnansweredRequests: unanswered DCE-RPC requests on one channel
+// and unanswered SMB2 CREATEs stay within their per-channel bounds, oldest
+// first, and the atexec beside them is reported.
+func TestFloodUnansweredRequests(t *testing.T) {
+	const n = 20000
+	t.Run(flood.RPCRequests, func(t *testing.T) {
+		lines, w := floodRun(t, flood.RPCRequests, n, Options{MaxCalls: 64})
+		wantAtexec(t, flood.RPCRequests, lines)
+		if got := w.Stats().Anomalies["dcerpc_too_many_calls"]; got != n-64 {
+			t.Errorf("dcerpc_too_many_calls %d, want %d", got, n-64)
+		}
+		calls := 0
+		for _, l := range lines {
+			if strings.Contains(l, `"action":"SchRpcHighestVersion"`) {
+				calls++
+			}
+		}
+		if calls != n {
+			t.Errorf("%d SchRpcHighestVersion events, want every request reported (%d)", calls, n)
+		}
+	})
+	t.Run(flood.Creates, func(t *testing.T) {
+		lines, w := floodRun(t, flood.Creates, n, Options{MaxPending: 128})
+		wantAtexec(t, flood.Creates, lines)
+		if got := w.Stats().Anomalies["smb_too_many_pending"]; got != n-128 {
+			t.Errorf("smb_too_many_pending %d, want %d", got, n-128)
+		}
+	})
+}
+
+// TestAgeQueue: the oldest live entry comes first, stale and reused ids are
+// skipped, and the queue stays a small multiple of what is live.
+func TestAgeQueue(t *testing.T) {
+	live := map[uint64]uint64{}
+	var q ageQueue
+	isLive := func(id, seq uint64) bool { s, ok := live[id]; return ok && s == seq }
+	for seq := uint64(1); seq <= 10000; seq++ {
+		id := seq % 300
+		live[id] = seq
+		q.push(id, seq)
+		q.compact(len(live), isLive)
+		if len(q.q)-q.head > 2*len(live)+64 {
+			t.Fatalf("queue %d long for %d live entries", len(q.q)-q.head, len(live))
+		}
+	}
+	// Ids 0..299 were last pushed in the order 9701..10000.
+	for want := uint64(9701); want <= 10000; want++ {
+		id, ok := q.oldest(isLive)
+		if !ok || live[id] != want {
+			t.Fatalf("oldest: id %d (seq %d), %v; want seq %d", id, live[id], ok, want)
+		}
+		delete(live, id)
+	}
+	if _, ok := q.oldest(isLive); ok {
+		t.Error("an entry after all were taken")
+	}
+}
