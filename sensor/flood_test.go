@@ -76,7 +76,7 @@ func TestFloodConnections(t *testing.T) {
 			lines, w := floodRun(t, kind, 5*flows, Options{MaxFlows: flows})
 			wantAtexec(t, kind, lines)
 			s := w.Stats()
-			if w.flows.n > flows || s.Evictions[evictFullHalfOpen] == 0 {
+			if w.flows.n > flows || s.Evictions[evictFullHalfOpen]+s.Evictions[evictFullUndecide] == 0 || s.Evictions[evictFullActive] != 0 {
 				t.Errorf("%d table entries (bound %d), evictions %v", w.flows.n, flows, s.Evictions)
 			}
 			if s.Connections != 1 {
@@ -142,4 +142,25 @@ func TestAgeQueue(t *testing.T) {
 	if _, ok := q.oldest(isLive); ok {
 		t.Error("an entry after all were taken")
 	}
+}
+
+// TestFloodBigMessages: connections each holding an unfinished large SMB
+// message cannot take the worker past its memory budget (the oldest buffers
+// are given up, counted), and the atexec beside them is reported.
+func TestFloodBigMessages(t *testing.T) {
+	const budget = 24 << 20
+	lines, w := floodRun(t, flood.BigMessage, 40, Options{MemoryBudget: budget})
+	wantAtexec(t, flood.BigMessage, lines)
+	s := w.Stats()
+	// One delivery may pass the budget before the oldest buffer goes.
+	if s.Memory.Peak > budget+DefaultMaxMessage/4 {
+		t.Errorf("peak %d bytes accounted, budget %d", s.Memory.Peak, budget)
+	}
+	if s.Evictions[evictBufferedMessage] == 0 || s.Anomalies["budget_message_evicted"] != s.Evictions[evictBufferedMessage] {
+		t.Errorf("evictions %v, anomalies %v: want buffered messages evicted and counted", s.Evictions, s.Anomalies)
+	}
+	if w.mem.msgs != 0 || w.mem.head != nil {
+		t.Errorf("%d buffered bytes still accounted after every connection ended", w.mem.msgs)
+	}
+	t.Logf("peak %.1f MiB of %.1f MiB, evictions %v", float64(s.Memory.Peak)/(1<<20), float64(budget)/(1<<20), s.Evictions)
 }

@@ -331,10 +331,13 @@ func (w *Worker) synth(net gopacket.Flow, s int, seq uint32, flags byte, payload
 	w.asm.AssembleWithContext(net, &w.synTCP, pc)
 }
 
-// flowEnded is told by a connection that the assembler let it go: later
-// payload starts a new connection object, mid-stream.
-func (w *Worker) flowEnded(k *flowKey) {
-	if i := w.flows.lookup(k); i >= 0 {
+// connEnded is told by a connection that the assembler let it go: its
+// buffers leave the budget, and later payload starts a new connection
+// object, mid-stream.
+func (w *Worker) connEnded(c *conn) {
+	w.release(&c.half[0])
+	w.release(&c.half[1])
+	if i := w.flows.lookup(&c.key); i >= 0 {
 		e := &w.flows.e[i]
 		e.flags &^= flowConn
 		e.flags |= flowClosed | flowMid

@@ -214,10 +214,12 @@ type liveWorker struct {
 // Live captures on interfaces with one worker per fanout share and one
 // detector behind them all.
 type Live struct {
-	cfg     LiveConfig
-	workers []*liveWorker
-	records chan liveRecord
-	wait    func(socks []ringSource, timeout time.Duration) error
+	cfg LiveConfig
+	// heldBytes is the resolver's share of the memory budget.
+	heldBytes int64
+	workers   []*liveWorker
+	records   chan liveRecord
+	wait      func(socks []ringSource, timeout time.Duration) error
 	// now drives idle-connection expiry while no packet arrives; nil in
 	// tests replaying old captures, whose packets carry their own time.
 	now func() time.Time
@@ -268,10 +270,12 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	cfg.setDefaults()
 	l := &Live{cfg: cfg, records: make(chan liveRecord, cfg.QueueLen), wait: wait, start: time.Now()}
 	epm := NewEPMTable(0, 0)
+	opt := cfg.Options
+	opt.MemoryBudget, l.heldBytes = splitBudget(opt.MemoryBudget, len(socks))
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
 		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: cfg.Output.QueueDrops()}
-		lw.w = NewWorker(cfg.Options, lw.rec, epm)
+		lw.w = NewWorker(opt, lw.rec, epm)
 		l.workers = append(l.workers, lw)
 	}
 	return l
@@ -399,6 +403,7 @@ func (l *Live) detect(be *backend) {
 		out.Emit(l.metricEvent())
 		sync()
 	}
+	res.MaxHeldBytes = int(l.heldBytes)
 	for {
 		select {
 		case r, ok := <-l.records:

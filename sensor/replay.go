@@ -84,6 +84,12 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 	cfg := r.cfg
 	start := time.Now()
 	be := newBackend(cfg.Options, cfg.Detect, cfg.Output)
+	// One memory budget: the resolver's share, the rest split over the
+	// workers.
+	opt := cfg.Options
+	var held int64
+	opt.MemoryBudget, held = splitBudget(opt.MemoryBudget, max(cfg.Workers, 1))
+	be.res.MaxHeldBytes = int(held)
 	var res ReplayResult
 	read := func(sink packetSink) {
 		for _, name := range files {
@@ -97,7 +103,7 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 	}
 	var workers []*Stats
 	if cfg.Workers > 1 {
-		d := newShardDispatcher(cfg.Options, cfg.Workers)
+		d := newShardDispatcher(opt, cfg.Workers)
 		m := newShardMerger(be, be.ord.Release, cfg.Workers)
 		d.start()
 		done := make(chan struct{})
@@ -112,7 +118,7 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 			workers = append(workers, sw.w.Stats())
 		}
 	} else {
-		w := NewWorker(cfg.Options, be, nil)
+		w := NewWorker(opt, be, nil)
 		read(orderedWorker{w, be.ord})
 		w.Flush()
 		workers = append(workers, w.Stats())

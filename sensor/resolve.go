@@ -34,7 +34,7 @@ type Resolver struct {
 	held map[epmKey][]*detect.Call
 	n    int
 	max  int
-	// bytes is what held stubs take against DefaultMaxHeldBytes.
+	// bytes is what held stubs take against MaxHeldBytes.
 	bytes int
 	// malformedXML counts task XML needing repairs in calls named here.
 	malformedXML uint64
@@ -42,6 +42,9 @@ type Resolver struct {
 	Resolved, Dropped uint64
 	// Tsch bounds the decoding of the calls it names (as Options.Tsch).
 	Tsch dissect.TschOptions
+	// MaxHeldBytes bounds held stubs (default DefaultMaxHeldBytes; Replay
+	// and Live give it its share of the memory budget).
+	MaxHeldBytes int
 }
 
 // NewResolver returns a Resolver handing records to next.
@@ -63,7 +66,11 @@ func (r *Resolver) Call(c *detect.Call) {
 		return
 	}
 	if c.Stubs != nil {
-		if n := len(c.Stubs.Request) + len(c.Stubs.Response); r.bytes+n <= DefaultMaxHeldBytes {
+		limit := r.MaxHeldBytes
+		if limit <= 0 {
+			limit = DefaultMaxHeldBytes
+		}
+		if n := len(c.Stubs.Request) + len(c.Stubs.Response); r.bytes+n <= limit {
 			r.bytes += n
 		} else {
 			c.Stubs = nil

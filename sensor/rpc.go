@@ -123,6 +123,7 @@ func (r *rpcChannel) handle(dir int, msg []byte)    { r.pdu(dir, msg) }
 func (r *rpcChannel) partial(int, []byte, int) bool { return false }
 func (r *rpcChannel) anomaly(name string)           { r.c.anomaly(name) }
 func (r *rpcChannel) maxMessage() int               { return r.c.w.opt.MaxMessage }
+func (r *rpcChannel) worker() *Worker               { return r.c.w }
 func (r *rpcChannel) setClientFrom(dir int, isClient bool) {
 	if r.c.client < 0 {
 		if isClient {

@@ -858,6 +858,8 @@ func (s *smbState) closeFile(f *smbFile, ok bool) {
 	delete(s.files, fileKey{f.session, f.id})
 	if f.pipe != nil {
 		f.pipe.rpc.close()
+		s.c.w.release(&f.pipe.half[0])
+		s.c.w.release(&f.pipe.half[1])
 		return
 	}
 	if f.tree == nil {

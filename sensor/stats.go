@@ -39,6 +39,7 @@ type Stats struct {
 	// given up to stay within bounds, by reason.
 	Flow      FlowStats
 	Evictions map[string]uint64
+	Memory    MemStats
 }
 
 // AuthStats counts what the security contexts opened: DCE-RPC PDUs sealed
@@ -119,6 +120,7 @@ func (s *Stats) Merge(o *Stats) {
 		s.Evictions[k] += v
 	}
 	s.Flow.merge(&o.Flow)
+	s.Memory.merge(&o.Memory)
 	if s.FirstTime.IsZero() || !o.FirstTime.IsZero() && o.FirstTime.Before(s.FirstTime) {
 		s.FirstTime = o.FirstTime
 	}
@@ -175,6 +177,7 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 		fmt.Fprintf(w, " %s=%d (%d packets)", verdict(v), s.Flow.Flows[v], s.Flow.Packets[v])
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  memory: peak %.1f MiB of a %.1f MiB budget\n", float64(s.Memory.Peak)/(1<<20), float64(s.Memory.Budget)/(1<<20))
 	if len(s.Evictions) > 0 {
 		fmt.Fprintf(w, "  evictions:")
 		for _, k := range sortedKeys(s.Evictions) {

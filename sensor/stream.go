@@ -219,7 +219,7 @@ func (c *conn) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
 		c.app.close()
 	}
 	c.w.active--
-	c.w.flowEnded(&c.key)
+	c.w.connEnded(c)
 	return true
 }
 
@@ -234,6 +234,7 @@ func (c *conn) start(b []byte) int                           { return c.app.star
 func (c *conn) partial(dir int, head []byte, total int) bool { return c.app.partial(dir, head, total) }
 func (c *conn) maxMessage() int                              { return c.app.maxMessage() }
 func (c *conn) anomaly(name string)                          { c.w.stats.anomaly(name) }
+func (c *conn) worker() *Worker                              { return c.w }
 
 const maxEncryptedMessage = 8<<20 + 64<<10
 
@@ -303,6 +304,7 @@ type framer interface {
 	partial(dir int, head []byte, total int) bool
 	anomaly(name string)
 	maxMessage() int
+	worker() *Worker
 }
 
 // partialHead is how much of a large message is handed to partial: enough
@@ -319,6 +321,10 @@ type half struct {
 	offered  bool // partial already asked for the buffered message
 	afterGap bool // the hunt follows lost data
 	hunted   int
+	// The memory budget's account of buf (see budget.go).
+	charged      int64
+	listed, busy bool
+	prev, next   *half
 }
 
 // maxHeaderPeek is the most bytes of a message start that a hunt needs to
@@ -340,7 +346,7 @@ func (h *half) lost() {
 	h.afterGap = true
 }
 
-func (h *half) feed(f framer, dir int, data []byte) {
+func (h *half) feedData(f framer, dir int, data []byte) {
 	for len(data) > 0 {
 		if h.skip > 0 {
 			n := min(h.skip, len(data))

@@ -69,8 +69,14 @@ type Options struct {
 	MaxPagesPerConn int
 	HuntLimit       int
 	MaxConnections  int
-	// MaxFlows bounds the flow verdict table of each worker.
+	// MaxFlows bounds the flow verdict table of each worker (default: what
+	// fits in an eighth of MemoryBudget).
 	MaxFlows int
+	// MemoryBudget bounds the sensor's state (bytes; default
+	// DefaultMemoryBudget). Replay and Live share it out among their
+	// workers and the resolver; a Worker made with NewWorker takes all of
+	// it. MaxPagesTotal, MaxStubTotal and MaxFlows default to shares of it.
+	MemoryBudget int64
 	// Tsch bounds what MS-TSCH decoding keeps: task XML bytes (default
 	// 64 KiB) and list entries.
 	Tsch dissect.TschOptions
@@ -109,17 +115,20 @@ func (o *Options) setDefaults() {
 			*v = d
 		}
 	}
+	if o.MemoryBudget <= 0 {
+		o.MemoryBudget = DefaultMemoryBudget
+	}
+	def(&o.MaxFlows, min(DefaultMaxFlows, flowsForBytes(o.MemoryBudget/flowShare)))
+	def(&o.MaxPagesTotal, int(min(DefaultMaxPagesTotal, o.MemoryBudget/pageShare/pageCost)))
+	def(&o.MaxStubTotal, int(min(DefaultMaxStubTotal, o.MemoryBudget/stubShare)))
 	def(&o.MaxMessage, DefaultMaxMessage)
 	def(&o.MaxStub, DefaultMaxStub)
-	def(&o.MaxStubTotal, DefaultMaxStubTotal)
 	def(&o.MaxCalls, DefaultMaxCalls)
 	def(&o.MaxFiles, DefaultMaxFiles)
 	def(&o.MaxPending, DefaultMaxPending)
-	def(&o.MaxPagesTotal, DefaultMaxPagesTotal)
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
 	def(&o.HuntLimit, DefaultHuntLimit)
 	def(&o.MaxConnections, DefaultMaxConnections)
-	def(&o.MaxFlows, DefaultMaxFlows)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
@@ -174,6 +183,7 @@ type Worker struct {
 	external bool
 	seqHook  func(seq uint64, done bool)
 
+	mem memBudget
 	// The flow verdict table and the packet being gated through it.
 	flows   flowTable
 	key     flowKey
@@ -192,6 +202,7 @@ func NewWorker(opt Options, rec Recorder, epm *EPMTable) *Worker {
 	w := &Worker{opt: opt, stats: newStats(), ring: make([]pktCtx, ctxRing), defrag: ip4defrag.NewIPv4Defragmenter(), epm: epm,
 		flows: newFlowTable(opt.MaxFlows)}
 	w.evictFn = w.evicted
+	w.mem.limit = opt.MemoryBudget
 	w.buf = &flushBuffer{next: rec}
 	w.rec = w.buf
 	if er, ok := rec.(EPMRecorder); ok {
@@ -216,6 +227,8 @@ func (w *Worker) SetFile(name string) {
 // Stats returns the worker's counters.
 func (w *Worker) Stats() *Stats {
 	w.stats.Flow.Active = uint64(w.flows.n)
+	w.notePeak()
+	w.stats.Memory = MemStats{Budget: w.mem.limit, Used: w.memUsed(), Peak: w.mem.peak}
 	return &w.stats
 }
 

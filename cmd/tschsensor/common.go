@@ -25,6 +25,7 @@ type commonFlags struct {
 	maxCalls    int
 	maxFiles    int
 	maxXML      int
+	memBudget   int
 	idle        time.Duration
 	window      time.Duration
 	quiet       bool
@@ -42,6 +43,7 @@ func addCommonFlags(fs *flag.FlagSet) *commonFlags {
 	fs.IntVar(&c.maxCalls, "max-calls", sensor.DefaultMaxCalls, "RPC calls awaiting a response per channel")
 	fs.IntVar(&c.maxFiles, "max-files", sensor.DefaultMaxFiles, "open SMB files, pipes and trees per connection")
 	fs.IntVar(&c.maxXML, "max-xml", dissect.DefaultTaskXMLLimit, "task XML kept and parsed per call (bytes); longer XML is cut and flagged")
+	fs.IntVar(&c.memBudget, "memory-budget", sensor.DefaultMemoryBudget>>20, "memory for flow, connection, message, stub and held-call state, all workers together (MiB); past it the least valuable state is evicted, never a new SMB/RPC connection")
 	fs.DurationVar(&c.idle, "idle-timeout", sensor.DefaultIdleTimeout, "end TCP connections idle this long (capture time)")
 	fs.DurationVar(&c.window, "atexec-window", detect.DefaultAtExecWindow, "time from task registration to the last step of an AtExec chain")
 	fs.BoolVar(&c.quiet, "quiet", false, "no summary or progress on stderr")
@@ -58,7 +60,8 @@ func envOr(k, def string) string {
 
 func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 	o := sensor.Options{MaxMessage: c.maxMessage, MaxStub: c.maxStub, MaxCalls: c.maxCalls, MaxFiles: c.maxFiles, IdleTimeout: c.idle,
-		PanicHook: panicReporter(os.Stderr), Tsch: dissect.TschOptions{XMLLimit: c.maxXML}}
+		MemoryBudget: int64(c.memBudget) << 20,
+		PanicHook:    panicReporter(os.Stderr), Tsch: dissect.TschOptions{XMLLimit: c.maxXML}}
 	d := detect.Options{Observer: c.observer, AtExecWindow: c.window, Rules: new(atomic.Pointer[detect.Ruleset])}
 	if c.rules != "" {
 		rs, err := detect.LoadRules(c.rules)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,12 +70,18 @@ func TestReplayToJetStream(t *testing.T) {
 			DCERPC struct {
 				Interface struct{ Name string }
 				Operation string
+				Opnum     int
 			} `json:"dcerpc"`
 		}
 		if err := json.Unmarshal([]byte(l), &ev); err != nil {
 			t.Fatal(err)
 		}
-		subj := "tschsensor.event." + strings.ToLower(ev.DCERPC.Interface.Name) + "." + strings.ToLower(ev.DCERPC.Operation)
+		op := strings.ToLower(ev.DCERPC.Operation)
+		if op == "" {
+			// Calls of an interface never named (no bind captured).
+			op = fmt.Sprintf("opnum%d", ev.DCERPC.Opnum)
+		}
+		subj := "tschsensor.event." + strings.ToLower(ev.DCERPC.Interface.Name) + "." + op
 		if ev.Event.Kind == "alert" {
 			subj = "tschsensor.alert." + ev.Rule.ID
 		}
