@@ -13,8 +13,19 @@ import (
 // flow table evicts half-open and idle entries to make room.
 
 // DefaultMemoryBudget is the memory the sensor's state may use (all workers
-// together, the resolver included).
-const DefaultMemoryBudget = 512 << 20
+// together, the resolver included). With the Go runtime, read buffers and
+// garbage not yet collected the process stays under 512 MB.
+const DefaultMemoryBudget = 384 << 20
+
+// MemoryLimit is the Go runtime's soft memory limit that goes with a
+// budget: state at its bound plus room for the runtime and the packet
+// source, so that evicted buffers are collected before the heap doubles.
+func MemoryLimit(budget int64) int64 {
+	if budget <= 0 {
+		budget = DefaultMemoryBudget
+	}
+	return budget + 64<<20
+}
 
 // Shares of a worker's budget.
 const (

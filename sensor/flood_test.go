@@ -164,3 +164,27 @@ func TestFloodBigMessages(t *testing.T) {
 	}
 	t.Logf("peak %.1f MiB of %.1f MiB, evictions %v", float64(s.Memory.Peak)/(1<<20), float64(budget)/(1<<20), s.Evictions)
 }
+
+// BenchmarkFloodRPCRequests: 10,000 unanswered requests on one channel
+// through worker, resolver and detector (no output).
+func BenchmarkFloodRPCRequests(b *testing.B) {
+	var pkts []plPacket
+	err := flood.Generate(flood.RPCRequests, 10000, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		pkts = append(pkts, plPacket{append([]byte(nil), data...), ci, layers.LinkTypeEthernet})
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		det := detect.New(detect.Options{}, func(*detect.Event) {})
+		w := NewWorker(Options{}, NewResolver(directRecorder{det}), nil)
+		for i := range pkts {
+			w.Packet(pkts[i].data, pkts[i].ci, pkts[i].link)
+		}
+		w.Flush()
+		det.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/request")
+}

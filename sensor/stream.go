@@ -412,7 +412,7 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 				h.skip = n - len(data)
 				return
 			}
-			h.buf = append(h.buf, data...)
+			h.buf = append(make([]byte, 0, n), data...)
 			h.want = n
 			h.offered = len(data) >= partialHead
 			return
@@ -450,6 +450,11 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 			continue
 		}
 		take := min(h.want-len(h.buf), len(data))
+		if cap(h.buf) < h.want && h.want <= f.maxMessage() {
+			// One allocation the message's size: no garbage from growing
+			// it, and the memory budget sees it whole from the start.
+			h.buf = append(make([]byte, 0, h.want), h.buf...)
+		}
 		if !h.offered && len(h.buf) < partialHead {
 			t := min(partialHead-len(h.buf), take)
 			h.buf = append(h.buf, data[:t]...)

@@ -70,6 +70,10 @@ func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 		}
 		d.Rules.Store(rs)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The runtime collects before the heap outgrows the budget.
+		debug.SetMemoryLimit(sensor.MemoryLimit(o.MemoryBudget))
+	}
 	var data []byte
 	if c.credentials != "" {
 		b, warn, err := readCredentials(c.credentials)

@@ -39,7 +39,7 @@ const (
 	// RPCRequests: one DCE-RPC channel bound to ITaskSchedulerService on
 	// a dynamic port carrying n requests that are never answered.
 	RPCRequests = "rpcreq"
-	// Creates: one SMB2 connection carrying n CREATE requests (20 per
+	// Creates: one SMB2 connection carrying n CREATE requests (one per
 	// segment) that are never answered.
 	Creates = "creates"
 )

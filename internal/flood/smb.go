@@ -14,8 +14,9 @@ const (
 	unsent  = 100
 	segment = 1448
 
-	requestsPerSegment = 50
-	createsPerSegment  = 20
+	// One request per segment, as most clients send them.
+	requestsPerSegment = 1
+	createsPerSegment  = 1
 )
 
 // smb2Header appends an SMB2 request header.
