@@ -120,8 +120,9 @@ type smbFile struct {
 }
 
 type pipeState struct {
-	rpc  *rpcChannel
-	half [2]half
+	rpc    *rpcChannel
+	half   [2]half
+	closed bool
 }
 
 func newSMBState(c *conn) *smbState {
@@ -679,9 +680,18 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 			return false
 		}
 		f := s.files[fileKey{h.SessionID, fid}]
+		if f == nil && off >= dissect.SMB2HeaderLen && off < len(msg) {
+			f = s.file(h.SessionID, fid, h.TreeID, msg[off:])
+		}
 		// A .job file's head is read whole (smb2Request keeps it).
-		if f == nil || f.pipe != nil || f.undecided && rpcAt(msg, off) || f.wantsHead() {
+		if f == nil || f.undecided && rpcAt(msg, off) || f.pipe == nil && f.wantsHead() {
 			return false
+		}
+		if f.pipe != nil {
+			if s.c.client < 0 {
+				s.c.setClient(dir)
+			}
+			return s.pipeThrough(dir, msg, off, n, f, s.c.client)
 		}
 		f.written += uint64(n)
 		return true
@@ -691,12 +701,20 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 			return s.trees[treeKey{h.SessionID, h.TreeID}] != nil && !s.trees[treeKey{h.SessionID, h.TreeID}].ipc
 		}
 		f := s.files[fileKey{h.SessionID, req.file}]
-		if f == nil || f.pipe != nil {
+		if f == nil {
 			return false
 		}
 		off, n, err := dissect.ReadResponseData(msg)
 		if f.undecided && err == nil && rpcAt(msg, off) {
 			return false
+		}
+		if f.pipe != nil {
+			ok := h.Status == 0 || h.Status == dissect.StatusBufferOverflow
+			if !ok || err != nil || s.c.client < 0 {
+				return false
+			}
+			delete(s.pending, h.MessageID)
+			return s.pipeThrough(dir, msg, off, n, f, 1-s.c.client)
 		}
 		delete(s.pending, h.MessageID)
 		if err == nil {
@@ -857,6 +875,7 @@ func (s *smbState) file(session uint64, fid dissect.FileID, treeID uint32, data 
 func (s *smbState) closeFile(f *smbFile, ok bool) {
 	delete(s.files, fileKey{f.session, f.id})
 	if f.pipe != nil {
+		f.pipe.closed = true
 		f.pipe.rpc.close()
 		s.c.w.release(&f.pipe.half[0])
 		s.c.w.release(&f.pipe.half[1])

@@ -321,6 +321,8 @@ type half struct {
 	offered  bool // partial already asked for the buffered message
 	afterGap bool // the hunt follows lost data
 	hunted   int
+	// pass streams skipped bytes into a pipe (see pipestream.go).
+	pass passTarget
 	// The memory budget's account of buf (see budget.go).
 	charged      int64
 	listed, busy bool
@@ -340,6 +342,9 @@ func (h *half) trimHunt() {
 }
 
 func (h *half) lost() {
+	if h.pass.pipe != nil {
+		h.pass.stop()
+	}
 	h.buf = h.buf[:0]
 	h.want, h.skip, h.offered = 0, 0, false
 	h.unsynced = true
@@ -350,7 +355,13 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 	for len(data) > 0 {
 		if h.skip > 0 {
 			n := min(h.skip, len(data))
+			if h.pass.pipe != nil {
+				h.pass.take(data[:n])
+			}
 			h.skip -= n
+			if h.skip == 0 {
+				h.pass = passTarget{}
+			}
 			data = data[n:]
 			continue
 		}

@@ -1,0 +1,61 @@
+package sensor
+
+import (
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// Pipe traffic is DCE-RPC framing carried in SMB messages: an SMB2 WRITE
+// request or READ response on a named pipe is not buffered whole; its data
+// is handed to the pipe's DCE-RPC framer as the bytes stream in, so the
+// size of the SMB message never decides whether its PDUs are seen (a PDU is
+// at most 64 KiB; the limits that matter are per fragment and per stub).
+
+// passTarget streams the rest of an SMB message into a pipe's framer: skip
+// bytes are dropped first, then left bytes are fed, the rest dropped.
+type passTarget struct {
+	pipe       *pipeState
+	dir        int
+	skip, left int
+}
+
+func (p *passTarget) take(b []byte) {
+	if p.pipe == nil || p.pipe.closed {
+		return
+	}
+	if p.skip > 0 {
+		k := min(p.skip, len(b))
+		p.skip -= k
+		b = b[k:]
+	}
+	if p.left > 0 && len(b) > 0 {
+		k := min(p.left, len(b))
+		p.left -= k
+		p.pipe.half[p.dir].feed(p.pipe.rpc, p.dir, b[:k])
+	}
+}
+
+// stop ends a pass cut short (a gap in the TCP stream): the pipe's framer
+// loses sync too.
+func (p *passTarget) stop() {
+	if p.pipe != nil && !p.pipe.closed {
+		p.pipe.half[p.dir].lost()
+	}
+	*p = passTarget{}
+}
+
+// pipeThrough starts streaming a pipe message whose head is msg (SMB2
+// header onward): the data in the head is fed now, the rest as it comes.
+func (s *smbState) pipeThrough(dir int, msg []byte, off, n int, f *smbFile, pdir int) bool {
+	if off < dissect.SMB2HeaderLen || n < 0 {
+		return false
+	}
+	var avail []byte
+	if off < len(msg) {
+		avail = msg[off:min(len(msg), off+n)]
+	}
+	s.c.half[dir].pass = passTarget{pipe: f.pipe, dir: pdir, skip: max(0, off-len(msg)), left: n - len(avail)}
+	if len(avail) > 0 {
+		f.pipe.half[pdir].feed(f.pipe.rpc, pdir, avail)
+	}
+	return true
+}
