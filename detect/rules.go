@@ -164,6 +164,9 @@ func taskRisk(t *dissect.TaskInfo, path string) []string {
 				break
 			}
 		}
+		if t.XMLOversized {
+			why = append(why, "oversized task definition")
+		}
 		if encodedCommand.MatchString(cmdLine) {
 			why = append(why, "encoded command")
 		}

@@ -103,6 +103,7 @@ type TaskInfo struct {
 	Date              string        `json:"date,omitempty"`
 	XML               string        `json:"xml,omitempty"`
 	XMLTruncated      bool          `json:"xml_truncated,omitempty"`
+	XMLOversized      bool          `json:"xml_oversized,omitempty"` // longer than the XML limit: set by the sensor
 	XMLSHA256         string        `json:"xml_sha256,omitempty"`
 	XMLParseError     string        `json:"xml_parse_error,omitempty"`
 	// XMLMalformed: the XML needed repairs a strict parser would refuse

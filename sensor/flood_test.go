@@ -188,3 +188,55 @@ func BenchmarkFloodRPCRequests(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/request")
 }
+
+// TestLargeRegistration: a SchRpcRegisterTask whose XML is padded past
+// --max-message (all of it in one SMB2 WRITE) or past --max-stub (one
+// fragment per WRITE, 4.4 MB of stub) is reported with its path, command,
+// user, flags and outcome, flagged oversized, with the atexec alert.
+func TestLargeRegistration(t *testing.T) {
+	splice := plLoad(t, "../pcaps/impacket-atexec-smb2-clear.pcap")
+	pkts := make([]flood.Packet, len(splice))
+	for i, p := range splice {
+		pkts[i] = flood.Packet{CI: p.ci, Data: p.data}
+	}
+	for _, tc := range []struct {
+		name          string
+		pad, perWrite int
+		anomaly       string
+	}{
+		{"one 1.2 MB WRITE", 600000, 0, ""},
+		{"2.2 MB XML", 2200000, 1, "dcerpc_stub_too_large"},
+	} {
+		var lines []string
+		det := detect.New(detect.Options{}, func(e *detect.Event) {
+			b, _ := json.Marshal(e)
+			lines = append(lines, string(b))
+		})
+		w := NewWorker(Options{PanicHook: func(r any) { t.Fatalf("panic: %v", r) }}, NewResolver(directRecorder{det}), nil)
+		err := flood.Registration(pkts, tc.pad, tc.perWrite, func(ci gopacket.CaptureInfo, data []byte) error {
+			w.Packet(data, ci, layers.LinkTypeEthernet)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		det.Flush()
+		wantAtexec(t, tc.name, lines)
+		var reg string
+		for _, l := range lines {
+			if strings.Contains(l, `"kind":"alert"`) && strings.Contains(l, `"rule":{"id":"remote_task_registered"`) {
+				reg = l
+			}
+		}
+		for _, want := range []string{`"xml_oversized":true`, `oversized task definition`, `"name":"alice"`, `"outcome":"success"`, `"flags":2`} {
+			if !strings.Contains(reg, want) {
+				t.Errorf("%s: registration alert lacks %s: %.600s", tc.name, want, reg)
+			}
+		}
+		s := w.Stats()
+		if s.Anomalies["tsch_task_xml_oversized"] != 1 || tc.anomaly != "" && s.Anomalies[tc.anomaly] != 1 {
+			t.Errorf("%s: anomalies %v", tc.name, s.Anomalies)
+		}
+	}
+}

@@ -109,6 +109,11 @@ type rpcCall struct {
 	reqDone    bool
 	interested bool // stubs are kept (MS-TSCH or EPM)
 	unresolved bool // context unknown when the call began (TCP, no bind)
+	// A request stub past the limits keeps its end too (see stubcut.go).
+	reqCut   bool
+	reqTotal int
+	reqTail  []byte
+	joined   bool // the request stub was joined from head and tail
 }
 
 func newRPCChannel(c *conn, transport string, smb *detect.SMBContext) *rpcChannel {
@@ -302,7 +307,7 @@ func (r *rpcChannel) request(b []byte, prot pduProtection) {
 	call.Frames = appendFrame(call.Frames, r.c.frame)
 	r.protection(call, prot)
 	if rc.interested && !closed {
-		rc.req = r.appendStub(rc.req, r.req.Stub, call)
+		r.appendRequestStub(rc, r.req.Stub, call)
 	}
 	if h.Flags&dissect.PFCLastFrag != 0 {
 		rc.reqDone = true
@@ -392,6 +397,23 @@ func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
 	}
 	w.stubBytes += len(stub)
 	return append(dst, stub...)
+}
+
+// appendRequestStub keeps a request's stub up to the limits, and past them
+// its last stubTail bytes.
+func (r *rpcChannel) appendRequestStub(rc *rpcCall, stub []byte, call *detect.Call) {
+	rc.reqTotal += len(stub)
+	if !rc.reqCut {
+		n := len(rc.req)
+		rc.req = r.appendStub(rc.req, stub, call)
+		if len(rc.req) > n || len(stub) == 0 {
+			return
+		}
+		rc.reqCut = true
+	}
+	t := len(rc.reqTail)
+	rc.reqTail = keepTail(rc.reqTail, stub)
+	r.c.w.stubBytes += len(rc.reqTail) - t
 }
 
 func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
@@ -496,7 +518,10 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	call := rc.call
 	delete(r.calls, call.CallID)
 	// The stubs leave the worker's budget here, decoded or handed on.
-	r.c.w.stubBytes -= len(rc.req) + len(rc.resp)
+	r.c.w.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail)
+	if rc.reqCut {
+		r.compact(rc)
+	}
 	if rc.unresolved {
 		pc := r.context(call.ContextID)
 		if pc == nil {
@@ -544,6 +569,22 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	r.c.w.rec.Call(call)
 }
 
+// compact joins a cut request stub's head and tail where the operation's
+// layout allows (see stubcut.go).
+func (r *rpcChannel) compact(rc *rpcCall) {
+	iface, syn := rc.call.Iface, rc.call.Syntax
+	if rc.unresolved {
+		if pc := r.context(rc.call.ContextID); pc != nil {
+			iface, syn = pc.iface, pc.syntax
+		}
+	}
+	if s := compactStub(iface, rc.call.Opnum, syn, rc.drep, rc.req, rc.reqTail, rc.reqTotal); s != nil {
+		rc.req = s
+		rc.joined = true
+	}
+	rc.reqTail = nil
+}
+
 // decode runs the MS-TSCH stub decoders on a finished call.
 func (r *rpcChannel) decode(rc *rpcCall) {
 	if err := decodeCall(r.c.w.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep); err != nil {
@@ -552,6 +593,15 @@ func (r *rpcChannel) decode(rc *rpcCall) {
 	if xmlMalformed(rc.call) {
 		// Task XML that needed repairs to be read.
 		r.c.anomaly("tsch_task_xml_malformed")
+	}
+	if t := rc.call.Tsch; t != nil && t.Task != nil && (rc.joined || t.Task.XMLTruncated) {
+		// A definition past --max-xml: padding is how a task hides.
+		t.Task.XMLOversized = true
+		if rc.joined {
+			// The digest would be of the joined string, not of what was sent.
+			t.Task.XMLSHA256 = ""
+		}
+		r.c.anomaly("tsch_task_xml_oversized")
 	}
 }
 
@@ -584,6 +634,18 @@ func decodeCall(opt dissect.TschOptions, call *detect.Call, req, resp []byte, dr
 			return nil
 		}
 		lastErr = err
+	}
+	// The outcome must not depend on the request: a request cut or
+	// malformed still has its response decoded.
+	if call.Responded && call.Fault == nil && len(resp) > 0 {
+		for _, syn := range syntaxes {
+			info := &dissect.TschInfo{}
+			if opt.DecodeResponse(call.Iface, call.Opnum, resp, syn, drep, info) == nil {
+				info.DecodeError = "request: " + lastErr.Error()
+				call.Tsch = info
+				break
+			}
+		}
 	}
 	call.DecodeError = lastErr.Error()
 	return lastErr

@@ -4,6 +4,11 @@
 // bytes for the same flags.
 //
 //	go run ./pcaps/gen/flood -kind syn -n 1000000 -splice pcaps/impacket-atexec-smb2-clear.pcap /tmp/syn.pcap
+//	go run ./pcaps/gen/flood -kind register -n 600000 -splice pcaps/impacket-atexec-smb2-clear.pcap /tmp/bigwrite.pcap
+//
+// Kind register rewrites the splice capture instead: its SchRpcRegisterTask
+// gets n characters of XML padding, its fragments packed -frags-per-write to
+// an SMB2 WRITE (0: all in one).
 package main
 
 import (
@@ -23,9 +28,10 @@ import (
 )
 
 func main() {
-	kind := flag.String("kind", flood.SYN, "flood shape: "+strings.Join(flood.Kinds, ", "))
+	kind := flag.String("kind", flood.SYN, "flood shape: "+strings.Join(flood.Kinds, ", ")+", or register")
 	n := flag.Int("n", 1000, "size: connections, requests or SYNs")
-	splice := flag.String("splice", "", "Ethernet pcap to merge into the flood's middle")
+	splice := flag.String("splice", "", "Ethernet pcap to merge into the flood's middle (kind register: to rewrite)")
+	perWrite := flag.Int("frags-per-write", 0, "kind register: DCE-RPC fragments per SMB2 WRITE (0: all in one)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: flood [-kind K] [-n N] [-splice FILE] OUT.pcap")
 		flag.PrintDefaults()
@@ -35,13 +41,13 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*kind, *n, *splice, flag.Arg(0)); err != nil {
+	if err := run(*kind, *n, *perWrite, *splice, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "flood:", err)
 		os.Exit(1)
 	}
 }
 
-func run(kind string, n int, splice, out string) error {
+func run(kind string, n, perWrite int, splice, out string) error {
 	var pkts []flood.Packet
 	if splice != "" {
 		var err error
@@ -59,9 +65,12 @@ func run(kind string, n int, splice, out string) error {
 		f.Close()
 		return err
 	}
-	err = flood.Generate(kind, n, pkts, func(ci gopacket.CaptureInfo, data []byte) error {
-		return w.WritePacket(ci, data)
-	})
+	write := func(ci gopacket.CaptureInfo, data []byte) error { return w.WritePacket(ci, data) }
+	if kind == "register" {
+		err = flood.Registration(pkts, n, perWrite, write)
+	} else {
+		err = flood.Generate(kind, n, pkts, write)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
