@@ -88,6 +88,10 @@ type Options struct {
 	// KerberosKeys (keytabs, key lines of the credentials) open Kerberos
 	// tickets, hence sealed DCE-RPC and SMB3 of Kerberos sessions.
 	KerberosKeys *dissect.KerberosKeys
+	// Warn, when set, is told once per worker of input the sensor cannot
+	// see through: packets cut by the capture's snap length, link types it
+	// does not decode. The counters say how many.
+	Warn func(msg string)
 }
 
 // validate refuses negative bounds (zero means the default).
@@ -183,7 +187,8 @@ type Worker struct {
 	external bool
 	seqHook  func(seq uint64, done bool)
 
-	mem memBudget
+	mem    memBudget
+	warned uint8 // warnings already given (warnSnap, warnLink)
 	// The flow verdict table and the packet being gated through it.
 	flows   flowTable
 	key     flowKey
@@ -281,10 +286,18 @@ func (w *Worker) packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 		return
 	case decUnsupportedLink:
 		w.stats.anomaly("unsupported_link_type")
+		w.warnOnce(warnLink, "%s: link type %d is not supported: its packets are skipped (counted as unsupported_link_type)", w.file, link)
 		return
 	case decIPv6Fragment:
 		w.stats.anomaly("ipv6_fragment_unsupported")
 		return
+	}
+	if ci.CaptureLength < ci.Length {
+		// The capture's snap length cut the frame: TCP payloads are
+		// incomplete, and what follows in the stream looks like gaps.
+		w.stats.anomaly("capture_truncated")
+		w.warnOnce(warnSnap, "%s: frames cut by the capture's snap length (%d of %d bytes kept): TCP payloads are incomplete and SMB/DCE-RPC cannot be followed; capture with a snap length of 0 or 65535 (counted as capture_truncated)",
+			w.file, ci.CaptureLength, ci.Length)
 	}
 	if w.f.fragment && !w.reassembleIPv4(ci.Timestamp) {
 		return
@@ -407,4 +420,18 @@ func (w *Worker) dropSeq(seq uint64) {
 func addrOf(e gopacket.Endpoint) netip.Addr {
 	a, _ := netip.AddrFromSlice(e.Raw())
 	return a.Unmap()
+}
+
+// Warnings given once per worker.
+const (
+	warnSnap = 1 << iota
+	warnLink
+)
+
+func (w *Worker) warnOnce(which uint8, format string, args ...any) {
+	if w.warned&which != 0 || w.opt.Warn == nil {
+		return
+	}
+	w.warned |= which
+	w.opt.Warn(fmt.Sprintf(format, args...))
 }

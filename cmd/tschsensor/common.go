@@ -70,6 +70,10 @@ func (c *commonFlags) options() (sensor.Options, detect.Options, error) {
 		}
 		d.Rules.Store(rs)
 	}
+	if err := o.Validate(); err != nil {
+		return o, d, err
+	}
+	o.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "tschsensor: warning:", msg) }
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// The runtime collects before the heap outgrows the budget.
 		debug.SetMemoryLimit(sensor.MemoryLimit(o.MemoryBudget))

@@ -1,0 +1,53 @@
+package sensor
+
+import (
+	"errors"
+	"fmt"
+)
+
+// minMemoryBudget is the smallest budget that still holds a flow table,
+// reassembly pages and a few large messages.
+const minMemoryBudget = 16 << 20
+
+// Validate checks a configuration given explicitly (flags, a config file):
+// every limit must be positive, and the memory budget large enough to work
+// in. NewWorker still takes zero as "the default" for library callers; a
+// zero or negative value a user typed is an error here, never a silent
+// default.
+func (o *Options) Validate() error {
+	var errs []error
+	pos := func(name string, v int64) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
+		}
+	}
+	pos("max-message", int64(o.MaxMessage))
+	pos("max-stub", int64(o.MaxStub))
+	pos("max-calls", int64(o.MaxCalls))
+	pos("max-files", int64(o.MaxFiles))
+	pos("max-xml", int64(o.Tsch.XMLLimit))
+	pos("idle-timeout", int64(o.IdleTimeout))
+	pos("memory-budget", o.MemoryBudget)
+	// Limits the binary leaves to their defaults may be zero; negative
+	// values are a bug in the caller.
+	for _, v := range []struct {
+		name string
+		v    int
+	}{{"MaxStubTotal", o.MaxStubTotal}, {"MaxPending", o.MaxPending}, {"MaxPagesTotal", o.MaxPagesTotal},
+		{"MaxPagesPerConn", o.MaxPagesPerConn}, {"HuntLimit", o.HuntLimit}, {"MaxConnections", o.MaxConnections},
+		{"MaxFlows", o.MaxFlows}} {
+		if v.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", v.name, v.v))
+		}
+	}
+	if o.MemoryBudget > 0 && o.MemoryBudget < minMemoryBudget {
+		errs = append(errs, fmt.Errorf("memory-budget %d bytes is below the %d MiB the sensor needs", o.MemoryBudget, minMemoryBudget>>20))
+	}
+	if o.MaxStub > 0 && o.MaxStub < stubTail {
+		errs = append(errs, fmt.Errorf("max-stub %d is below %d bytes", o.MaxStub, stubTail))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("options: %w", err)
+	}
+	return nil
+}
