@@ -257,7 +257,15 @@ func startVerdict(b []byte) verdict {
 		if len(b) < 4 {
 			return verdictUnknown
 		}
-		if _, _, ok := dissect.PeekNBSS(b); ok {
+		// Each session packet has a length of its own (RFC 1002 4.3): two
+		// encoded names, nothing, an error code, an address and port.
+		// Random bulk data rarely fits one.
+		_, n, ok := dissect.PeekNBSS(b)
+		switch {
+		case !ok:
+		case b[0] == dissect.NBSSRequest && n >= 68 && n <= 512,
+			(b[0] == dissect.NBSSPositive || b[0] == dissect.NBSSKeepAlive) && n == 0,
+			b[0] == dissect.NBSSNegative && n == 1, b[0] == dissect.NBSSRetarget && n == 6:
 			return verdictNBSS
 		}
 	}

@@ -682,6 +682,11 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 		f := s.files[fileKey{h.SessionID, fid}]
 		if f == nil && off >= dissect.SMB2HeaderLen && off < len(msg) {
 			f = s.file(h.SessionID, fid, h.TreeID, msg[off:])
+			if f == nil {
+				// Neither a known file nor pipe data: buffering it whole
+				// would only be to drop it.
+				return true
+			}
 		}
 		// A .job file's head is read whole (smb2Request keeps it).
 		if f == nil || f.undecided && rpcAt(msg, off) || f.pipe == nil && f.wantsHead() {

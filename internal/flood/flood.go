@@ -34,7 +34,8 @@ const (
 	// 1000 bytes ahead of the stream's start.
 	OutOfOrder = "ooo"
 	// BigMessage: n connections to 445, each announcing a 1 MiB SMB2
-	// WRITE and sending all of it but the last 100 bytes, interleaved.
+	// SESSION_SETUP and sending all of it but the last 100 bytes,
+	// interleaved.
 	BigMessage = "bigmsg"
 	// RPCRequests: one DCE-RPC channel bound to ITaskSchedulerService on
 	// a dynamic port carrying n requests that are never answered.

@@ -46,15 +46,15 @@ func (g *gen) handshake(c [4]byte, p, dp uint16) (uint32, uint32) {
 }
 
 // bigMessages: n connections each send all but the last bytes of a large
-// SMB2 WRITE, interleaved segment by segment.
+// SMB2 SESSION_SETUP (a message a sensor must have whole to read the
+// authentication in it), interleaved segment by segment.
 func (g *gen) bigMessages(n int) {
 	msg := nbss(nil, messageSize)
-	msg = smb2Header(msg, 9, 5) // WRITE
-	body := make([]byte, 48)
-	binary.LittleEndian.PutUint16(body[0:], 49)
-	binary.LittleEndian.PutUint16(body[2:], 64+48)
-	binary.LittleEndian.PutUint32(body[4:], messageSize-64-48)
-	copy(body[16:32], "flood-write-file")
+	msg = smb2Header(msg, 1, 1) // SESSION_SETUP
+	body := make([]byte, 24)
+	binary.LittleEndian.PutUint16(body[0:], 25)
+	binary.LittleEndian.PutUint16(body[12:], 64+24)
+	binary.LittleEndian.PutUint16(body[14:], 0xffff)
 	msg = append(msg, body...)
 	for len(msg) < 4+messageSize-unsent {
 		msg = append(msg, byte(len(msg)))
