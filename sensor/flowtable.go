@@ -120,7 +120,6 @@ type flowTable struct {
 	n    int
 	max  int
 	seed uint64
-	hand uint32 // clock hand for eviction when full
 }
 
 func newFlowTable(max int) flowTable {
@@ -200,12 +199,12 @@ func (t *flowTable) lookup(k *flowKey) int {
 // insert adds k (absent) and returns its slot. A full table evicts one
 // entry first, chosen to protect detection; the reason goes to count.
 func (t *flowTable) insert(k *flowKey, now int64, count func(reason string)) int {
+	h := k.hashWith(t.seed)
 	if t.n >= t.max {
-		t.evictOne(count)
+		t.evictNear(h&t.mask, count)
 	} else if len(t.e) == 0 || t.n+1 > len(t.e)/4*3 {
 		t.grow()
 	}
-	h := k.hashWith(t.seed)
 	i := h & t.mask
 	for t.e[i].flags&flowUsed != 0 {
 		i = (i + 1) & t.mask
@@ -289,16 +288,19 @@ func (e *flowEntry) evictClass() (int, string) {
 	return 3, evictFullActive
 }
 
-// evictOne frees one entry of a full table: among the next flowEvictScan
-// entries under the clock hand, the lowest class (half-open or closed, then
-// ignored, then undecided, then followed flows), the oldest within it.
-func (t *flowTable) evictOne(count func(reason string)) {
+// evictNear frees one entry of a full table: among the flowEvictScan
+// entries from the new key's home on, the lowest class (half-open or
+// closed, then ignored, then undecided, then followed flows), the oldest
+// within it. Evicting where the new entry goes keeps probe chains as short
+// as random deletions would: always evicting at one moving place (a clock
+// hand) merges the table into one cluster.
+func (t *flowTable) evictNear(home uint32, count func(reason string)) {
 	best, bestClass := -1, 4
 	var bestLast int64
 	reason := ""
 	seen := 0
 	for step := uint32(0); step <= t.mask && seen < flowEvictScan; step++ {
-		i := (t.hand + step) & t.mask
+		i := (home + step) & t.mask
 		e := &t.e[i]
 		if e.flags&flowUsed == 0 {
 			continue
@@ -315,7 +317,6 @@ func (t *flowTable) evictOne(count func(reason string)) {
 	if best < 0 {
 		return
 	}
-	t.hand = (uint32(best) + 1) & t.mask
 	count(reason)
 	t.remove(uint32(best))
 }

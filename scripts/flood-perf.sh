@@ -1,0 +1,45 @@
+#!/bin/sh
+# flood-perf.sh — replay the hostile captures of internal/flood at full size
+# and report, per case, wall time, packets/s, peak RSS (/usr/bin/time -v),
+# and what the sensor still reported of the real atexec spliced into (or
+# rewritten in) the flood: the registration with its command, its outcome,
+# and the atexec alert.
+#
+# usage: scripts/flood-perf.sh [DIR]   (captures are written to DIR, default
+#        /tmp/floods, about 3.5 GB; they are made once and kept)
+set -eu
+
+dir=${1:-/tmp/floods}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/floodperf.XXXXXX)
+trap 'rm -rf "$work"' EXIT INT TERM
+[ -x /usr/bin/time ] || { echo "flood-perf.sh: /usr/bin/time missing (apt-get install -y time)" >&2; exit 1; }
+mkdir -p "$dir"
+(cd "$root" && go build -o "$work/tschsensor" ./cmd/tschsensor && go build -o "$work/flood" ./pcaps/gen/flood)
+atexec=$root/pcaps/impacket-atexec-smb2-clear.pcap
+
+make() { # NAME ARGS...: make DIR/NAME.pcap unless present
+	name=$1
+	shift
+	[ -s "$dir/$name.pcap" ] || "$work/flood" "$@" -splice "$atexec" "$dir/$name.pcap"
+}
+make syn-1m -kind syn -n 1000000
+make handshake1-1m -kind handshake1 -n 1000000
+make ooo-1m -kind ooo -n 1000000
+make bigmsg-500 -kind bigmsg -n 500
+make bigmsg-2000 -kind bigmsg -n 2000
+make rpcreq-100k -kind rpcreq -n 100000
+make creates-200k -kind creates -n 200000
+make register-1write -kind register -n 600000
+make register-xml-2.2m -kind register -n 2200000 -frags-per-write 1
+
+printf '%-20s %8s %8s %12s %9s  %s\n' capture packets "wall s" packets/s "peak RSS" "registration (command, outcome) / atexec alert"
+for f in syn-1m handshake1-1m ooo-1m bigmsg-500 bigmsg-2000 rpcreq-100k creates-200k register-1write register-xml-2.2m; do
+	/usr/bin/time -v -o "$work/time" "$work/tschsensor" replay "$dir/$f.pcap" >"$work/out" 2>"$work/err"
+	pk=$(sed -n 's/^tschsensor: \([0-9]*\) packets.*/\1/p' "$work/err")
+	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + p[j]; print s }' "$work/time")
+	rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.0f MB", $2 / 1024 }' "$work/time")
+	reg=$(grep '"kind":"event"' "$work/out" | grep '"action":"SchRpcRegisterTask"' | grep -c '"command":"cmd.exe".*"outcome":"success"\|"outcome":"success".*"command":"cmd.exe"' || true)
+	alert=$(grep -c '"rule":{"id":"atexec"' "$work/out" || true)
+	printf '%-20s %8s %8s %12.0f %9s  %s / %s\n' "$f" "$pk" "$wall" "$(echo "$pk $wall" | awk '{ print $1 / ($2 > 0 ? $2 : 0.01) }')" "$rss" "$reg" "$alert"
+done
