@@ -162,9 +162,9 @@ func (m *memBudget) unlink(h *half) {
 
 // MemStats is the memory budget's account of one worker (or a sum).
 type MemStats struct {
-	Budget int64 // the share
-	Used   int64 // at the end of the run or the last snapshot
-	Peak   int64 // the most used
+	Budget int64 `json:"budget"` // the share
+	Used   int64 `json:"used"`   // at the end of the run or the last snapshot
+	Peak   int64 `json:"peak"`   // the most used
 }
 
 func (s *MemStats) merge(o *MemStats) {

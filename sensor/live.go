@@ -599,6 +599,12 @@ type WorkerMetric struct {
 	FileOps        uint64            `json:"file_ops"`
 	Gaps           uint64            `json:"tcp_gaps"`
 	Anomalies      map[string]uint64 `json:"anomalies,omitempty"`
+	// The flow verdict table and the memory budget.
+	Flows       map[string]uint64 `json:"flows,omitempty"`        // by verdict
+	FlowPackets map[string]uint64 `json:"flow_packets,omitempty"` // by verdict
+	FlowsActive uint64            `json:"flows_active"`
+	Evictions   map[string]uint64 `json:"evictions,omitempty"` // by reason
+	Memory      MemStats          `json:"memory"`
 }
 
 // LiveMetric is the "metric" of a tschsensor.stats event and what
@@ -647,6 +653,18 @@ func (l *Live) Metrics() LiveMetric {
 			wm.Anomalies = make(map[string]uint64, len(s.Anomalies))
 			for k, v := range s.Anomalies {
 				wm.Anomalies[k] = v
+			}
+		}
+		wm.Flows, wm.FlowPackets = make(map[string]uint64), make(map[string]uint64)
+		for v := range numVerdicts {
+			wm.Flows[verdict(v).String()] = s.Flow.Flows[v]
+			wm.FlowPackets[verdict(v).String()] = s.Flow.Packets[v]
+		}
+		wm.FlowsActive, wm.Memory = s.Flow.Active, s.Memory
+		if len(s.Evictions) > 0 {
+			wm.Evictions = make(map[string]uint64, len(s.Evictions))
+			for k, v := range s.Evictions {
+				wm.Evictions[k] = v
 			}
 		}
 		if lw.err != nil {

@@ -138,6 +138,37 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 			p.sample("tschsensor_anomalies_total", float64(wm.Anomalies[k]), "worker", strconv.Itoa(wm.Worker), "name", k)
 		}
 	}
+	labelled := func(name, typ, help, label string, get func(*WorkerMetric) map[string]uint64) {
+		p.family(name, typ, help)
+		for i := range m.Workers {
+			vals := get(&m.Workers[i])
+			names := make([]string, 0, len(vals))
+			for k := range vals {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				p.sample(name, float64(vals[k]), "worker", strconv.Itoa(m.Workers[i].Worker), label, k)
+			}
+		}
+	}
+	labelled("tschsensor_flows_total", "counter", "TCP flows by the verdict of the flow table (unknown: not decided).", "verdict",
+		func(w *WorkerMetric) map[string]uint64 { return w.Flows })
+	labelled("tschsensor_flow_packets_total", "counter", "TCP packets by their flow's verdict when they came.", "verdict",
+		func(w *WorkerMetric) map[string]uint64 { return w.FlowPackets })
+	labelled("tschsensor_evictions_total", "counter", "State given up to stay within the memory budget and table bounds, by reason.", "reason",
+		func(w *WorkerMetric) map[string]uint64 { return w.Evictions })
+	p.family("tschsensor_flows_active", "gauge", "Entries in the flow table.")
+	for _, wm := range m.Workers {
+		p.sample("tschsensor_flows_active", float64(wm.FlowsActive), "worker", strconv.Itoa(wm.Worker))
+	}
+	p.family("tschsensor_memory_bytes", "gauge", "Memory budget of a worker's state: its share, what is used, the peak.")
+	for _, wm := range m.Workers {
+		w := strconv.Itoa(wm.Worker)
+		p.sample("tschsensor_memory_bytes", float64(wm.Memory.Budget), "worker", w, "kind", "budget")
+		p.sample("tschsensor_memory_bytes", float64(wm.Memory.Used), "worker", w, "kind", "used")
+		p.sample("tschsensor_memory_bytes", float64(wm.Memory.Peak), "worker", w, "kind", "peak")
+	}
 	p.family("tschsensor_events_total", "counter", "Call events written to the outputs.")
 	p.sample("tschsensor_events_total", float64(m.Events))
 	p.family("tschsensor_alerts_total", "counter", "Alerts written to the outputs.")
