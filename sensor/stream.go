@@ -423,9 +423,13 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 				h.skip = n - len(data)
 				return
 			}
-			h.buf = append(make([]byte, 0, n), data...)
-			h.want = n
 			h.offered = len(data) >= partialHead
+			if h.offered {
+				// Buffered for sure: allocated once at its size (see below).
+				h.buf = make([]byte, 0, n)
+			}
+			h.buf = append(h.buf, data...)
+			h.want = n
 			return
 		}
 		if h.want == 0 {
@@ -461,11 +465,6 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 			continue
 		}
 		take := min(h.want-len(h.buf), len(data))
-		if cap(h.buf) < h.want && h.want <= f.maxMessage() {
-			// One allocation the message's size: no garbage from growing
-			// it, and the memory budget sees it whole from the start.
-			h.buf = append(make([]byte, 0, h.want), h.buf...)
-		}
 		if !h.offered && len(h.buf) < partialHead {
 			t := min(partialHead-len(h.buf), take)
 			h.buf = append(h.buf, data[:t]...)
@@ -484,6 +483,12 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 					continue
 				}
 			}
+		}
+		if h.offered && cap(h.buf) < h.want && h.want <= f.maxMessage() {
+			// Partial passed on it: the message is buffered. One allocation
+			// its size: no garbage from growing it, and the memory budget
+			// sees it whole from the start.
+			h.buf = append(make([]byte, 0, h.want), h.buf...)
 		}
 		h.buf = append(h.buf, data[:take]...)
 		data = data[take:]
