@@ -245,7 +245,7 @@ func plSeedConversations(f *testing.F, name string, port uint16) {
 const plFuzzMaxInput = 4096
 
 // FuzzWorker feeds arbitrary conversations to a worker as Ethernet/IPv4/TCP
-// frames to port 445 and 135, cut into segments of 1 to 64 bytes (or
+// frames to port 445, 135 and a dynamic one, cut into segments of 1 to 64 bytes (or
 // whole): the worker must neither panic nor lose count of packets.
 func FuzzWorker(f *testing.F) {
 	plSeedConversations(f, "A_suricata-verify__dcerpc-smb-ctxid.pcap", 445)
@@ -260,7 +260,8 @@ func FuzzWorker(f *testing.F) {
 			in = in[:plFuzzMaxInput]
 		}
 		dirs, data := plConversation(in)
-		for _, port := range []uint16{445, 135} {
+		// 49700: no well-known port, the flow table decides from content.
+		for _, port := range []uint16{445, 135, 49700} {
 			rec := &plRecorder{}
 			// A panic caught at the worker boundary is still a bug: fail.
 			w := NewWorker(Options{PanicHook: func(r any) { panic(r) }}, rec, nil)
