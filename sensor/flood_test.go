@@ -190,8 +190,8 @@ func BenchmarkFloodRPCRequests(b *testing.B) {
 }
 
 // TestLargeRegistration: a SchRpcRegisterTask whose XML is padded past
-// --max-message (all of it in one SMB2 WRITE) or past --max-stub (one
-// fragment per WRITE, 4.4 MB of stub) is reported with its path, command,
+// --max-message (all of it in one SMB2 WRITE or one pipe-transceive IOCTL)
+// or past --max-stub (one fragment per WRITE, 4.4 MB of stub) is reported with its path, command,
 // user, flags and outcome, flagged oversized, with the atexec alert.
 func TestLargeRegistration(t *testing.T) {
 	splice := plLoad(t, "../pcaps/impacket-atexec-smb2-clear.pcap")
@@ -206,6 +206,7 @@ func TestLargeRegistration(t *testing.T) {
 	}{
 		{"one 1.2 MB WRITE", 600000, 0, ""},
 		{"2.2 MB XML", 2200000, 1, "dcerpc_stub_too_large"},
+		{"one 1.2 MB IOCTL", 600000, -1, ""},
 	} {
 		var lines []string
 		det := detect.New(detect.Options{}, func(e *detect.Event) {

@@ -1,6 +1,8 @@
 package sensor
 
 import (
+	"encoding/binary"
+
 	"github.com/tschsensor/tschsensor/dissect"
 )
 
@@ -58,4 +60,49 @@ func (s *smbState) pipeThrough(dir int, msg []byte, off, n int, f *smbFile, pdir
 		f.pipe.half[pdir].feed(f.pipe.rpc, pdir, avail)
 	}
 	return true
+}
+
+// partialIOCTL streams a large FSCTL_PIPE_TRANSCEIVE: the request's input
+// to the pipe's client side, the response's output to its server side. The
+// fixed part of the body is in the head (MS-SMB2 2.2.31, 2.2.32).
+func (s *smbState) partialIOCTL(dir int, msg []byte, h *dissect.SMB2Header) bool {
+	const body = dissect.SMB2HeaderLen
+	if len(msg) < body+48 {
+		return false
+	}
+	le := binary.LittleEndian
+	b := msg[body:]
+	if le.Uint32(b[4:]) != dissect.FSCTLPipeTransceive {
+		return false
+	}
+	if !h.Response() {
+		if le.Uint16(b) != 57 {
+			return false
+		}
+		if s.c.client < 0 {
+			s.c.setClient(dir)
+		}
+		fid := dissect.FileID(b[8:24])
+		off, n := int(le.Uint32(b[24:])), int(le.Uint32(b[28:]))
+		f := s.files[fileKey{h.SessionID, fid}]
+		if f == nil || f.pipe == nil {
+			return false
+		}
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: fid, treeID: h.TreeID})
+		return s.pipeThrough(dir, msg, off, n, f, s.c.client)
+	}
+	if le.Uint16(b) != 49 || h.Status != 0 && h.Status != dissect.StatusBufferOverflow || s.c.client < 0 {
+		return false
+	}
+	req := s.pending[h.MessageID]
+	if req == nil {
+		return false
+	}
+	f := s.files[fileKey{h.SessionID, req.file}]
+	if f == nil || f.pipe == nil {
+		return false
+	}
+	delete(s.pending, h.MessageID)
+	off, n := int(le.Uint32(b[32:])), int(le.Uint32(b[36:]))
+	return s.pipeThrough(dir, msg, off, n, f, 1-s.c.client)
 }

@@ -700,6 +700,8 @@ func (s *smbState) partial(dir int, head []byte, total int) bool {
 		}
 		f.written += uint64(n)
 		return true
+	case h.Command == dissect.SMB2IOCTL:
+		return s.partialIOCTL(dir, msg, h)
 	case h.Command == dissect.SMB2Read && h.Response():
 		req := s.pending[h.MessageID]
 		if req == nil {

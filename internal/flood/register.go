@@ -13,7 +13,8 @@ import (
 // characters (an XML comment right after the <Task> start tag, so that
 // everything that matters comes after the padding). The stub is cut into
 // 4280-byte fragments as Windows and Impacket do; fragsPerWrite of them go in
-// each SMB2 WRITE (0: all in one WRITE). Other frames are kept; sequence and
+// each SMB2 WRITE (0: all in one WRITE; -1: all in one FSCTL_PIPE_TRANSCEIVE
+// IOCTL instead). Other frames are kept; sequence and
 // acknowledgement numbers and timestamps after the change are shifted.
 func Registration(pkts []Packet, pad, fragsPerWrite int, sink Sink) error {
 	var segs []seg
@@ -304,7 +305,26 @@ func writes(hdr []byte, callID uint32, ctxOpnum []byte, stub []byte, perWrite in
 			break
 		}
 	}
-	if perWrite <= 0 {
+	if perWrite < 0 {
+		var data []byte
+		for _, p := range pdus {
+			data = append(data, p...)
+		}
+		m := append([]byte(nil), hdr[:64]...)
+		le.PutUint16(m[12:], 0x0b) // IOCTL
+		body := make([]byte, 56)
+		le.PutUint16(body[0:], 57)
+		le.PutUint32(body[4:], 0x0011c017) // FSCTL_PIPE_TRANSCEIVE
+		copy(body[8:24], hdr[64+16:64+32])
+		le.PutUint32(body[24:], 64+56)
+		le.PutUint32(body[28:], uint32(len(data)))
+		le.PutUint32(body[36:], 64+56)
+		le.PutUint32(body[44:], 4280)
+		le.PutUint32(body[48:], 1) // SMB2_0_IOCTL_IS_FSCTL
+		m = append(append(m, body...), data...)
+		return append([]byte{0, byte(len(m) >> 16), byte(len(m) >> 8), byte(len(m))}, m...)
+	}
+	if perWrite == 0 {
 		perWrite = len(pdus)
 	}
 	var out []byte
