@@ -241,3 +241,30 @@ func TestLargeRegistration(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodPlausibleHandshakes: handshakes each followed by an SMB2 start
+// must become connections; past MaxConnections the oldest that carried no
+// message is ended (its flow ignored), and the atexec among them is not.
+func TestFloodPlausibleHandshakes(t *testing.T) {
+	const conns = 256
+	lines, w := floodRun(t, flood.HandshakeHeader, 20*conns, Options{MaxConnections: conns})
+	wantAtexec(t, flood.HandshakeHeader, lines)
+	s := w.Stats()
+	if got := s.Evictions[evictConnNoMessage]; got < 19*conns {
+		t.Errorf("%d connections evicted, want at least %d", got, 19*conns)
+	}
+	if s.Flow.Flows[verdictIgnored] < 19*conns {
+		t.Errorf("flows %v: want the evicted ones ignored", s.Flow.Flows)
+	}
+	// The assembler really lets them go: the count never passes the bound.
+	w = NewWorker(Options{MaxConnections: conns}, &discardRecorder{}, nil)
+	most := 0
+	err := flood.Generate(flood.HandshakeHeader, 20*conns, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		most = max(most, w.active)
+		return nil
+	})
+	if err != nil || most > conns+1 {
+		t.Errorf("%d connections held at most, bound %d (%v)", most, conns, err)
+	}
+}

@@ -343,6 +343,7 @@ func (w *Worker) synth(net gopacket.Flow, s int, seq uint32, flags byte, payload
 // buffers leave the budget, and later payload starts a new connection
 // object, mid-stream.
 func (w *Worker) connEnded(c *conn) {
+	w.connUnlink(c)
 	w.release(&c.half[0])
 	w.release(&c.half[1])
 	if i := w.flows.lookup(&c.key); i >= 0 {

@@ -32,14 +32,7 @@ func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac 
 	w := f.w
 	w.active++
 	c := &conn{w: w, vlan: w.f.vlan, key: w.key}
-	if w.active > w.opt.MaxConnections {
-		// Past the bound idle connections are ended sooner to make room;
-		// the new one is still followed: the flow table let through only
-		// flows that may carry SMB or DCE-RPC, and refusing them would
-		// blind the sensor to the next attack.
-		w.stats.anomaly("too_many_connections")
-		w.pressure = true
-	}
+	w.connAdded(c)
 	src, dst := netFlow.Endpoints()
 	sp, dp := tcpFlow.Endpoints()
 	c.addr[0], c.addr[1] = addrOf(src), addrOf(dst)
@@ -79,7 +72,8 @@ type conn struct {
 	port   [2]uint16
 	vlan   uint16
 	key    flowKey // the flow table's key
-	client int     // direction index of the client, -1 while unknown
+	lru    connLink
+	client int // direction index of the client, -1 while unknown
 	proto  connProto
 	half   [2]half
 	app    appParser // set with proto protoApp
@@ -122,6 +116,10 @@ func (c *conn) endpoints() detect.Endpoints {
 func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
 	// Mid-stream connections start wherever the capture does.
 	*start = true
+	c.lru.seq[dirIndex(dir)] = uint32(tcp.Seq)
+	if c.lru.evicting {
+		return true // the resets that end it (see conncap.go)
+	}
 	if c.proto == protoIgnored && c.w.rearm {
 		// The flow table picked the flow up again (an endpoint-mapper
 		// answer named its port): hunt from here.
@@ -228,7 +226,7 @@ func (c *conn) setApp(a appParser) { c.proto, c.app = protoApp, a }
 
 // The halves frame with the application parser (framer): the conn adds
 // the anomaly count.
-func (c *conn) handle(dir int, msg []byte)                   { c.app.message(dir, msg) }
+func (c *conn) handle(dir int, msg []byte)                   { c.lru.carried = true; c.app.message(dir, msg) }
 func (c *conn) framing(b []byte) int                         { return c.app.framing(b) }
 func (c *conn) start(b []byte) int                           { return c.app.start(b) }
 func (c *conn) partial(dir int, head []byte, total int) bool { return c.app.partial(dir, head, total) }

@@ -132,7 +132,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxPending, DefaultMaxPending)
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
 	def(&o.HuntLimit, DefaultHuntLimit)
-	def(&o.MaxConnections, DefaultMaxConnections)
+	def(&o.MaxConnections, int(min(DefaultMaxConnections, o.MemoryBudget/connShare/connCost)))
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
@@ -175,6 +175,10 @@ type Worker struct {
 	// when it passed MaxConnections.
 	active   int
 	pressure bool
+	// Connections oldest first (see conncap.go); connOver is set when a new
+	// one passed MaxConnections.
+	connHead, connTail *conn
+	connOver           bool
 	// stubBytes is what calls in flight hold against MaxStubTotal.
 	stubBytes int
 	// smbKeys are SMB3 session keys shared by the connections (channels)
@@ -327,6 +331,9 @@ func (w *Worker) packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkTy
 	}
 	w.asm.AssembleWithContext(net, &w.tcp, pc)
 	w.rearm = false
+	if w.connOver {
+		w.evictConns(pc)
+	}
 }
 
 func (w *Worker) reassembleIPv4(ts time.Time) bool {

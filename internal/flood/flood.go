@@ -33,6 +33,10 @@ const (
 	// OutOfOrder: n handshakes to 445, each followed by one segment
 	// 1000 bytes ahead of the stream's start.
 	OutOfOrder = "ooo"
+	// HandshakeHeader: n handshakes to 445, each followed by the first 8
+	// bytes of an SMB2 message (NBSS header and protocol id), never more:
+	// flows a sensor must take for SMB.
+	HandshakeHeader = "hsheader"
 	// BigMessage: n connections to 445, each announcing a 1 MiB SMB2
 	// SESSION_SETUP and sending all of it but the last 100 bytes,
 	// interleaved.
@@ -46,7 +50,7 @@ const (
 )
 
 // Kinds lists the shapes Generate knows.
-var Kinds = []string{SYN, Handshake1, OutOfOrder, BigMessage, RPCRequests, Creates}
+var Kinds = []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, Creates}
 
 // Start is the capture time of the first flood frame.
 var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -74,7 +78,7 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 	switch kind {
 	case SYN:
 		span = time.Duration(n) * Spacing
-	case Handshake1, OutOfOrder:
+	case Handshake1, OutOfOrder, HandshakeHeader:
 		span = time.Duration(3*n) * Spacing
 	case BigMessage:
 		span = time.Duration(n*(2+messageSize/segment)) * Spacing
@@ -94,14 +98,17 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 			c := client(i)
 			g.tcp(c, server, sport(i), 445, 1000, 0, flagSYN, nil)
 		}
-	case Handshake1, OutOfOrder:
+	case Handshake1, OutOfOrder, HandshakeHeader:
 		for i := range n {
 			c, p := client(i), sport(i)
 			g.tcp(c, server, p, 445, 1000, 0, flagSYN, nil)
 			g.tcp(server, c, 445, p, 5000, 1001, flagSYN|flagACK, nil)
-			if kind == Handshake1 {
+			switch kind {
+			case Handshake1:
 				g.tcp(c, server, p, 445, 1001, 5001, flagACK|flagPSH, []byte{0})
-			} else {
+			case HandshakeHeader:
+				g.tcp(c, server, p, 445, 1001, 5001, flagACK|flagPSH, []byte("\x00\x00\x00\x40\xfeSMB"))
+			default:
 				g.tcp(c, server, p, 445, 2001, 5001, flagACK|flagPSH, make([]byte, 100))
 			}
 		}
