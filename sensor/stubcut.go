@@ -109,7 +109,7 @@ func compactStub(iface dissect.Iface, opnum uint16, syn dissect.Syntax, drep [4]
 			}
 		}
 		p = align(p, l.size) + l.size + 4 + 1 + 1 // JobTime is a DWORD_PTR
-		p = align(p, l.size) + l.size // the command's pointer
+		p = align(p, l.size) + l.size             // the command's pointer
 		return l.joinString(head, tail, total, align(p, l.size))
 	}
 	return nil
