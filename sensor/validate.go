@@ -10,10 +10,10 @@ import (
 const minMemoryBudget = 16 << 20
 
 // Validate checks a configuration given explicitly (flags, a config file):
-// every limit must be positive, and the memory budget large enough to work
-// in. NewWorker still takes zero as "the default" for library callers; a
-// zero or negative value a user typed is an error here, never a silent
-// default.
+// every limit a flag sets must be positive, and the memory budget large
+// enough to work in. The library takes zero as "the default" (NewReplay and
+// NewLive only refuse negative values); a zero a user typed is an error
+// here, never a silent default.
 func (o *Options) Validate() error {
 	var errs []error
 	pos := func(name string, v int64) {
@@ -28,17 +28,10 @@ func (o *Options) Validate() error {
 	pos("max-xml", int64(o.Tsch.XMLLimit))
 	pos("idle-timeout", int64(o.IdleTimeout))
 	pos("memory-budget", o.MemoryBudget)
-	// Limits the binary leaves to their defaults may be zero; negative
-	// values are a bug in the caller.
-	for _, v := range []struct {
-		name string
-		v    int
-	}{{"MaxStubTotal", o.MaxStubTotal}, {"MaxPending", o.MaxPending}, {"MaxPagesTotal", o.MaxPagesTotal},
-		{"MaxPagesPerConn", o.MaxPagesPerConn}, {"HuntLimit", o.HuntLimit}, {"MaxConnections", o.MaxConnections},
-		{"MaxFlows", o.MaxFlows}} {
-		if v.v < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", v.name, v.v))
-		}
+	// Limits the binary leaves to their defaults may be zero, not negative
+	// (the check NewReplay and NewLive make).
+	if err := o.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.MemoryBudget > 0 && o.MemoryBudget < minMemoryBudget {
 		errs = append(errs, fmt.Errorf("memory-budget %d bytes is below the %d MiB the sensor needs", o.MemoryBudget, minMemoryBudget>>20))

@@ -27,7 +27,7 @@ func TestValidate(t *testing.T) {
 		{"max-xml", func(o *Options) { o.Tsch.XMLLimit = -5 }},
 		{"idle-timeout", func(o *Options) { o.IdleTimeout = 0 }},
 		{"memory-budget", func(o *Options) { o.MemoryBudget = 1 << 20 }},
-		{"MaxFlows", func(o *Options) { o.MaxFlows = -1 }},
+		{"max flows", func(o *Options) { o.MaxFlows = -1 }},
 	} {
 		o := good
 		tc.mod(&o)

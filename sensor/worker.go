@@ -102,13 +102,16 @@ func (o *Options) validate() error {
 	}{{"max message", o.MaxMessage}, {"max stub", o.MaxStub}, {"max stub total", o.MaxStubTotal}, {"max calls", o.MaxCalls},
 		{"max files", o.MaxFiles}, {"max pending", o.MaxPending}, {"max pages total", o.MaxPagesTotal},
 		{"max pages per connection", o.MaxPagesPerConn}, {"hunt limit", o.HuntLimit}, {"max connections", o.MaxConnections},
-		{"task XML limit", o.Tsch.XMLLimit}} {
+		{"task XML limit", o.Tsch.XMLLimit}, {"max flows", o.MaxFlows}} {
 		if v.v < 0 {
 			return fmt.Errorf("%s %d: must not be negative", v.name, v.v)
 		}
 	}
 	if o.IdleTimeout < 0 {
 		return fmt.Errorf("idle timeout %v: must not be negative", o.IdleTimeout)
+	}
+	if o.MemoryBudget < 0 {
+		return fmt.Errorf("memory budget %d: must not be negative", o.MemoryBudget)
 	}
 	return nil
 }
