@@ -270,12 +270,15 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	cfg.setDefaults()
 	l := &Live{cfg: cfg, records: make(chan liveRecord, cfg.QueueLen), wait: wait, start: time.Now()}
 	epm := NewEPMTable(0, 0)
+	keys := newSessionKeyStore(maxSharedSessionKeys)
 	opt := cfg.Options
 	opt.MemoryBudget, l.heldBytes = splitBudget(opt.MemoryBudget, len(socks))
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
 		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: cfg.Output.QueueDrops()}
 		lw.w = NewWorker(opt, lw.rec, epm)
+		// Channels of a session hash to any worker (multichannel).
+		lw.w.smbKeys = keys
 		l.workers = append(l.workers, lw)
 	}
 	return l

@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"time"
 
@@ -94,6 +95,9 @@ type shardOut struct {
 }
 
 type shardBatch struct {
+	// end: the round of batches this one belongs to holds every entry
+	// before end (see shardProgress).
+	end   uint64
 	arena []byte
 	in    []shardIn
 	out   []shardOut
@@ -127,6 +131,8 @@ func (r *shardRecorder) seq(seq uint64, done bool) {
 }
 
 type shardWorker struct {
+	id   int
+	prog *shardProgress
 	w    *Worker
 	rec  *shardRecorder
 	in   chan *shardBatch
@@ -152,8 +158,10 @@ func (sw *shardWorker) run() {
 				sw.w.Flush()
 			}
 		}
+		sw.prog.reached(sw.id, b.end)
 		sw.out <- b
 	}
+	sw.prog.stopped(sw.id)
 	close(sw.out)
 }
 
@@ -187,12 +195,15 @@ type fragKey struct {
 
 func newShardDispatcher(opt Options, n int) *shardDispatcher {
 	d := &shardDispatcher{frags: make(map[fragKey]int)}
-	for range n {
+	keys, prog := newSessionKeyStore(maxSharedSessionKeys), newShardProgress(n)
+	for i := range n {
 		rec := &shardRecorder{}
 		w := NewWorker(opt, rec, nil)
 		w.external = true
 		w.seqHook = rec.seq
-		sw := &shardWorker{w: w, rec: rec, in: make(chan *shardBatch, shardBatches),
+		w.smbKeys = keys
+		w.keyWait = func() { prog.wait(i, rec.pos) }
+		sw := &shardWorker{id: i, prog: prog, w: w, rec: rec, in: make(chan *shardBatch, shardBatches),
 			out: make(chan *shardBatch, shardBatches), free: make(chan *shardBatch, shardBatches)}
 		for range shardBatches {
 			sw.free <- &shardBatch{arena: make([]byte, 0, shardArena)}
@@ -258,6 +269,8 @@ func (d *shardDispatcher) Packet(data []byte, ci gopacket.CaptureInfo, link laye
 // batch from each worker per round) and takes fresh ones.
 func (d *shardDispatcher) send() {
 	for i, sw := range d.workers {
+		// Called before the packet at d.pos joins a batch.
+		d.cur[i].end = d.pos
 		sw.in <- d.cur[i]
 		d.cur[i] = <-sw.free
 	}
@@ -269,6 +282,7 @@ func (d *shardDispatcher) finish() {
 		b.in = append(b.in, shardIn{kind: inEnd, pos: d.pos + 1, prev: d.now})
 	}
 	for i, sw := range d.workers {
+		d.cur[i].end = math.MaxUint64
 		sw.in <- d.cur[i]
 		close(sw.in)
 	}

@@ -1,8 +1,6 @@
 package sensor
 
 import (
-	"net/netip"
-
 	"github.com/tschsensor/tschsensor/dissect"
 )
 
@@ -121,56 +119,24 @@ func (s *smbState) established(ss *smbSession, st *sessionSetup) {
 }
 
 // boundKeys gives a session the keys it was established with on another
-// connection of the worker, if any: multichannel binds new connections to
-// a session with the same keys.
+// connection, if any: multichannel binds new connections to a session with
+// the same keys. The other connection may be on another worker; keyWait
+// (sharded replay) first lets every other worker reach this packet, so that
+// the lookup sees what one worker would have seen.
 func (s *smbState) boundKeys(ss *smbSession) {
-	if k := s.c.w.sessionKeys().get(s.c.endpoints().Server, ss.id); k != nil {
+	w := s.c.w
+	if w.keyWait != nil {
+		w.keyWait()
+	}
+	if k := w.sessionKeys().get(s.c.endpoints().Server, ss.id); k != nil {
 		ss.keys = k
 		s.keyed = true
 	}
 }
 
-// maxSharedSessionKeys bounds the SMB3 session keys a worker remembers for
-// channels bound later; the oldest go first.
-const maxSharedSessionKeys = 4096
-
-type sessionKeyID struct {
-	server netip.Addr
-	id     uint64
-}
-
-// sessionKeyTable holds the SMB3 keys of a worker's sessions by server and
-// session id, for every connection of the session (multichannel). A channel
-// on another worker (other connection hash) is not seen.
-type sessionKeyTable struct {
-	keys  map[sessionKeyID]*dissect.SMB3Keys
-	order []sessionKeyID // insertion order, a ring of maxSharedSessionKeys
-	next  int
-}
-
-func (w *Worker) sessionKeys() *sessionKeyTable {
+func (w *Worker) sessionKeys() *sessionKeyStore {
 	if w.smbKeys == nil {
-		w.smbKeys = &sessionKeyTable{keys: make(map[sessionKeyID]*dissect.SMB3Keys)}
+		w.smbKeys = newSessionKeyStore(maxSharedSessionKeys)
 	}
 	return w.smbKeys
-}
-
-func (t *sessionKeyTable) get(server netip.Addr, id uint64) *dissect.SMB3Keys {
-	return t.keys[sessionKeyID{server, id}]
-}
-
-func (t *sessionKeyTable) put(server netip.Addr, id uint64, k *dissect.SMB3Keys) {
-	key := sessionKeyID{server, id}
-	if _, ok := t.keys[key]; ok {
-		t.keys[key] = k
-		return
-	}
-	if len(t.order) < maxSharedSessionKeys {
-		t.order = append(t.order, key)
-	} else {
-		delete(t.keys, t.order[t.next])
-		t.order[t.next] = key
-		t.next = (t.next + 1) % maxSharedSessionKeys
-	}
-	t.keys[key] = k
 }

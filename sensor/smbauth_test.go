@@ -1,10 +1,13 @@
 package sensor
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +17,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
+	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
@@ -225,7 +230,12 @@ func TestSMB3MultichannelBinding(t *testing.T) {
 			for _, m := range msgs[:split] {
 				a.send(m.fromClient, m.b)
 			}
-			b := c.open(40002, 445)
+			// Pure ACKs on the first connection push the binding past
+			// the dispatcher's first rounds of batches (shardMaxPackets).
+			for range 3 * shardMaxPackets {
+				c.frame(true, a, "A", nil)
+			}
+			b := c.open(otherWorkerPort(t, 40001), 445)
 			for _, m := range []wireMsg{{true, negReq}, {false, negResp}, {true, bindReq}, {false, setupResp}} {
 				b.send(m.fromClient, m.b)
 			}
@@ -236,10 +246,22 @@ func TestSMB3MultichannelBinding(t *testing.T) {
 			b.close()
 			p := filepath.Join(t.TempDir(), "bound.pcap")
 			c.write(p)
-			_, cnt := replayCounters(t, Options{Credentials: f.creds(t, f.Password)}, p)
+			// With 2 and 4 workers the second connection is on another
+			// worker than the first (otherWorkerPort): the keys cross.
+			opt := Options{Credentials: f.creds(t, f.Password)}
 			n := uint64(len(transforms))
-			if cnt.SMB3.EncryptedMessages != n || cnt.SMB3.DecryptedMessages != n || cnt.SMB3.KeyedSessions.NTLM != 1 {
-				t.Errorf("smb3 %+v: want all %d transform messages opened with the one session's keys", cnt.SMB3, n)
+			var want []byte
+			for _, workers := range []int{1, 2, 4} {
+				out, st := replayStats(t, opt, workers, p)
+				if st.SMB3Encrypted != n || st.SMB3Decrypted != n || st.Auth.SMB3KeyedNTLM != 1 {
+					t.Errorf("%d workers: %d of %d transform messages opened, %d NTLM-keyed sessions; want all, with the one session's keys",
+						workers, st.SMB3Decrypted, n, st.Auth.SMB3KeyedNTLM)
+				}
+				if want == nil {
+					want = out
+				} else if !bytes.Equal(out, want) {
+					t.Errorf("%d workers: events differ from one worker's", workers)
+				}
 			}
 		})
 	}
@@ -295,5 +317,55 @@ func TestKerberosSMB3Captures(t *testing.T) {
 				t.Errorf("without the keytab: %d opened, %d file operations, %d tickets without key", st.SMB3Decrypted, len(rec.files), st.Auth.TicketsUnknownKey)
 			}
 		})
+	}
+}
+
+// otherWorkerPort returns a client port whose connection to the lab
+// server (ocCapture's addresses, port 445) the replay dispatcher puts on
+// another worker than port's, with 2 workers and so with any even number.
+func otherWorkerPort(t *testing.T, port uint16) uint16 {
+	t.Helper()
+	h := func(p uint16) uint64 { return flowHash(ocClientIP.To4(), ocServerIP.To4(), p, 445) }
+	for p := port + 1; p != 0; p++ {
+		if h(p)%2 != h(port)%2 {
+			return p
+		}
+	}
+	t.Fatal("no client port hashes to another worker")
+	return 0
+}
+
+// replayStats replays files with the given number of workers and returns
+// stdout and the run's counters.
+func replayStats(t *testing.T, opt Options, workers int, files ...string) ([]byte, Stats) {
+	t.Helper()
+	var buf bytes.Buffer
+	out := output.NewOutput(output.NewWriterSink(&buf, false))
+	opt.PanicHook = func(p any) { t.Errorf("panic: %v", p) }
+	res := Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "shard"}, Output: out, Workers: workers}, files)
+	if err := out.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range res.Errors {
+		t.Errorf("replay: %v", err)
+	}
+	return buf.Bytes(), res.Stats
+}
+
+// TestSessionKeyStoreBound: the store keeps the newest sessions up to its
+// bound and replaces a session's keys in place.
+func TestSessionKeyStoreBound(t *testing.T) {
+	s := newSessionKeyStore(3)
+	srv := netip.MustParseAddr("192.0.2.1")
+	k := make([]dissect.SMB3Keys, 5)
+	for i := range k {
+		s.put(srv, uint64(i), &k[i])
+	}
+	s.put(srv, 4, &k[0])
+	if s.len() != 3 || s.get(srv, 0) != nil || s.get(srv, 1) != nil || s.get(srv, 2) != &k[2] || s.get(srv, 4) != &k[0] {
+		t.Errorf("store holds %d sessions; want the 3 newest, session 4 replaced", s.len())
+	}
+	if s.get(netip.MustParseAddr("192.0.2.2"), 2) != nil {
+		t.Error("keys of another server's session id returned")
 	}
 }

@@ -185,8 +185,11 @@ type Worker struct {
 	// stubBytes is what calls in flight hold against MaxStubTotal.
 	stubBytes int
 	// smbKeys are SMB3 session keys shared by the connections (channels)
-	// of a session.
-	smbKeys *sessionKeyTable
+	// of a session, and by the workers of one replay or capture (see
+	// keystore.go); keyWait, when set, waits until the other workers have
+	// processed every packet before the current one.
+	smbKeys *sessionKeyStore
+	keyWait func()
 	// external is set when a dispatcher in front of several workers
 	// decides when idle connections end (see shard.go); seqHook then sees
 	// every record sequence number as it is handed out (done false) and
