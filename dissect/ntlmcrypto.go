@@ -346,9 +346,10 @@ func (s *NTLMSession) checkV1(msg, sig []byte) error {
 	return nil
 }
 
-// dcerpcSignedBody returns the stub plus auth padding of a DCE-RPC request
-// or response PDU (C706 12.6.4; MS-RPCE 2.2.2.11): after the 24-byte header
-// (plus the object UUID when PFC_OBJECT_UUID is set on a request), before
+// dcerpcSignedBody returns the stub plus auth padding of a DCE-RPC request,
+// response or fault PDU (C706 12.6.4; MS-RPCE 2.2.2.11): after the 24-byte
+// header (plus the object UUID when PFC_OBJECT_UUID is set on a request,
+// plus status and reserved on a fault), before
 // the 8-byte sec_trailer and the auth value.
 func dcerpcSignedBody(pdu []byte) ([]byte, error) {
 	const layer = "dcerpc"
@@ -366,6 +367,8 @@ func dcerpcSignedBody(pdu []byte) ([]byte, error) {
 			start += 16
 		}
 	case 2: // response
+	case 3: // fault: status and a reserved word after the response fields
+		start += 8
 	default:
 		return nil, errAt(layer, 2, ErrMalformed, "PDU type %d carries no signed stub", pdu[2])
 	}

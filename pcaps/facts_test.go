@@ -38,6 +38,7 @@ type facts struct {
 		Op       string `json:"op"`
 		Request  []int  `json:"request_frames"`
 		Response []int  `json:"response_frames"`
+		Fault    []int  `json:"fault_frames"`
 	} `json:"calls"`
 	Setup []struct {
 		Frame int `json:"frame"`
@@ -122,10 +123,11 @@ func TestFactsMatchCaptures(t *testing.T) {
 				}
 			}
 			for _, c := range f.Calls {
-				if len(c.Request) == 0 || len(c.Response) == 0 {
+				// A call the server faulted has a fault frame instead of a response.
+				if len(c.Request) == 0 || len(c.Response) == 0 && len(c.Fault) == 0 {
 					t.Errorf("%s: no request or response frame", c.Op)
 				}
-				for _, n := range append(append([]int(nil), c.Request...), c.Response...) {
+				for _, n := range append(append(append([]int(nil), c.Request...), c.Response...), c.Fault...) {
 					want(c.Op, n)
 				}
 			}

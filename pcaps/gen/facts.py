@@ -124,8 +124,9 @@ def main():
     problems = []
     key_calls = []
     for e in calls:
-        frames = [d for d in pdus if d["call_id"] == e["call_id"] and d["opnum"] == e["opnum"]
-                  and d["pdu"] in ("request", "response")]
+        # A fault names no opnum: it answers the call of its call id.
+        frames = [d for d in pdus if d["call_id"] == e["call_id"] and
+                  (d["opnum"] == e["opnum"] and d["pdu"] in ("request", "response") or d["pdu"] == "fault")]
         # Several associations can reuse call ids: keep the ones in the right transport.
         if e["endpoint"].startswith("ncacn_ip_tcp:"):
             port = int(e["endpoint"].split(":")[1])
@@ -134,10 +135,13 @@ def main():
             frames = [d for d in frames if d["sport"] in (445, 139) or d["dport"] in (445, 139)]
         req = [d["frame"] for d in frames if d["pdu"] == "request"]
         resp = [d["frame"] for d in frames if d["pdu"] == "response"]
-        if not req or not resp:
+        fault = [d["frame"] for d in frames if d["pdu"] == "fault"]
+        if not req or not resp and not fault:
             problems.append("no request/response frames for %s call %d" % (e["op"], e["call_id"]))
         kc = {"op": e["op"], "interface": e["interface"], "opnum": e["opnum"], "call_id": e["call_id"],
               "request_frames": req, "response_frames": resp}
+        if fault:
+            kc["fault_frames"] = fault
         for k in ("path", "command", "arguments", "user_id", "creds", "logon_type", "flags", "job_id",
                   "job_name", "account", "password", "job_flags", "server_name", "ndr64", "requested",
                   "xml_sha256_utf16le", "job_time", "days_of_month", "days_of_week", "session_id", "sddl"):
@@ -207,11 +211,14 @@ def main():
         # Only calls made at packet privacy are sealed (an EPM lookup before them is not).
         # tshark shows decrypted_stub_data only for interfaces it has no dissector for:
         # srvsvc (tcp-interleaved) is opened and dissected, so it is not counted here.
+        # Nor does it for a call the server faulted (op "unsupported"): its
+        # request stub and its fault's are empty.
         sealed = sorted(f for e, c in zip(calls, key_calls) if e.get("auth_level") == 6 and e.get("interface") != "srvsvc"
-                        for f in c["request_frames"] + c["response_frames"])
+                        and e.get("op") != "unsupported" for f in c["request_frames"] + c["response_frames"])
         want = sealed
         if a.tshark_request_gap:
-            want = sorted(f for e, c in zip(calls, key_calls) if e.get("auth_level") == 6 for f in c["response_frames"])
+            want = sorted(f for e, c in zip(calls, key_calls) if e.get("auth_level") == 6 and e.get("op") != "unsupported"
+                          for f in c["response_frames"])
             facts["tshark_unopened_frames"] = sorted(set(sealed) - set(facts["tshark_decrypted_frames"]))
         got = facts["tshark_decrypted_frames"]
         ok = got == want if not a.tshark_request_gap else set(want) <= set(got) <= set(sealed)

@@ -2,7 +2,8 @@
 #
 # The sourcing script sets NS_C/NS_S (namespace names), IF_C/IF_S (veth ends),
 # IP_C/IP_S (addresses) and WORK (its temporary directory), and DUMP_PID.
-# lab_start also reads HERE, PY, TCP_PORT, USER_, DOMAIN and PASSWORD.
+# lab_start also reads HERE, PY, TCP_PORT, USER_, DOMAIN and PASSWORD, and LAB_FLAGS (extra
+# tsch_lab.py flags, e.g. --seal-faults).
 # All traffic stays between the two namespaces this creates and removes.
 
 stop_pid() { # stop_pid PID [SIG]: ends one process the script started, waits for it
@@ -48,7 +49,7 @@ lab_start() {
 	rm -rf "$WORK/root" "$WORK/events.jsonl" "$WORK/ready"
 	ip netns exec "$NS_S" "$PY" "$HERE/tsch_lab.py" --addr "$IP_S" --root "$WORK/root" --tcp-port "$TCP_PORT" \
 		--user "$USER_" --domain "$DOMAIN" --password "$PASSWORD" --events "$WORK/events.jsonl" \
-		--ready "$WORK/ready" >>"$WORK/lab.log" 2>&1 &
+		--ready "$WORK/ready" ${LAB_FLAGS:-} >>"$WORK/lab.log" 2>&1 &
 	LAB_PID=$!
 	for _ in $(seq 100); do [ -e "$WORK/ready" ] && return 0; sleep 0.1; done
 	echo "lab server did not start; log:" >&2; tail -20 "$WORK/lab.log" >&2; exit 1

@@ -162,6 +162,9 @@ main() {
 	if want impacket-schtask-tcp-interleaved-sealed ; then
 		client_capture impacket-schtask-tcp-interleaved-sealed tcp-interleaved '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed; srvsvc NetrServerGetInfo calls on a second context of the same association (alter_context without auth) between the Task Scheduler calls"}'
 	fi
+	if want impacket-schtask-tcp-fault-sealed ; then
+		LAB_FLAGS=--seal-faults client_capture impacket-schtask-tcp-fault-sealed tcp-fault '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed; a call to an opnum the interface lacks between SchRpcRegisterTask and SchRpcRun, answered nca_s_op_rng_error in a sealed fault (tsch_lab.py --seal-faults)"}'
+	fi
 	if want impacket-schtask-tcp-signed ; then
 		client_capture impacket-schtask-tcp-signed tcp-integrity '{"rpc_auth": "NTLMSSP, auth_level 5 (packet integrity): stubs in the clear, every request and response signed"}'
 	fi

@@ -182,7 +182,7 @@ lab_start_krb() {
 	rm -rf "$WORK/root" "$WORK/events.jsonl" "$WORK/ready"
 	ip netns exec "$NS_S" "$PY" "$HERE/tsch_lab.py" --addr "$IP_S" --root "$WORK/root" --tcp-port "$TCP_PORT" \
 		--user "$USER_" --domain "$DOMAIN" --password "$PASSWORD" --events "$WORK/events.jsonl" \
-		--ready "$WORK/ready" --keytab "$KEYTAB" --server-name TSCH-SRV >>"$WORK/lab.log" 2>&1 &
+		--ready "$WORK/ready" --keytab "$KEYTAB" --server-name TSCH-SRV ${LAB_FLAGS:-} >>"$WORK/lab.log" 2>&1 &
 	LAB_PID=$!
 	for _ in $(seq 100); do [ -e "$WORK/ready" ] && return 0; sleep 0.1; done
 	echo "lab server did not start; log:" >&2; tail -20 "$WORK/lab.log" >&2; exit 1
@@ -323,6 +323,15 @@ main() {
 	dc_ready
 	if want krb-impacket-schtask-tcp-aes256; then impacket_tcp krb-impacket-schtask-tcp-aes256 "$SRV_NAME" aes256-cts-hmac-sha1-96; fi
 	if want krb-impacket-schtask-tcp-rc4; then impacket_tcp krb-impacket-schtask-tcp-rc4 "$RC4_NAME" rc4-hmac; fi
+	if want krb-impacket-schtask-tcp-fault-aes256; then
+		# A call to an opnum ITaskSchedulerService lacks between the Task
+		# Scheduler calls; the lab answers nca_s_op_rng_error in a sealed fault.
+		tickets "host/$SRV_NAME"
+		LAB_FLAGS=--seal-faults CAP_SERVER=$SRV_NAME rpc_capture krb-impacket-schtask-tcp-fault-aes256 \
+			'{"rpc_auth": "Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed; a sealed fault (nca_s_op_rng_error) between the calls", "enctype": "aes256-cts-hmac-sha1-96"}' \
+			--tshark-request-gap "$PY" "$HERE/tsch_client.py" tcp-krb-fault --target "$IP_S" --user "$USER_" --realm "$REALM" \
+			--kdc "$IP_DC" --server-name "$SRV_NAME"
+	fi
 	local k5="Kerberos (auth type 16), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
 	local sp="Kerberos in SPNEGO (auth type 9), DCE style, auth_level 6 (packet privacy): stubs sealed, header signing"
 	if want krb-impacket-atexec-smb2-aes256; then

@@ -369,6 +369,83 @@ def scen_tcp_krb(a):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
+FAULT_OPNUM = 0x42  # ITaskSchedulerService has opnums 0-19: the server answers nca_s_op_rng_error
+
+
+def call_faulting_opnum(dce, ntlm_sealed):
+    """Calls FAULT_OPNUM with an empty stub and reads the fault the server answers.
+
+    impacket raises on a fault before it unseals it; a server that seals its
+    faults (tsch_lab.py --seal-faults) has then moved its NTLM RC4 stream on
+    while impacket's stays behind, and every later response would fail to
+    open. So the fault is read here and, with NTLM, its verifier goes through
+    impacket's server sealing handle as ntlm.SEAL does for a response (empty
+    stub, then the checksum). Kerberos wrap tokens keep no stream."""
+    dce.call(FAULT_OPNUM, b"")
+    t = dce.get_rpc_transport()
+    raw = t.recv(count=16)
+    frag_len, auth_len = struct.unpack_from("<HH", raw, 8)
+    raw += t.recv(count=frag_len - 16)
+    if raw[2] != 3:
+        raise SystemExit("opnum %d: PDU type %d, not a fault" % (FAULT_OPNUM, raw[2]))
+    status = struct.unpack_from("<I", raw, 24)[0]
+    if auth_len and ntlm_sealed:
+        from impacket import ntlm
+        ntlm.SEAL(dce._DCERPC_v5__flags, dce._DCERPC_v5__serverSigningKey, dce._DCERPC_v5__serverSealingKey,
+                  b"", b"", 0, dce._DCERPC_v5__serverSealingHandle)
+    return status, auth_len
+
+
+def scen_tcp_fault(a, krb):
+    """ITaskSchedulerService over ncacn_ip_tcp at packet privacy (NTLM, or
+    Kerberos in SPNEGO with krb), with a call to an opnum the interface lacks
+    between SchRpcRegisterTask and SchRpcRun: the lab (--seal-faults) answers
+    nca_s_op_rng_error in a sealed fault, and the calls after it must still
+    open (NTLM: the RC4 stream went through the fault's verifier)."""
+    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
+    rt = transport.DCERPCTransportFactory(binding)
+    if krb:
+        rt.setRemoteName(a.server_name)
+        rt.setRemoteHost(a.target)
+        rt.set_credentials(a.user, "", a.realm)
+        rt.set_kerberos(True, a.kdc)
+        dce = rt.get_dce_rpc()
+        dce.set_credentials(*rt.get_credentials())
+        dce.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
+    else:
+        rt.set_credentials(a.user, a.password, a.domain)
+        dce = rt.get_dce_rpc()
+        dce.set_credentials(a.user, a.password, a.domain)
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    dce.bind(tsch.MSRPC_UUID_TSCHS)
+    path = "\\Microsoft\\Windows\\TschLab\\" + ("KrbFault" if krb else "Fault")
+    command = "powershell.exe"
+    arguments = "-NoP -W Hidden -enc " + PS_ENC
+    run_as = "S-1-5-18"
+    xml = task_xml(command, arguments, run_as)
+    r = tsch.hSchRpcRegisterTask(dce, path, xml, tsch.TASK_CREATE, NULL, tsch.TASK_LOGON_SERVICE_ACCOUNT)
+    actual = r["pActualPath"]
+    status, fault_auth_len = call_faulting_opnum(dce, not krb)
+    if not fault_auth_len:
+        raise SystemExit("the fault carries no auth verifier: is the lab running with --seal-faults?")
+    tsch.hSchRpcRun(dce, path)
+    tsch.hSchRpcGetLastRunInfo(dce, path)
+    tsch.hSchRpcDelete(dce, path)
+    dce.disconnect()
+    actual = actual[:-1] if actual and actual.endswith("\x00") else actual
+    out = dict(interface="ITaskSchedulerService", auth_level=6, transport=binding, transfer_syntax="NDR",
+               epm_port=135, task_path=path, actual_path=actual, command=command, arguments=arguments,
+               encoded_script=PS_SCRIPT, run_as=run_as, logon_type=tsch.TASK_LOGON_SERVICE_ACCOUNT,
+               register_flags=tsch.TASK_CREATE, task_xml=xml, fault_opnum=FAULT_OPNUM,
+               fault_status="0x%08x" % status, fault_auth_len=fault_auth_len,
+               op_sequence=["SchRpcRegisterTask", "unsupported", "SchRpcRun",
+                            "SchRpcGetLastRunInfo", "SchRpcDelete"])
+    if krb:
+        out.update(auth_type=9, spn="host/" + a.server_name, realm=a.realm)
+    return out
+
+
 def scen_at_smb1(a, dialect=smb.SMB_DIALECT, level=RPC_C_AUTHN_LEVEL_NONE):
     """ATSVC NetrJobAdd over SMB1 \\pipe\\atsvc, no RPC authentication (level NONE); or over SMB2 with
     NTLMSSP at level CONNECT (at-smb2)."""
@@ -492,7 +569,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
                                                "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2",
-                                               "tcp-interleaved", "tcp-integrity", "hijack", "log-evasion"])
+                                               "tcp-interleaved", "tcp-integrity", "hijack", "log-evasion",
+                                               "tcp-fault", "tcp-krb-fault"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -512,6 +590,10 @@ def main():
         out = scen_tcp(a)
     elif a.scenario == "tcp-krb":
         out = scen_tcp_krb(a)
+    elif a.scenario == "tcp-fault":
+        out = scen_tcp_fault(a, False)
+    elif a.scenario == "tcp-krb-fault":
+        out = scen_tcp_fault(a, True)
     elif a.scenario == "tcp-interleaved":
         out = scen_tcp_interleaved(a)
     elif a.scenario == "tcp-integrity":

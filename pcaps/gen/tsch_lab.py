@@ -88,6 +88,7 @@ class Lab:
         self.next_job = 1
         self.events = open(args.events, "a", buffering=1) if args.events else None
         self.nt_hash = ntlm.compute_nthash(args.password)
+        self.seal_faults = getattr(args, "seal_faults", False)
         self.krb = None
         if args.keytab:
             import krb_accept
@@ -405,14 +406,38 @@ class RpcConnection:
         try:
             out = iface(self, opnum, stub, ndr64, call_id)
         except RpcFault as e:
-            return self.fault(call_id, ctx_id, e.status)
+            return self.fault(call_id, ctx_id, e.status, sealed=self.lab.seal_faults)
         except Exception:
             LOG.exception("%s: cannot decode opnum %d", self.endpoint, opnum)
             return self.fault(call_id, ctx_id, NCA_S_FAULT_NDR)
         return self.response(call_id, ctx_id, out)
 
-    def fault(self, call_id, ctx_id, status):
+    def fault(self, call_id, ctx_id, status, sealed=False):
         body = struct.pack("<IHBBI4x", 0, ctx_id, 0, 0, status)
+        if sealed and self.auth_level == LEVEL_PRIVACY:
+            # A fault the interface raised on an established sealed context
+            # (--seal-faults): it carries an auth verifier like a response,
+            # so it takes its turn in the per-message security (NTLM's RC4
+            # stream, the Kerberos acceptor sequence). Its stub is empty.
+            if self.krb is not None and self.krb.completed:
+                import krb_accept
+                vlen = krb_accept.verifier_len(self.krb)
+                trailer = struct.pack("<BBBBI", self.auth_type, self.auth_level, 0, 0, self.auth_ctx_id)
+                h = hdr(PT_FAULT, PFC_FIRST | PFC_LAST, call_id, len(body) + 8 + vlen, vlen)
+                sign = self.krb.header_sign
+                _stub, verifier = krb_accept.wrap(self.krb, b"", h + body if sign else b"", trailer if sign else b"")
+                return h + body + trailer + verifier
+            if self.auth is not None and self.auth.ok:
+                trailer = struct.pack("<BBBBI", AUTH_WINNT, self.auth_level, 0, 0, self.auth_ctx_id)
+                h = hdr(PT_FAULT, PFC_FIRST | PFC_LAST, call_id, len(body) + 8 + 16, 16)
+                self.auth.s_seal(b"")
+                mac = hmac.new(self.auth.s_sign, struct.pack("<I", self.auth.send_seq) + h + body + trailer,
+                               hashlib.md5).digest()[:8]
+                if self.auth.flags & ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH:
+                    mac = self.auth.s_seal(mac)
+                verifier = struct.pack("<I", 1) + mac + struct.pack("<I", self.auth.send_seq)
+                self.auth.send_seq += 1
+                return h + body + trailer + verifier
         return hdr(PT_FAULT, PFC_FIRST | PFC_LAST, call_id, len(body), 0) + body
 
     def response(self, call_id, ctx_id, stub):
@@ -876,6 +901,8 @@ def main():
     p.add_argument("--events", help="append decoded calls as JSON lines here")
     p.add_argument("--ready", help="touch this file once every listener is up")
     p.add_argument("--keytab", help="service keys (MIT keytab): accept Kerberos in binds and SMB2 session setup")
+    p.add_argument("--seal-faults", action="store_true",
+                   help="faults the interfaces raise (nca_s_op_rng_error...) on a sealed context carry an auth verifier")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
