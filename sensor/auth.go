@@ -91,6 +91,13 @@ func (a *secContext) token(blob []byte, fromClient bool, env authEnv) bool {
 			env.anomaly("ntlmssp_malformed")
 			return false
 		}
+		if a.mech == mechKerberos {
+			// SPNEGO fell back from Kerberos to NTLM (the acceptor refused
+			// the optimistic AP-REQ, or cannot do Kerberos): the ticket's
+			// keys and state are not this exchange's, whether or not an
+			// NTLM NEGOTIATE comes first.
+			*a = secContext{from: a.from, user: a.user}
+		}
 		a.mech = mechNTLM
 		switch m.Type {
 		case dissect.NTLMNegotiate:

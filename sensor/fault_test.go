@@ -1,7 +1,6 @@
 package sensor
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"os"
 	"strconv"
@@ -131,12 +130,7 @@ func TestSealedFault(t *testing.T) {
 func TestSealedFaultSkipped(t *testing.T) {
 	const base = "../pcaps/impacket-schtask-tcp-fault-sealed"
 	sf := readSealedFacts(t, base+".json", base+".pcap")
-	msgs := wireMessages(t, base+".pcap", 49667, func(b []byte) int {
-		if len(b) < 10 {
-			return 0
-		}
-		return int(binary.LittleEndian.Uint16(b[8:]))
-	})
+	msgs := rpcWireMessages(t, base+".pcap", 49667)
 	var kept []wireMsg
 	faults, after := 0, 0
 	for _, m := range msgs {
