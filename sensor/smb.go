@@ -72,6 +72,9 @@ type smbSession struct {
 	// keys decrypt SMB3 transform messages when credentials matched.
 	keys     *dissect.SMB3Keys
 	reported bool
+	// keyLookups counts the session's lookups in the shared key store
+	// (boundKeys), which are bounded: not one per message.
+	keyLookups uint8
 }
 
 type smbTree struct {

@@ -118,12 +118,24 @@ func (s *smbState) established(ss *smbSession, st *sessionSetup) {
 	s.c.w.sessionKeys().put(s.c.endpoints().Server, ss.id, &k)
 }
 
+// maxKeyLookups bounds a session's lookups in the shared key store: at its
+// binding, then at its first transform messages when it has no keys (a
+// session set up on another connection before the capture saw this one, or
+// a live worker that has not yet processed the setup on the other
+// connection). A session without keys (no secret supplied) then costs
+// nothing per message.
+const maxKeyLookups = 3
+
 // boundKeys gives a session the keys it was established with on another
 // connection, if any: multichannel binds new connections to a session with
 // the same keys. The other connection may be on another worker; keyWait
 // (sharded replay) first lets every other worker reach this packet, so that
 // the lookup sees what one worker would have seen.
 func (s *smbState) boundKeys(ss *smbSession) {
+	if ss.keyLookups >= maxKeyLookups {
+		return
+	}
+	ss.keyLookups++
 	w := s.c.w
 	if w.keyWait != nil {
 		w.keyWait()
