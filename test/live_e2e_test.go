@@ -279,6 +279,8 @@ func TestLiveCaptureMatchesReplay(t *testing.T) {
 				// and spool (issue 16: it exited 2 before capturing).
 				args = append(args, "--nats", "nats://127.0.0.1:4222", "--spool-dir", t.TempDir(), "--nats-ack-timeout", "500ms")
 			}
+			statsFile := filepath.Join(t.TempDir(), "stats.json")
+			args = append(args, "--stats-file", statsFile)
 			p := startSensor(t, ns, bin, args...)
 			for _, f := range files {
 				// --mbps paces the replay without the captures' idle gaps.
@@ -319,7 +321,41 @@ func TestLiveCaptureMatchesReplay(t *testing.T) {
 			if workers == 1 {
 				checkSpooled(t, p)
 			}
+			checkStatsFile(t, p, statsFile)
 		})
+	}
+}
+
+// checkStatsFile: run --stats-file writes at shutdown the counters the
+// closing stats record carries (capture had stopped when both were taken).
+func checkStatsFile(t *testing.T, p *sensorProc, path string) {
+	t.Helper()
+	type counters struct {
+		Packets struct{ Total, TCP uint64 }
+		DCERPC  json.RawMessage `json:"dcerpc"`
+		SMB     json.RawMessage `json:"smb"`
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("--stats-file: %v\nstderr:\n%s", err, p.errText())
+	}
+	var file counters
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatalf("--stats-file: %v", err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(p.stdout()), []byte("\n"))
+	var last struct{ Metric counters }
+	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil {
+		t.Fatal(err)
+	}
+	m := last.Metric
+	same := func(a, b json.RawMessage) bool {
+		var ca, cb bytes.Buffer
+		return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
+	}
+	if file.Packets.Total == 0 || file.Packets != m.Packets || !same(file.DCERPC, m.DCERPC) || !same(file.SMB, m.SMB) {
+		t.Errorf("--stats-file packets %+v dcerpc %s smb %s; closing stats record %+v %s %s",
+			file.Packets, file.DCERPC, file.SMB, m.Packets, m.DCERPC, m.SMB)
 	}
 }
 

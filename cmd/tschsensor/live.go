@@ -56,6 +56,7 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on `HOST:PORT`")
 	queue := fs.Int("queue", sensor.DefaultQueueLen, "records waiting for the detector before workers drop them")
 	noStdout := fs.Bool("no-stdout", false, "do not print events on stdout (NATS only)")
+	statsFile := fs.String("stats-file", "", statsFileUsage+", at shutdown")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor run -i IFACE [-i IFACE...] [flags]")
 		fs.PrintDefaults()
@@ -151,11 +152,18 @@ func runLive(args []string, stdout, stderr io.Writer) int {
 	for _, err := range out.Errors() {
 		fmt.Fprintln(stderr, "tschsensor: output:", err)
 	}
+	rc := 0
+	if *statsFile != "" {
+		if err := writeStatsFile(*statsFile, &res.Stats, out, dopts); err != nil {
+			fmt.Fprintln(stderr, "tschsensor:", err)
+			rc = 1
+		}
+	}
 	if res.Err != nil {
 		fmt.Fprintln(stderr, "tschsensor:", res.Err)
 		return 1
 	}
-	return 0
+	return rc
 }
 
 func filterName(expr, file string) string {

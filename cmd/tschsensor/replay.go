@@ -28,7 +28,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	cf := addCommonFlags(fs)
 	nf := addNATSFlags(fs)
 	noStdout := fs.Bool("no-stdout", false, "do not print events on stdout (NATS only)")
-	statsFile := fs.String("stats-file", "", "write the final counters as one JSON object to this `file` (sealed/opened DCE-RPC PDUs, Kerberos tickets, SMB3 keys, anomalies...; docs/events.md, Counters)")
+	statsFile := fs.String("stats-file", "", statsFileUsage)
 	workers := fs.Int("workers", 1, "decoding workers; connections are hashed to them and the output is the same for any number")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: tschsensor replay [flags] FILE...")
@@ -88,12 +88,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	rc := 0
 	if *statsFile != "" {
-		oc := sensor.OutputCounters{Events: out.Events, Alerts: out.Alerts}
-		if rs := dopts.Rules.Load(); rs != nil {
-			oc.Suppressed = rs.Suppressions()
-		}
-		c := res.Stats.Counters(oc, del)
-		if err := sensor.WriteCountersFile(*statsFile, c); err != nil {
+		if err := writeStatsFile(*statsFile, &res.Stats, out, dopts); err != nil {
 			fmt.Fprintln(stderr, "tschsensor:", err)
 			rc = 1
 		}
