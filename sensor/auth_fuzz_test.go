@@ -65,6 +65,8 @@ func FuzzWorkerSecrets(f *testing.F) {
 	authFuzzSeed(f, "../pcaps/impacket-schtask-tcp-signed.pcap", 49667)
 	authFuzzSeed(f, "../pcaps/krb-impacket-schtask-tcp-aes256.pcap", 49667)
 	authFuzzSeed(f, "../pcaps/krb-gomsrpc-schtask-tcp-rc4.pcap", 49667)
+	authFuzzSeed(f, "../pcaps/impacket-schtask-tcp-fault-sealed.pcap", 49667)
+	authFuzzSeed(f, "../pcaps/krb-impacket-schtask-tcp-fault-aes256.pcap", 49667)
 	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
 		if len(in) > plFuzzMaxInput {
 			in = in[:plFuzzMaxInput]
