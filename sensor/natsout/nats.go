@@ -534,6 +534,8 @@ type NATSSink struct {
 	srv    *server.Server      // embedded server, if any
 	sp     *spool
 	sensor []string // shared header value
+	// pubOpts go with every JetStream publish: see jsPublishOpts.
+	pubOpts []jetstream.PublishOpt
 
 	// mu serialises Publish, Close and mode switches. It is never held
 	// by the publish callbacks, which run under nats.go's own locks.
@@ -580,14 +582,15 @@ func NewNATSSink(ctx context.Context, o NATSOptions, log *slog.Logger) (*NATSSin
 		return nil, err
 	}
 	s := &NATSSink{
-		o:      o,
-		log:    log,
-		sensor: []string{o.SensorID},
-		fbyMsg: make(map[*nats.Msg]*flight),
-		space:  make(chan struct{}, 1),
-		kick:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		warnAt: make(map[string]time.Time),
+		o:       o,
+		log:     log,
+		sensor:  []string{o.SensorID},
+		pubOpts: jsPublishOpts(o.Stream),
+		fbyMsg:  make(map[*nats.Msg]*flight),
+		space:   make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		warnAt:  make(map[string]time.Time),
 	}
 	ok := false
 	defer func() {
@@ -736,11 +739,58 @@ func (s *NATSSink) setupJetStream(ctx context.Context) (js, jsr jetstream.JetStr
 	return js, jsr, nil
 }
 
-// streamLost reports an error that means the stream is not there to
-// answer: deleted, or a server back with an empty store.
+// jsPublishOpts are the options of every JetStream publish, live or
+// re-sent from the spool.
+//
+// No retries: on a "no responders" reply nats.go would otherwise publish
+// the message again by itself 250 ms later, twice, behind the sink's back.
+// By then the sink may have moved the record to its spool and recreated
+// the stream, and the library's copy landed in the new stream ahead of
+// the records re-sent from the spool before it (seen in CI as a recreated
+// stream starting in the middle of the outage; metrics, which carry no
+// message id, were stored twice). The first failure must reach the sink
+// at once: the spool is the only re-send path.
+//
+// Expected stream: only our stream may store the record. If the stream
+// was replaced by another one capturing the same subjects, the server
+// refuses the message instead of acknowledging it into a stream nobody
+// reads from as ours.
+func jsPublishOpts(stream string) []jetstream.PublishOpt {
+	return []jetstream.PublishOpt{jetstream.WithRetryAttempts(0), jetstream.WithExpectStream(stream)}
+}
+
+// jsStreamNotMatch is the JetStream error code for a message whose
+// Nats-Expected-Stream header names another stream than the one that
+// captured it (JSStreamNotMatchErr; nats.go has no constant for it).
+const jsStreamNotMatch jetstream.ErrorCode = 10060
+
+// errWrongStream: a publish ack named another stream than ours.
+var errWrongStream = errors.New("nats: publish stored in another stream")
+
+// streamLost reports an error that means our stream is not there to
+// answer: deleted, a server back with an empty store, or another stream
+// now capturing our subjects.
 func streamLost(err error) bool {
+	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrStreamNotFound)
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, errWrongStream) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jsStreamNotMatch)
+}
+
+// checkPubAck returns an error unless ack says our stream stored the
+// record: a positive sequence in the configured stream. A duplicate ack
+// is accepted: JetStream sends it only for a message id it stored within
+// the duplicate window, and its sequence is that of the stored copy.
+func (s *NATSSink) checkPubAck(ack *jetstream.PubAck) error {
+	switch {
+	case ack == nil:
+		return errors.New("nats: empty publish ack")
+	case ack.Stream != s.o.Stream:
+		return fmt.Errorf("%w: acknowledged by stream %q, not %q", errWrongStream, ack.Stream, s.o.Stream)
+	case ack.Sequence == 0:
+		return fmt.Errorf("nats: publish ack from stream %s without a sequence", ack.Stream)
+	}
+	return nil
 }
 
 // setup looks the stream up again (creating it when allowed) from the
@@ -753,18 +803,26 @@ func (s *NATSSink) setup(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	if s.js != nil && js != nil {
-		// Keep the live context: its async publishes may still be in
-		// flight; their acks need its handlers.
-		js = s.js
-	}
-	s.js, s.jsr = js, jsr
 	if !s.spooling {
 		// Records published while the stream was being looked up went
 		// out directly; from now on they go through the spool until it
-		// drains, so nothing overtakes what is queued there.
+		// drains, so nothing overtakes what is queued there. Those still
+		// unacknowledged go to the spool first: while spooling nothing
+		// moves in-flight records there any more, so one that failed
+		// later would only be spooled after the spool drained, behind
+		// records published after it. Their re-send is a duplicate
+		// JetStream drops if they were stored after all. The spool is
+		// empty whenever the sink is not spooling, so order holds.
+		if s.Stats().InFlight > 0 {
+			s.enterSpoolLocked("checking the stream")
+		}
 		s.spooling = true
 	}
+	if s.js != nil && js != nil {
+		// Keep the live context: nats.go keeps its handlers per context.
+		js = s.js
+	}
+	s.js, s.jsr = js, jsr
 	s.mu.Unlock()
 	s.needSetup.Store(false)
 	return nil
@@ -872,7 +930,7 @@ func (s *NATSSink) Publish(rec Record) error {
 		return nil
 	}
 	s.track(msg)
-	if _, err := s.js.PublishMsgAsync(msg); err != nil {
+	if _, err := s.js.PublishMsgAsync(msg, s.pubOpts...); err != nil {
 		s.stats.errors.Add(1)
 		// msg is still tracked, so it is spooled in order with the rest.
 		s.enterSpoolLocked(err.Error())
@@ -916,8 +974,13 @@ func (s *NATSSink) track(msg *nats.Msg) {
 	s.fmu.Unlock()
 }
 
-// onAck runs on nats.go's ack goroutine: it must not block.
-func (s *NATSSink) onAck(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.PubAck) {
+// onAck runs on nats.go's ack goroutine: it must not block. Only an ack
+// from our stream counts; any other is a failed publish.
+func (s *NATSSink) onAck(js jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
+	if err := s.checkPubAck(ack); err != nil {
+		s.onAckErr(js, msg, err)
+		return
+	}
 	s.fmu.Lock()
 	f, ok := s.fbyMsg[msg]
 	if ok {
@@ -1073,7 +1136,7 @@ func (s *NATSSink) resender(ctx context.Context) {
 					return
 				}
 				s.stats.errors.Add(1)
-				if streamLost(err) {
+				if streamLost(err) || silentStream(err) {
 					s.needSetup.Store(true)
 				}
 				s.sp.Rewind()
@@ -1092,7 +1155,8 @@ func (s *NATSSink) resender(ctx context.Context) {
 }
 
 // checkAckTimeout flags a failure when the oldest unacknowledged publish
-// has waited longer than natsPubAckWait.
+// has waited longer than natsPubAckWait. The stream is looked up again
+// before the re-send: see silentStream.
 func (s *NATSSink) checkAckTimeout() {
 	s.fmu.Lock()
 	stale := s.fhead < len(s.flights) && time.Since(s.flights[s.fhead].sent) > natsPubAckWait
@@ -1100,8 +1164,20 @@ func (s *NATSSink) checkAckTimeout() {
 	if stale && !s.failed.Load() {
 		s.stats.errors.Add(1)
 		s.lastErr.Store(fmt.Sprintf("no ack within %v", natsPubAckWait))
+		s.needSetup.Store(true)
 		s.failed.Store(true)
 	}
+}
+
+// silentStream reports an error after which the stream may be gone
+// without the server saying so: a publish answered by nothing at all.
+// That is what a missing stream looks like when some core subscriber
+// (tschsensor tail in core mode, a SIEM) listens on our subjects: the
+// server then has a responder and sends no "no responders" status. The
+// sink looks the stream up (and recreates it) instead of re-sending into
+// the void for ever.
+func silentStream(err error) bool {
+	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrTimeout)
 }
 
 // flushCore confirms core-mode publishes with a round trip.
@@ -1131,7 +1207,7 @@ func (s *NATSSink) resendBatch(ctx context.Context) error {
 		if s.jsr != nil {
 			futs := make([]jetstream.PubAckFuture, 0, len(recs))
 			for _, r := range recs {
-				f, err := s.jsr.PublishMsgAsync(s.newMsg(r.Kind, r.Subject, r.ID, r.Data))
+				f, err := s.jsr.PublishMsgAsync(s.newMsg(r.Kind, r.Subject, r.ID, r.Data), s.pubOpts...)
 				if err != nil {
 					return fmt.Errorf("publish: %w", err)
 				}
@@ -1139,7 +1215,10 @@ func (s *NATSSink) resendBatch(ctx context.Context) error {
 			}
 			for _, f := range futs {
 				select {
-				case <-f.Ok():
+				case ack := <-f.Ok():
+					if err := s.checkPubAck(ack); err != nil {
+						return err
+					}
 				case err := <-f.Err():
 					return fmt.Errorf("ack: %w", err)
 				case <-ctx.Done():

@@ -40,7 +40,7 @@ func downServer(t *testing.T) (port int, url string) {
 func TestNATSSinkStartsWithoutServer(t *testing.T) {
 	port, url := downServer(t)
 	o := testOptions(t, url)
-	o.AckTimeout = time.Minute
+	o.AckTimeout = 5 * time.Second
 	log, tl := newTestLog()
 	s, err := NewNATSSink(context.Background(), o, log)
 	if err != nil {
@@ -124,6 +124,147 @@ func TestNATSSinkStreamRecreated(t *testing.T) {
 	if streamExists(t, url, DefaultStream) {
 		t.Fatal("stream recreated with creation off")
 	}
+}
+
+// TestNATSSinkStreamGoneSingleResend: while the stream is gone, a record
+// goes to the server once, is answered "no responders", and is sent again
+// only from the sink's spool after the sink recreated the stream.
+// nats.go's own retries of such a publish (two by default, 250 ms apart)
+// used to run behind the sink's back: their copies could land in the
+// recreated stream ahead of the records re-sent from the spool, which CI
+// saw as a stream starting in the middle of the outage. Counted on the
+// sink's connection: at most two copies of each record (plus the few
+// stream API requests), and the stream holds each record once, in order.
+func TestNATSSinkStreamGoneSingleResend(t *testing.T) {
+	srv := testServer(t, &server.Options{}, t.TempDir())
+	url := srv.ClientURL()
+	o := testOptions(t, url)
+	o.AckTimeout = time.Minute
+	s, err := NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := testRecords("single", 0, 400)
+	deleteStream(t, url, DefaultStream)
+	before := s.nc.Stats().OutMsgs
+	publishAll(t, s, recs)
+	waitFor(t, "the stream to be recreated and the records re-sent", func() bool {
+		st := s.Stats()
+		return s.Connected() && st.SpoolRecords == 0 && st.InFlight == 0 && st.Acked == uint64(len(recs))
+	})
+	sent := s.nc.Stats().OutMsgs - before
+	closeSink(t, s)
+	if st := s.Stats(); st.Dropped != 0 || st.Acked != uint64(len(recs)) {
+		t.Fatalf("stats %+v, want every record acked once", st)
+	}
+	// Stream look-up and creation take a handful of API requests.
+	const apiSlack = 50
+	if limit := uint64(2*len(recs) + apiSlack); sent > limit {
+		t.Errorf("the sink's connection sent %d messages for %d records, want at most %d: "+
+			"something other than the spool re-sent records", sent, len(recs), limit)
+	}
+	checkExactly(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
+}
+
+// TestNATSSinkStreamGoneWithListener: with a core subscriber on the
+// sink's subjects (tschsensor tail in core mode, a SIEM), a missing stream
+// does not answer "no responders": publishes just get no ack. The sink
+// must still look the stream up, recreate it and deliver every record,
+// in order, instead of re-sending into the void.
+func TestNATSSinkStreamGoneWithListener(t *testing.T) {
+	srv := testServer(t, &server.Options{}, t.TempDir())
+	url := srv.ClientURL()
+	o := testOptions(t, url)
+	o.AckTimeout = time.Minute
+	s, err := NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	if _, err := listener.Subscribe(DefaultSubjectPrefix+".>", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := listener.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	recs := testRecords("listened", 0, 200)
+	deleteStream(t, url, DefaultStream)
+	publishAll(t, s, recs)
+	closeSink(t, s)
+	if st := s.Stats(); st.Dropped != 0 || st.SpoolRecords != 0 || st.Acked != uint64(len(recs)) {
+		t.Fatalf("stats %+v, want every record delivered", st)
+	}
+	checkDelivered(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
+}
+
+// TestNATSSinkOtherStreamNotAcked: when another stream captures the
+// sink's subjects in place of its own, the server must not store records
+// there as if delivered: they wait in the spool, uncounted as acked,
+// until the sink's stream can be created again.
+func TestNATSSinkOtherStreamNotAcked(t *testing.T) {
+	srv := testServer(t, &server.Options{}, t.TempDir())
+	url := srv.ClientURL()
+	o := testOptions(t, url)
+	o.AckTimeout = time.Minute
+	s, err := NewNATSSink(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := testRecords("other", 0, 200)
+	publishAll(t, s, recs[:100])
+	waitFor(t, "acks", func() bool { return s.Stats().Acked == 100 })
+
+	deleteStream(t, url, DefaultStream)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{DefaultSubjectPrefix + ".>"}}); err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, s, recs[100:])
+	waitFor(t, "every record acked or spooled", func() bool {
+		st := s.Stats()
+		return st.InFlight == 0 && int(st.Acked)+int(st.SpoolRecords) >= len(recs)
+	})
+	if st := s.Stats(); st.Acked != 100 || st.SpoolRecords != 100 || st.Dropped != 0 {
+		t.Fatalf("stats %+v: want the 100 records published after the swap kept in the spool, not acked", st)
+	}
+	if s.Connected() {
+		t.Error("Connected() while another stream holds our subjects")
+	}
+	other, err := js.Stream(ctx, "OTHER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := other.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("stream OTHER stored %d of our records", n)
+	}
+
+	// Once the other stream is gone the sink creates its own again and
+	// delivers what it kept.
+	if err := js.DeleteStream(ctx, "OTHER"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream to be recreated and the spool re-sent", func() bool {
+		st := s.Stats()
+		return s.Connected() && st.SpoolRecords == 0 && st.InFlight == 0
+	})
+	closeSink(t, s)
+	if st := s.Stats(); st.Acked != 200 || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkExactly(t, readStream(t, url, DefaultStream), recs[100:], DefaultSubjectPrefix)
 }
 
 func deleteStream(t *testing.T, url, name string) {
