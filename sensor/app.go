@@ -54,12 +54,12 @@ func matchSMB(c *conn, b []byte) bool {
 }
 
 func openSMB(c *conn) appParser {
-	c.w.stats.SMBConnections++
+	c.env.stats.SMBConnections++
 	return newSMBState(c)
 }
 
 func openRPC(c *conn) appParser {
-	c.w.stats.RPCConnections++
+	c.env.stats.RPCConnections++
 	return newRPCChannel(c, detect.TransportTCP, nil)
 }
 
@@ -72,9 +72,9 @@ func (s *smbState) start(b []byte) int   { return smbStart(b) }
 // read or write (8 MiB) plus headers.
 func (s *smbState) maxMessage() int {
 	if s.keyed {
-		return max(s.c.w.opt.MaxMessage, maxEncryptedMessage)
+		return max(s.c.env.opt.MaxMessage, maxEncryptedMessage)
 	}
-	return s.c.w.opt.MaxMessage
+	return s.c.env.opt.MaxMessage
 }
 
 // appParser for DCE-RPC over TCP; the framing methods are those pipes use.

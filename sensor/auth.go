@@ -39,7 +39,7 @@ type authEnv struct {
 }
 
 func (c *conn) authEnv() authEnv {
-	return authEnv{creds: c.w.opt.Credentials, keys: c.w.opt.KerberosKeys, stats: &c.w.stats, anomaly: c.anomaly}
+	return authEnv{creds: c.env.opt.Credentials, keys: c.env.opt.KerberosKeys, stats: c.env.stats, anomaly: c.anomaly}
 }
 
 // secContext is one GSS security context as a passive observer sees it,

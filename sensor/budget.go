@@ -79,7 +79,7 @@ func (h *half) feed(f framer, dir int, data []byte) {
 	h.busy = true
 	h.feedData(f, dir, data)
 	h.busy = false
-	f.worker().settle(h)
+	f.budget().settle(h)
 }
 
 // settle accounts a half's buffer after a delivery and evicts the oldest

@@ -127,8 +127,8 @@ func (r *rpcChannel) start(b []byte) int            { return rpcStart(b) }
 func (r *rpcChannel) handle(dir int, msg []byte)    { r.pdu(dir, msg) }
 func (r *rpcChannel) partial(int, []byte, int) bool { return false }
 func (r *rpcChannel) anomaly(name string)           { r.c.anomaly(name) }
-func (r *rpcChannel) maxMessage() int               { return r.c.w.opt.MaxMessage }
-func (r *rpcChannel) worker() *Worker               { return r.c.w }
+func (r *rpcChannel) maxMessage() int               { return r.c.env.opt.MaxMessage }
+func (r *rpcChannel) budget() msgBudget             { return r.c.env.mem }
 func (r *rpcChannel) setClientFrom(dir int, isClient bool) {
 	if r.c.client < 0 {
 		if isClient {
@@ -146,7 +146,7 @@ func (r *rpcChannel) pdu(dir int, b []byte) {
 		r.c.anomaly("dcerpc_bad_header")
 		return
 	}
-	r.c.w.stats.RPCPDUs++
+	r.c.env.stats.RPCPDUs++
 	if _, err := dissect.ParseAuthTrailer(b, h, &r.trailer); err != nil {
 		r.c.anomaly("dcerpc_bad_auth_trailer")
 		return
@@ -227,7 +227,7 @@ func (r *rpcChannel) bindAck(b []byte) {
 		if name == "" {
 			name = e.AbstractUUID
 		}
-		r.c.w.stats.Binds[name]++
+		r.c.env.stats.Binds[name]++
 	}
 	if r.trailer.Value != nil {
 		r.authToken(false)
@@ -264,7 +264,7 @@ func (r *rpcChannel) context(id uint16) *presCtx {
 		return nil
 	}
 	ep := r.c.endpoints()
-	iface, uuid, ok := r.c.w.epm.Lookup(ep.Server, ep.ServerPort, r.c.ci.Timestamp)
+	iface, uuid, ok := r.c.env.epm.Lookup(ep.Server, ep.ServerPort, r.c.ci.Timestamp)
 	if !ok || iface == dissect.IfaceUnknown {
 		return nil
 	}
@@ -383,11 +383,11 @@ func appendFrame(f []uint64, n uint64) []uint64 {
 }
 
 func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
-	w := r.c.w
-	if len(dst)+len(stub) > w.opt.MaxStub || w.stubBytes+len(stub) > w.opt.MaxStubTotal {
+	env := r.c.env
+	if len(dst)+len(stub) > env.opt.MaxStub || *env.stubBytes+len(stub) > env.opt.MaxStubTotal {
 		if !call.Truncated {
 			call.Truncated = true
-			if len(dst)+len(stub) > w.opt.MaxStub {
+			if len(dst)+len(stub) > env.opt.MaxStub {
 				r.c.anomaly("dcerpc_stub_too_large")
 			} else {
 				r.c.anomaly("dcerpc_stub_budget_exhausted")
@@ -395,7 +395,7 @@ func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
 		}
 		return dst
 	}
-	w.stubBytes += len(stub)
+	*env.stubBytes += len(stub)
 	return append(dst, stub...)
 }
 
@@ -413,7 +413,7 @@ func (r *rpcChannel) appendRequestStub(rc *rpcCall, stub []byte, call *detect.Ca
 	}
 	t := len(rc.reqTail)
 	rc.reqTail = keepTail(rc.reqTail, stub)
-	r.c.w.stubBytes += len(rc.reqTail) - t
+	*r.c.env.stubBytes += len(rc.reqTail) - t
 }
 
 func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
@@ -434,7 +434,7 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	if !interested && !unresolved && !(pc == nil && r.pipeIsAtsvc()) {
 		return nil // calls of other interfaces are only counted
 	}
-	if len(r.calls) >= r.c.w.opt.MaxCalls {
+	if len(r.calls) >= r.c.env.opt.MaxCalls {
 		r.c.anomaly("dcerpc_too_many_calls")
 		r.finishOldest()
 	}
@@ -447,8 +447,8 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 		Opnum:     opnum,
 		CallID:    r.hdr.CallID,
 		ContextID: ctxID,
-		PcapFile:  r.c.w.file,
-		Seq:       r.c.w.nextSeq(),
+		PcapFile:  *r.c.env.file,
+		Seq:       r.c.env.seq.nextSeq(),
 	}
 	if r.smb != nil {
 		s := *r.smb
@@ -518,7 +518,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	call := rc.call
 	delete(r.calls, call.CallID)
 	// The stubs leave the worker's budget here, decoded or handed on.
-	r.c.w.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail)
+	*r.c.env.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail)
 	if rc.reqCut {
 		r.compact(rc)
 	}
@@ -527,7 +527,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		if pc == nil {
 			// Another worker may learn the port from the endpoint mapper
 			// later: the resolver in front of the detector decides.
-			if _, ok := r.c.w.rec.(EPMRecorder); ok {
+			if _, ok := r.c.env.rec.(EPMRecorder); ok {
 				call.Unresolved = true
 				// Sealed stubs cannot be decoded; the operation still can
 				// be named once the interface is.
@@ -535,15 +535,15 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 					call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
 				}
 				call.Dup = r.c.disambiguate(detect.CallKey(call))
-				r.c.w.rec.Call(call)
+				r.c.env.rec.Call(call)
 				return
 			}
 			r.c.anomaly("dcerpc_call_unknown_context")
-			r.c.w.dropSeq(call.Seq)
+			r.c.env.seq.dropSeq(call.Seq)
 			return
 		}
 		if !pc.iface.Decoded() {
-			r.c.w.dropSeq(call.Seq)
+			r.c.env.seq.dropSeq(call.Seq)
 			return
 		}
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
@@ -558,15 +558,15 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	}
 	if rc.interested && call.Iface == dissect.IfaceEPM {
 		r.learnEPM(rc)
-		r.c.w.dropSeq(call.Seq)
+		r.c.env.seq.dropSeq(call.Seq)
 		return
 	}
 	if rc.interested && (!call.Encrypted || call.Decrypted) {
 		r.decode(rc)
 	}
-	r.c.w.stats.TschCalls++
+	r.c.env.stats.TschCalls++
 	call.Dup = r.c.disambiguate(detect.CallKey(call))
-	r.c.w.rec.Call(call)
+	r.c.env.rec.Call(call)
 }
 
 // compact joins a cut request stub's head and tail where the operation's
@@ -587,7 +587,7 @@ func (r *rpcChannel) compact(rc *rpcCall) {
 
 // decode runs the MS-TSCH stub decoders on a finished call.
 func (r *rpcChannel) decode(rc *rpcCall) {
-	if err := decodeCall(r.c.w.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep); err != nil {
+	if err := decodeCall(r.c.env.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep); err != nil {
 		r.c.anomaly("tsch_stub_decode_error")
 	}
 	if xmlMalformed(rc.call) {
@@ -681,8 +681,8 @@ func (r *rpcChannel) learnEPM(rc *rpcCall) {
 		if !addr.IsValid() || addr.IsUnspecified() {
 			addr = server
 		}
-		r.c.w.epm.Learn(addr, e.Port, e.Interface, r.c.ci.Timestamp)
-		if er, ok := r.c.w.rec.(EPMRecorder); ok {
+		r.c.env.epm.Learn(addr, e.Port, e.Interface, r.c.ci.Timestamp)
+		if er, ok := r.c.env.rec.(EPMRecorder); ok {
 			er.EPM(addr, e.Port, e.Interface, r.c.ci.Timestamp)
 		}
 	}
@@ -714,7 +714,7 @@ func (r *rpcChannel) finishOldest() {
 // taken for a pipe turned out to be a file.
 func (r *rpcChannel) discard() {
 	for id, rc := range r.calls {
-		r.c.w.stubBytes -= len(rc.req) + len(rc.resp)
+		*r.c.env.stubBytes -= len(rc.req) + len(rc.resp)
 		delete(r.calls, id)
 	}
 	r.early, r.earlyBytes = nil, 0

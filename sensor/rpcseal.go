@@ -36,7 +36,7 @@ func (r *rpcChannel) protect(b []byte, fromClient bool) ([]byte, pduProtection) 
 	if t.Value == nil {
 		return b, pduProtection{}
 	}
-	st := &r.c.w.stats
+	st := r.c.env.stats
 	ctx := r.auth.context(t.ContextID, false)
 	switch t.Level {
 	case dissect.AuthLevelPrivacy:

@@ -154,7 +154,7 @@ func (s *smbState) message(dir int, msg []byte) {
 	if len(payload) == 0 {
 		return
 	}
-	s.c.w.stats.SMBMessages++
+	s.c.env.stats.SMBMessages++
 	switch dissect.ClassifySMB(payload) {
 	case dissect.SMBKind2:
 		s.smb2(dir, payload)
@@ -180,10 +180,10 @@ func (s *smbState) transform(dir int, msg []byte) {
 		s.c.anomaly("smb3_bad_transform")
 		return
 	}
-	s.c.w.stats.SMB3Encrypted++
+	s.c.env.stats.SMB3Encrypted++
 	ss := s.session(t.SessionID)
 	if ss.encrypted == 0 {
-		s.c.w.stats.SMB3EncSessions++
+		s.c.env.stats.SMB3EncSessions++
 	}
 	ss.encrypted++
 	if ss.keys == nil {
@@ -200,7 +200,7 @@ func (s *smbState) transform(dir int, msg []byte) {
 		}
 		return
 	}
-	s.c.w.stats.SMB3Decrypted++
+	s.c.env.stats.SMB3Decrypted++
 	switch dissect.ClassifySMB(plain) {
 	case dissect.SMBKind2:
 		s.smb2(dir, plain)
@@ -300,7 +300,7 @@ func (s *smbState) releaseHeld(id uint64) {
 }
 
 func (s *smbState) addPending(id uint64, r *smbReq) {
-	if len(s.pending) >= s.c.w.opt.MaxPending {
+	if len(s.pending) >= s.c.env.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
 		// The oldest requests are the most likely to be lost for good.
 		if old, ok := s.pendAge.oldest(s.pendingLive); ok {
@@ -576,7 +576,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.c.anomaly("smb2_bad_tree_connect")
 			return
 		}
-		if len(s.trees) >= s.c.w.opt.MaxFiles {
+		if len(s.trees) >= s.c.env.opt.MaxFiles {
 			s.c.anomaly("smb_too_many_trees")
 			return
 		}
@@ -761,7 +761,7 @@ func (s *smbState) learnIPC(session uint64, treeID uint32) *smbTree {
 		return t
 	}
 	t := &smbTree{ipc: true, typ: dissect.ShareTypePipe, learned: true}
-	if len(s.trees) < s.c.w.opt.MaxFiles {
+	if len(s.trees) < s.c.env.opt.MaxFiles {
 		s.trees[k] = t
 	}
 	return t
@@ -802,7 +802,7 @@ func newTree(path string, typ uint8) *smbTree {
 }
 
 func (s *smbState) openFile(session uint64, fid dissect.FileID, treeID uint32, tree *smbTree, name string, options uint32, frame uint64) *smbFile {
-	if len(s.files) >= s.c.w.opt.MaxFiles {
+	if len(s.files) >= s.c.env.opt.MaxFiles {
 		s.c.anomaly("smb_too_many_files")
 		return nil
 	}
@@ -887,8 +887,8 @@ func (s *smbState) closeFile(f *smbFile, ok bool) {
 	if f.pipe != nil {
 		f.pipe.closed = true
 		f.pipe.rpc.close()
-		s.c.w.release(&f.pipe.half[0])
-		s.c.w.release(&f.pipe.half[1])
+		s.c.env.mem.release(&f.pipe.half[0])
+		s.c.env.mem.release(&f.pipe.half[1])
 		return
 	}
 	if f.tree == nil {
@@ -909,8 +909,8 @@ func (s *smbState) closeFile(f *smbFile, ok bool) {
 }
 
 func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
-	w := s.c.w
-	w.stats.FileOps++
+	env := s.c.env
+	env.stats.FileOps++
 	ctx := detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Tree: f.tree.path,
 		FileID: s.fileIDString(f.id)}
 	var user *detect.Identity
@@ -918,12 +918,12 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 		user = ss.user
 	}
 	fo := &detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(), SMB: ctx, Op: op, Path: f.name,
-		Share: f.tree.share, Bytes: n, User: user, PcapFile: w.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: w.nextSeq()}
+		Share: f.tree.share, Bytes: n, User: user, PcapFile: *env.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: env.seq.nextSeq()}
 	if op == "write" {
 		fo.Data = f.head
 	}
 	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
-	w.rec.File(fo)
+	env.rec.File(fo)
 }
 
 // maxJobHead bounds what is kept of a .job file written over SMB: real ones

@@ -295,7 +295,7 @@ func (m *smb1State) transSecondary(msg []byte, h *dissect.SMB1Header, key smb1Ke
 
 func (m *smb1State) addPending(key smb1Key, req *smb1Req) {
 	s := m.s
-	if len(m.pending) >= s.c.w.opt.MaxPending {
+	if len(m.pending) >= s.c.env.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
 		// The oldest request is the most likely to have lost its response.
 		var oldest smb1Key
@@ -357,7 +357,7 @@ func (m *smb1State) response(msg []byte, h *dissect.SMB1Header) {
 				s.c.anomaly("smb1_bad_tree_connect")
 				break
 			}
-			if len(s.trees) >= s.c.w.opt.MaxFiles {
+			if len(s.trees) >= s.c.env.opt.MaxFiles {
 				s.c.anomaly("smb_too_many_trees")
 				break
 			}
@@ -429,7 +429,7 @@ func (m *smb1State) setupResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 		return
 	}
 	if ss.user == nil {
-		s.c.w.stats.SMBSessions++
+		s.c.env.stats.SMBSessions++
 	}
 	ss.user = op.user
 }

@@ -271,7 +271,7 @@ func feedSMB(t *testing.T, path string, edit func([]smbMsg) []smbMsg) (*smbState
 	}
 	rec := &collect{}
 	w := NewWorker(Options{}, rec, nil)
-	c := &conn{w: w, client: -1}
+	c := &conn{w: w, env: &w.env, client: -1}
 	smb := newSMBState(c)
 	c.setApp(smb)
 	for i, m := range msgs {

@@ -51,7 +51,7 @@ func (s *smbState) setupRequest(h *dissect.SMB2Header, msg, blob []byte) *sessio
 func (s *smbState) setupResponse(h *dissect.SMB2Header, msg []byte, st *sessionSetup) {
 	ss := s.session(h.SessionID)
 	if ss.user == nil {
-		s.c.w.stats.SMBSessions++
+		s.c.env.stats.SMBSessions++
 	}
 	if st == nil {
 		return
@@ -111,11 +111,11 @@ func (s *smbState) established(ss *smbSession, st *sessionSetup) {
 	ss.keys = &k
 	s.keyed = true
 	if a.mech == mechKerberos {
-		s.c.w.stats.Auth.SMB3KeyedKerberos++
+		s.c.env.stats.Auth.SMB3KeyedKerberos++
 	} else {
-		s.c.w.stats.Auth.SMB3KeyedNTLM++
+		s.c.env.stats.Auth.SMB3KeyedNTLM++
 	}
-	s.c.w.sessionKeys().put(s.c.endpoints().Server, ss.id, &k)
+	s.c.env.keys.put(s.c.endpoints().Server, ss.id, &k)
 }
 
 // maxKeyLookups bounds a session's lookups in the shared key store: at its
@@ -128,19 +128,14 @@ const maxKeyLookups = 3
 
 // boundKeys gives a session the keys it was established with on another
 // connection, if any: multichannel binds new connections to a session with
-// the same keys. The other connection may be on another worker; keyWait
-// (sharded replay) first lets every other worker reach this packet, so that
-// the lookup sees what one worker would have seen.
+// the same keys. The other connection may be on another worker (see
+// workerKeys.get).
 func (s *smbState) boundKeys(ss *smbSession) {
 	if ss.keyLookups >= maxKeyLookups {
 		return
 	}
 	ss.keyLookups++
-	w := s.c.w
-	if w.keyWait != nil {
-		w.keyWait()
-	}
-	if k := w.sessionKeys().get(s.c.endpoints().Server, ss.id); k != nil {
+	if k := s.c.env.keys.get(s.c.endpoints().Server, ss.id); k != nil {
 		ss.keys = k
 		s.keyed = true
 	}

@@ -31,7 +31,7 @@ type streamFactory struct{ w *Worker }
 func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
 	w := f.w
 	w.active++
-	c := &conn{w: w, vlan: w.f.vlan, key: w.key}
+	c := &conn{w: w, env: &w.env, vlan: w.f.vlan, key: w.key}
 	w.connAdded(c)
 	src, dst := netFlow.Endpoints()
 	sp, dp := tcpFlow.Endpoints()
@@ -67,7 +67,10 @@ func beUint16(b []byte) uint16 {
 // conn is one TCP connection's state: framing per direction and the SMB or
 // DCE-RPC state machine above it. Direction 0 is the first packet's sender.
 type conn struct {
+	// w runs the connection (reassembly, flow table, connection bound);
+	// what the state machines above it use is in env.
 	w      *Worker
+	env    *connEnv
 	addr   [2]netip.Addr
 	port   [2]uint16
 	vlan   uint16
@@ -144,9 +147,9 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	}
 	h := &c.half[dir]
 	if skip != 0 {
-		c.w.stats.Gaps++
+		c.env.stats.Gaps++
 		if skip > 0 {
-			c.w.stats.GapBytes += uint64(skip)
+			c.env.stats.GapBytes += uint64(skip)
 		}
 		h.lost()
 		if c.app != nil {
@@ -173,7 +176,7 @@ func (c *conn) classify(dir int, data []byte) {
 	if h.hunted == 0 && c.half[1-dir].hunted == 0 {
 		// Connections are counted when they carry data: a lone ACK after
 		// the close does not make one.
-		c.w.stats.Connections++
+		c.env.stats.Connections++
 	}
 	from := max(len(h.buf)-maxHeaderPeek, 0)
 	h.buf = append(h.buf, data...)
@@ -185,7 +188,7 @@ func (c *conn) classify(dir int, data []byte) {
 		}
 	}
 	if c.app == nil {
-		if c.half[0].hunted+c.half[1].hunted > c.w.opt.HuntLimit {
+		if c.half[0].hunted+c.half[1].hunted > c.env.opt.HuntLimit {
 			c.proto = protoIgnored
 			c.half[0].buf, c.half[1].buf = nil, nil
 			c.w.flowIgnore(&c.key)
@@ -231,8 +234,8 @@ func (c *conn) framing(b []byte) int                         { return c.app.fram
 func (c *conn) start(b []byte) int                           { return c.app.start(b) }
 func (c *conn) partial(dir int, head []byte, total int) bool { return c.app.partial(dir, head, total) }
 func (c *conn) maxMessage() int                              { return c.app.maxMessage() }
-func (c *conn) anomaly(name string)                          { c.w.stats.anomaly(name) }
-func (c *conn) worker() *Worker                              { return c.w }
+func (c *conn) anomaly(name string)                          { c.env.stats.anomaly(name) }
+func (c *conn) budget() msgBudget                            { return c.env.mem }
 
 const maxEncryptedMessage = 8<<20 + 64<<10
 
@@ -302,7 +305,7 @@ type framer interface {
 	partial(dir int, head []byte, total int) bool
 	anomaly(name string)
 	maxMessage() int
-	worker() *Worker
+	budget() msgBudget
 }
 
 // partialHead is how much of a large message is handed to partial: enough

@@ -208,6 +208,8 @@ type Worker struct {
 	evictFn func(string)
 	synTCP  layers.TCP
 	synBuf  [20 + flowPrefix]byte
+	// env is what the connections' state machines use of the worker.
+	env connEnv
 }
 
 // NewWorker returns a worker handing records to rec. epm may be shared by
@@ -226,6 +228,7 @@ func NewWorker(opt Options, rec Recorder, epm *EPMTable) *Worker {
 	if w.epm == nil {
 		w.epm = NewEPMTable(0, 0)
 	}
+	w.env = w.newConnEnv()
 	pool := reassembly.NewStreamPool(&streamFactory{w: w})
 	w.asm = reassembly.NewAssembler(pool)
 	w.asm.MaxBufferedPagesTotal = opt.MaxPagesTotal
