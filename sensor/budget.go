@@ -74,14 +74,6 @@ func (w *Worker) notePeak() {
 	}
 }
 
-// feed frames data into messages and accounts what stays buffered.
-func (h *half) feed(f framer, dir int, data []byte) {
-	h.busy = true
-	h.feedData(f, dir, data)
-	h.busy = false
-	f.budget().settle(h)
-}
-
 // settle accounts a half's buffer after a delivery and evicts the oldest
 // bulk buffers while the worker is over its budget.
 func (w *Worker) settle(h *half) {
