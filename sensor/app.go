@@ -1,7 +1,5 @@
 package sensor
 
-import "github.com/tschsensor/tschsensor/detect"
-
 // appParser is the application protocol above one TCP connection's two byte
 // streams: it says where messages start and how long they are (the
 // connection's halves frame with it), takes each message, and keeps the
@@ -40,46 +38,6 @@ type appProbe struct {
 func appProbes() [2]appProbe {
 	return [2]appProbe{
 		{match: matchSMB, open: openSMB},
-		{match: func(_ *conn, b []byte) bool { return rpcStart(b) >= 0 }, open: openRPC},
+		{match: matchRPC, open: openRPC},
 	}
 }
-
-func matchSMB(c *conn, b []byte) bool {
-	for _, p := range c.port {
-		if p == portSMB || p == portNetBIOS {
-			return true
-		}
-	}
-	return smbStart(b) >= 0
-}
-
-func openSMB(c *conn) appParser {
-	c.env.stats.SMBConnections++
-	return newSMBState(c)
-}
-
-func openRPC(c *conn) appParser {
-	c.env.stats.RPCConnections++
-	return newRPCChannel(c, detect.TransportTCP, nil)
-}
-
-// appParser for SMB: NBSS framing (direct TCP or port 139).
-func (s *smbState) framing(b []byte) int { return nbssFrame(b) }
-func (s *smbState) start(b []byte) int   { return smbStart(b) }
-
-// maxMessage: encrypted SMB3 messages can only be authenticated whole, so
-// a connection with decryption keys buffers them up to the largest SMB2
-// read or write (8 MiB) plus headers.
-func (s *smbState) maxMessage() int {
-	if s.keyed {
-		return max(s.c.env.opt.MaxMessage, maxEncryptedMessage)
-	}
-	return s.c.env.opt.MaxMessage
-}
-
-// appParser for DCE-RPC over TCP; the framing methods are those pipes use.
-func (r *rpcChannel) message(dir int, msg []byte) { r.pdu(dir, msg) }
-
-// gap needs nothing of a TCP channel: its half resynchronises on the next
-// PDU header, and calls cut by the gap end when their responses come.
-func (r *rpcChannel) gap(int) {}

@@ -8,7 +8,6 @@ import (
 	"github.com/google/gopacket/reassembly"
 
 	"github.com/tschsensor/tschsensor/detect"
-	"github.com/tschsensor/tschsensor/dissect"
 )
 
 // Well-known ports: a hint for which side is the server; content decides.
@@ -145,13 +144,12 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	if rdir == reassembly.TCPDirServerToClient {
 		dir = 1
 	}
-	h := &c.half[dir]
 	if skip != 0 {
 		c.env.stats.Gaps++
 		if skip > 0 {
 			c.env.stats.GapBytes += uint64(skip)
 		}
-		h.lost()
+		c.half[dir].lost()
 		if c.app != nil {
 			c.app.gap(dir)
 		}
@@ -159,12 +157,16 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	if length == 0 {
 		return
 	}
-	data := sg.Fetch(length)
+	c.deliver(dir, sg.Fetch(length))
+}
+
+// deliver takes the connection's next bytes in direction dir.
+func (c *conn) deliver(dir int, data []byte) {
 	if c.proto == protoUnknown {
 		c.classify(dir, data)
 		return
 	}
-	h.feed(c, dir, data)
+	c.half[dir].feed(c, dir, data)
 }
 
 // classify decides from the ports and first bytes which application
@@ -236,63 +238,3 @@ func (c *conn) partial(dir int, head []byte, total int) bool { return c.app.part
 func (c *conn) maxMessage() int                              { return c.app.maxMessage() }
 func (c *conn) anomaly(name string)                          { c.env.stats.anomaly(name) }
 func (c *conn) budget() msgBudget                            { return c.env.mem }
-
-const maxEncryptedMessage = 8<<20 + 64<<10
-
-// nbssFrame frames NBSS (and direct-TCP SMB) messages.
-func nbssFrame(b []byte) int {
-	if len(b) < dissect.NBSSHeaderLen {
-		return 0
-	}
-	typ, n, ok := dissect.PeekNBSS(b)
-	if !ok {
-		return -1
-	}
-	if typ == dissect.NBSSMessage && n > 0 {
-		if len(b) >= 8 && dissect.ClassifySMB(b[4:]) == dissect.SMBNone {
-			return -1
-		}
-	}
-	return dissect.NBSSHeaderLen + n
-}
-
-// smbStart finds the first NBSS header followed by an SMB protocol id.
-func smbStart(b []byte) int {
-	for i := 0; i+8 <= len(b); i++ {
-		if b[i+5] != 'S' || b[i+6] != 'M' || b[i+7] != 'B' || b[i] != 0 {
-			continue
-		}
-		if k := dissect.ClassifySMB(b[i+4:]); k != dissect.SMBNone {
-			if _, n, ok := dissect.PeekNBSS(b[i:]); ok && n >= 32 {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-func rpcFrame(b []byte) int {
-	var h dissect.DCERPCHeader
-	ok, need := dissect.PeekDCERPC(b, &h)
-	if !ok {
-		if need > 0 {
-			return 0
-		}
-		return -1
-	}
-	return int(h.FragLen)
-}
-
-// rpcStart finds the first plausible DCE-RPC connection-oriented header.
-func rpcStart(b []byte) int {
-	var h dissect.DCERPCHeader
-	for i := 0; i+dissect.DCERPCHeaderLen <= len(b); i++ {
-		if b[i] != 5 {
-			continue
-		}
-		if ok, _ := dissect.PeekDCERPC(b[i:], &h); ok {
-			return i
-		}
-	}
-	return -1
-}
