@@ -99,8 +99,12 @@ func feedEnvOnly(t *testing.T, path string) (*collect, *Stats, *soloBudget) {
 			order = append(order, c)
 		}
 		c.frame, c.ci = frame, ci
-		if len(tcp.Payload) > 0 {
-			c.deliver(dir, tcp.Payload)
+		switch {
+		case len(tcp.Payload) == 0:
+		case c.proto == protoUnknown:
+			c.classify(dir, tcp.Payload)
+		default:
+			c.half[dir].feed(c, dir, tcp.Payload)
 		}
 	}
 	for _, c := range order {

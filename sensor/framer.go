@@ -8,9 +8,9 @@ import "github.com/tschsensor/tschsensor/dissect"
 // long they are (framer), the half does the rest. A half is always in one
 // of five modes, tried in this order on each delivery:
 //
-//   - skip: the rest of a message is dropped (or streamed into a pipe, see
-//     pipestream.go) without buffering: file data, a message past
-//     maxMessage, a buffer the memory budget evicted;
+//   - skip: the rest of a message is dropped without buffering: file data,
+//     a message past maxMessage, a buffer the memory budget evicted; or
+//     passed on: streamed into a pipe's framer (see pipestream.go);
 //   - hunt: after a gap or mid-stream, look for the next message start;
 //   - frame: at a message start with nothing buffered, hand on whole
 //     messages in place, without copying;
@@ -94,8 +94,10 @@ func (h *half) feed(f framer, dir int, data []byte) {
 func (h *half) feedData(f framer, dir int, data []byte) {
 	for len(data) > 0 {
 		switch {
-		case h.skip > 0:
+		case h.skip > 0 && h.pass.pipe == nil:
 			data = h.skipping(data)
+		case h.skip > 0:
+			data = h.passing(data)
 		case h.unsynced:
 			data = h.hunt(f, data)
 		case len(h.buf) == 0:
@@ -108,12 +110,17 @@ func (h *half) feedData(f framer, dir int, data []byte) {
 	}
 }
 
-// skipping drops (or streams into a pipe) the rest of a message.
+// skipping drops the rest of a message: bulk file data goes this way.
 func (h *half) skipping(data []byte) []byte {
 	n := min(h.skip, len(data))
-	if h.pass.pipe != nil {
-		h.pass.take(data[:n])
-	}
+	h.skip -= n
+	return data[n:]
+}
+
+// passing streams the rest of a message into a pipe's framer.
+func (h *half) passing(data []byte) []byte {
+	n := min(h.skip, len(data))
+	h.pass.take(data[:n])
 	h.skip -= n
 	if h.skip == 0 {
 		h.pass = passTarget{}

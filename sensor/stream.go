@@ -157,11 +157,7 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	if length == 0 {
 		return
 	}
-	c.deliver(dir, sg.Fetch(length))
-}
-
-// deliver takes the connection's next bytes in direction dir.
-func (c *conn) deliver(dir int, data []byte) {
+	data := sg.Fetch(length)
 	if c.proto == protoUnknown {
 		c.classify(dir, data)
 		return
