@@ -2,10 +2,12 @@ package sensor
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -173,4 +175,124 @@ func records(t *testing.T, c *collect) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// recFramer is a transport for the framer alone: DCE-RPC framing, messages
+// and anomalies recorded, heads larger than take offered to partial taken.
+type recFramer struct {
+	msgs      []string
+	anomalies []string
+	max, take int
+	mem       soloBudget
+}
+
+func (r *recFramer) framing(b []byte) int       { return rpcFrame(b) }
+func (r *recFramer) start(b []byte) int         { return rpcStart(b) }
+func (r *recFramer) handle(dir int, msg []byte) { r.msgs = append(r.msgs, string(msg)) }
+func (r *recFramer) anomaly(name string)        { r.anomalies = append(r.anomalies, name) }
+func (r *recFramer) maxMessage() int            { return r.max }
+func (r *recFramer) budget() msgBudget          { return &r.mem }
+func (r *recFramer) partial(dir int, head []byte, total int) bool {
+	if r.take > 0 && total > r.take {
+		r.msgs = append(r.msgs, fmt.Sprintf("partial, %d bytes", total))
+		return true
+	}
+	return false
+}
+
+// TestFramerSegmentation runs the framer's modes (hunt, frame, header,
+// body, skip) on the client stream of pcaps/impacket-schtask-tcp.pcap (to
+// port 49667: bind, auth3, requests up to 1448 bytes), cut mid-stream at
+// offsets into its first PDUs: the messages handed on, the messages taken
+// by partial, the skips and the anomalies must not depend on how the bytes
+// arrive. maxMessage and partial bound what is buffered, so a message that
+// arrives whole in one delivery passes them; with those limits set, the
+// deliveries compared are never larger than the limits.
+func TestFramerSegmentation(t *testing.T) {
+	stream := clientStream(t, "../pcaps/impacket-schtask-tcp.pcap", 49667)
+	if len(stream) < 2000 {
+		t.Fatalf("client stream of %d bytes: not the capture expected", len(stream))
+	}
+	run := func(data []byte, max, take int, deliveries [][2]int, mid bool) *recFramer {
+		f := &recFramer{max: max, take: take}
+		var h half
+		h.unsynced = mid
+		for _, d := range deliveries {
+			// A copy per delivery: the framer must not keep the caller's bytes.
+			h.feed(f, 0, append([]byte(nil), data[d[0]:d[1]]...))
+		}
+		return f
+	}
+	chunks := func(n, size int) [][2]int {
+		var out [][2]int
+		for i := 0; i < n; i += size {
+			out = append(out, [2]int{i, min(i+size, n)})
+		}
+		return out
+	}
+	for _, lim := range []struct{ max, take int }{{1 << 20, 0}, {300, 0}, {1 << 20, 400}} {
+		for cut := 0; cut < 300; cut += 7 {
+			data := stream[cut:]
+			want := run(data, lim.max, lim.take, chunks(len(data), 1), cut > 0)
+			if cut == 0 {
+				// The stream's PDUs: bind, auth3, requests of 112 to 2028
+				// bytes; each limit must have something to bound.
+				var skipped, taken int
+				for _, m := range want.msgs {
+					if strings.HasPrefix(m, "partial") {
+						taken++
+					}
+				}
+				for _, a := range want.anomalies {
+					if a == "message_too_large" {
+						skipped++
+					}
+				}
+				if len(want.msgs) < 4 || lim.take > 0 && taken == 0 || lim.max < 1<<20 && skipped == 0 {
+					t.Fatalf("limits %+v: %d messages, %d taken by partial, %d skipped: not the stream expected", lim, len(want.msgs), taken, skipped)
+				}
+			}
+			cases := map[string][][2]int{}
+			for _, size := range []int{7, 131, 299} {
+				cases[fmt.Sprintf("%d-byte deliveries", size)] = chunks(len(data), size)
+			}
+			if lim.take == 0 && lim.max > len(data) {
+				cases["whole"] = chunks(len(data), len(data))
+				for split := 1; split < len(data); split += 13 {
+					cases[fmt.Sprintf("split %d", split)] = [][2]int{{0, split}, {split, len(data)}}
+				}
+			}
+			for name, d := range cases {
+				got := run(data, lim.max, lim.take, d, cut > 0)
+				if !slices.Equal(got.msgs, want.msgs) || !slices.Equal(got.anomalies, want.anomalies) {
+					t.Fatalf("limits %+v, cut %d, %s: %d messages %v, byte by byte: %d messages %v", lim, cut, name,
+						len(got.msgs), got.anomalies, len(want.msgs), want.anomalies)
+				}
+			}
+		}
+	}
+}
+
+// clientStream is the payload sent to port in a capture, in capture order.
+func clientStream(t *testing.T, path string, port uint16) []byte {
+	t.Helper()
+	src, err := source.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out []byte
+	for {
+		data, _, link, err := src.ReadPacket()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt := gopacket.NewPacket(data, link, gopacket.Default)
+		if tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP); tcp != nil && uint16(tcp.DstPort) == port {
+			out = append(out, tcp.Payload...)
+		}
+	}
 }
