@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,7 +53,10 @@ type Suppression struct {
 	users       []string // lower case
 	taskPath    *regexp.Regexp
 	command     *regexp.Regexp
-	count       atomic.Uint64
+	// key is what the entry matches, canonically written: a reload
+	// carries the counter of an entry whose key did not change (Carry).
+	key   string
+	count *atomic.Uint64
 }
 
 // SuppressionCount is what one entry hid.
@@ -356,7 +361,7 @@ func (p *rulesParser) suppressions(n *yaml.Node) []*Suppression {
 			p.errorf(e, "suppress entry: want a mapping")
 			continue
 		}
-		s := &Suppression{Entry: i + 1, Line: e.Line}
+		s := &Suppression{Entry: i + 1, Line: e.Line, count: new(atomic.Uint64)}
 		conditions := 0
 		for j := 0; j+1 < len(e.Content); j += 2 {
 			k, v := e.Content[j], e.Content[j+1]
@@ -412,9 +417,74 @@ func (p *rulesParser) suppressions(n *yaml.Node) []*Suppression {
 			// almost certainly a mistake.
 			p.errorf(e, "suppress entry matches every alert: give a rule or a condition")
 		}
+		s.key = s.matchKey()
 		out = append(out, s)
 	}
 	return out
+}
+
+// matchKey writes down what s matches, independent of order, spelling
+// and position in the file. The reason is left out: rewording it does not
+// change what the entry hides.
+func (s *Suppression) matchKey() string {
+	var b strings.Builder
+	list := func(name string, vals []string) {
+		if vals == nil {
+			return
+		}
+		vals = slices.Clone(vals)
+		slices.Sort(vals)
+		vals = slices.Compact(vals)
+		fmt.Fprintf(&b, "%s=%q;", name, vals)
+	}
+	prefixes := func(name string, ps []netip.Prefix) {
+		if ps == nil {
+			return
+		}
+		var vals []string
+		for _, p := range ps {
+			vals = append(vals, p.Masked().String())
+		}
+		list(name, vals)
+	}
+	if s.rules != nil {
+		list("rule", slices.Collect(maps.Keys(s.rules)))
+	}
+	prefixes("source", s.source)
+	prefixes("destination", s.destination)
+	list("user", s.users)
+	if s.taskPath != nil {
+		fmt.Fprintf(&b, "task_path=%q;", s.taskPath.String())
+	}
+	if s.command != nil {
+		fmt.Fprintf(&b, "command=%q;", s.command.String())
+	}
+	return b.String()
+}
+
+// Carry makes rs continue the suppression counts of old, the rules in force
+// before a reload: an entry of rs that matches exactly what an entry of old
+// matched (same rules, addresses, users and expressions, wherever it stands
+// in the file and whatever its reason) shares that entry's counter, so
+// that a SOC's figures do not restart because another entry was edited.
+// Each old counter goes to one entry at most (the first with its key); new
+// and changed entries start at zero. Call it before rs is put in force.
+func (rs *Ruleset) Carry(old *Ruleset) {
+	if rs == nil || old == nil {
+		return
+	}
+	counters := map[string][]*atomic.Uint64{}
+	for _, s := range old.suppressed {
+		counters[s.key] = append(counters[s.key], s.count)
+	}
+	for _, s := range rs.suppressed {
+		if c := counters[s.key]; len(c) > 0 {
+			// The old ruleset may still be counting on a worker that has
+			// not yet taken the new one: sharing the counter, not copying
+			// its value, keeps those increments.
+			s.count, counters[s.key] = c[0], c[1:]
+		}
+	}
 }
 
 // parsePrefix takes a CIDR or a single address.

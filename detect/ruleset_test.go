@@ -193,3 +193,70 @@ func TestRulesExample(t *testing.T) {
 		t.Errorf("backup agent entry: %+v", c)
 	}
 }
+
+// TestCarrySuppressionCounts: a reloaded file keeps the counts of the
+// entries that match what they matched before, wherever they moved and
+// however they were spelt, and starts changed and new ones at zero; the
+// old ruleset's later increments still land in the shared counter.
+func TestCarrySuppressionCounts(t *testing.T) {
+	old := mustRules(t, `suppress:
+  - rule: [remote_task_registered, atexec]
+    source: [10.1.1.0/24, 10.9.0.1]
+    reason: jump hosts
+  - user: [svc_backup]
+    reason: backup
+  - task_path: '^\\Backup\\'
+    reason: veeam
+`)
+	for range 3 {
+		runRules(t, old, registration())
+	}
+	if c := counts(old); !slices.Equal(c, []uint64{3, 0, 0}) {
+		t.Fatalf("old counts %v", c)
+	}
+	// Entry 1 moved to the end, its lists reordered and respelt, its
+	// reason reworded; entry 2 changed; entry 3 unchanged but now second
+	// (and never matched: its count stays 0); a new entry.
+	body := `suppress:
+  - user: [svc_backup, svc_veeam]
+    reason: backup
+  - task_path: '^\\Backup\\'
+    reason: veeam
+  - destination: [10.1.1.200]
+    reason: new
+  - source: [10.9.0.1/32, 10.1.1.7/24]
+    rule: [atexec, remote_task_registered]
+    reason: admin subnet and jump host
+`
+	rs := mustRules(t, body)
+	rs.Carry(old)
+	if c := counts(rs); !slices.Equal(c, []uint64{0, 0, 0, 3}) {
+		t.Errorf("counts after the reload %v, want [0 0 0 3]", c)
+	}
+	// A record still on the old rules after the swap counts in the carried
+	// counter; one on the new rules too.
+	runRules(t, old, registration())
+	runRules(t, rs, registration())
+	if c := counts(rs); !slices.Equal(c, []uint64{0, 0, 0, 5}) {
+		t.Errorf("counts after more alerts %v, want [0 0 0 5]", c)
+	}
+	// Reloading the same file carries everything; a changed one nothing.
+	same := mustRules(t, body)
+	same.Carry(rs)
+	if c := counts(same); !slices.Equal(c, []uint64{0, 0, 0, 5}) {
+		t.Errorf("same file reloaded: counts %v", c)
+	}
+	other := mustRules(t, "suppress:\n  - rule: atexec\n    source: [10.1.1.0/25]\n")
+	other.Carry(same)
+	if c := counts(other); !slices.Equal(c, []uint64{0}) {
+		t.Errorf("changed entry: counts %v", c)
+	}
+}
+
+func counts(rs *Ruleset) []uint64 {
+	var c []uint64
+	for _, s := range rs.Suppressions() {
+		c = append(c, s.Count)
+	}
+	return c
+}

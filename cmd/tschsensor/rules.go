@@ -100,6 +100,8 @@ func reloadRules(path string, holder *atomic.Pointer[detect.Ruleset], log *slog.
 		log.Error("rules not reloaded, the previous ones stay in force", "file", path, "error", err)
 		return false
 	}
+	// Entries that did not change keep counting from where they were.
+	rs.Carry(holder.Load())
 	holder.Store(rs)
 	log.Info("rules reloaded", "file", path, "suppressions", len(rs.Suppressions()), "custom_rules", rs.CustomRules())
 	return true
