@@ -117,6 +117,9 @@ func (r *legacyJob) alert(a *Alerts, c *Call, ev *Event, f *FileOp) {
 		if err != nil {
 			why = append(why, "job file cut: "+err.Error())
 		}
+	} else if len(f.Data) > 0 && err != nil {
+		// Counted as the anomaly smb_job_file_malformed by the sensor.
+		why = append(why, "job file not readable: "+err.Error())
 	} else {
 		why = append(why, "job file contents not visible")
 	}

@@ -70,6 +70,18 @@ func TestRuleLegacyTask(t *testing.T) {
 			t.Fatalf("alerts %v", r.ruleIDs())
 		}
 	})
+	t.Run("contents not a job file", func(t *testing.T) {
+		bad := slices.Clone(data)
+		bad[2] = 2 // file version
+		r := run(t, jobWrite(0, "ADMIN$", `Tasks\a.job`, bad), setAccount(time.Second, "a.job"))
+		a := r.alerts(RuleLegacyTask)
+		if len(a) != 1 {
+			t.Fatalf("alerts %v", r.ruleIDs())
+		}
+		if why := a[0].Event.Reason; !strings.Contains(why, "job file not readable: ") || !strings.Contains(why, "file version 2") {
+			t.Errorf("reason %q", why)
+		}
+	})
 	negatives := []struct {
 		name  string
 		steps []any

@@ -921,6 +921,14 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 		Share: f.tree.share, Bytes: n, User: user, PcapFile: *env.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: env.seq.nextSeq()}
 	if op == "write" {
 		fo.Data = f.head
+		// The Task Scheduler would load this file as a task: one it could
+		// not be read as is hostile or broken, and the alert built on it
+		// can say only that its contents were not readable.
+		if len(f.head) > 0 {
+			if _, err := dissect.ParseJobFile(f.head); err != nil {
+				s.c.anomaly("smb_job_file_malformed")
+			}
+		}
 	}
 	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
 	env.rec.File(fo)

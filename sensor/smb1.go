@@ -229,6 +229,9 @@ func (m *smb1State) writeRequest(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	}
 	if f.pipe == nil {
 		f.written += uint64(wr.DataLength)
+		if d, err := wr.Data(msg); err == nil {
+			f.keepJobHead(d)
+		}
 		return
 	}
 	if derr != nil {
