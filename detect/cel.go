@@ -35,6 +35,9 @@ type customRule struct {
 	def  ruleDef
 	line int
 	prg  cel.Program
+	// onFile: the rule looks at SMB file operations (`on: file`), not at
+	// calls.
+	onFile bool
 }
 
 func newCELEnv() (*cel.Env, error) {
@@ -116,7 +119,7 @@ func (p *rulesParser) customRules(n *yaml.Node) []*customRule {
 		p.errorf(n, "CEL environment: %v", err)
 		return nil
 	}
-	schema := eventSchema()
+	schemas := map[bool]fieldNode{false: eventSchema(), true: fileSchema()}
 	var out []*customRule
 	for _, e := range entries {
 		if e.Kind != yaml.MappingNode {
@@ -146,8 +149,16 @@ func (p *rulesParser) customRules(n *yaml.Node) []*customRule {
 				r.def.tags = p.strings(v, "tags")
 			case "condition":
 				cond = v
+			case "on":
+				switch on := p.scalar(v, "on"); on {
+				case "call":
+				case "file":
+					r.onFile = true
+				default:
+					p.errorf(v, "rule on %q: want call (DCE-RPC calls, the default) or file (SMB file operations)", on)
+				}
 			default:
-				p.errorf(k, "rule: unknown key %q (want id, name, description, severity, mitre, tags, condition)", k.Value)
+				p.errorf(k, "rule: unknown key %q (want id, name, description, severity, mitre, tags, on, condition)", k.Value)
 			}
 		}
 		switch {
@@ -169,7 +180,7 @@ func (p *rulesParser) customRules(n *yaml.Node) []*customRule {
 			p.errorf(e, "rule %s: no condition", r.def.id)
 			continue
 		}
-		prg, err := compileCondition(env, schema, p.scalar(cond, "condition"))
+		prg, err := compileCondition(env, schemas[r.onFile], p.scalar(cond, "condition"))
 		if err != nil {
 			p.errorf(conditionPos(cond, err), "rule %s: condition: %v", r.def.id, err)
 			continue
@@ -265,6 +276,9 @@ func (rs *Ruleset) custom(a *Alerts, c *Call, ev *Event) {
 		return
 	}
 	for _, r := range rs.customs {
+		if r.onFile {
+			continue
+		}
 		out, _, err := r.prg.Eval(vars)
 		if err != nil || out != types.True {
 			continue

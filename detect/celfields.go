@@ -9,6 +9,7 @@ package detect
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,6 +35,15 @@ func eventSchema() fieldNode {
 		}
 		root[name] = schemaOf(ft, 0)
 	}
+	return root
+}
+
+// fileSchema returns the fields of a file operation's event (fileEvent):
+// no dcerpc object, and of tsch only the task a .job file defines.
+func fileSchema() fieldNode {
+	root := eventSchema()
+	delete(root, "dcerpc")
+	root["tsch"] = fieldNode{"task": root["tsch"]["task"]}
 	return root
 }
 
@@ -87,6 +97,9 @@ func checkFields(a *cel.Ast, schema fieldNode) error {
 		}
 		node, ok := schema[path[0]]
 		if !ok {
+			if slices.Contains(celTopLevel, path[0]) {
+				bad = fieldError(native, e, fmt.Sprintf("a file operation has no %s object (holds %s)", path[0], fieldList(schema)))
+			}
 			return // not an event object (a comprehension variable)
 		}
 		for i, f := range path[1:] {

@@ -114,6 +114,9 @@ func (d *Detector) File(f *FileOp) {
 	for _, r := range d.files {
 		r.File(d.alerts, f)
 	}
+	if rs := d.alerts.rules; rs != nil {
+		rs.customFile(d.alerts, f, d.opt.Observer)
+	}
 }
 
 // Flush closes every open correlation; call it when the input ends.

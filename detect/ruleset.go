@@ -40,6 +40,7 @@ type Ruleset struct {
 	severity   map[string]int
 	suppressed []*Suppression
 	customs    []*customRule
+	fileRules  int // customs with onFile
 }
 
 // Suppression is one `suppress:` entry.
@@ -256,6 +257,11 @@ func ParseRules(name string, data []byte) (*Ruleset, error) {
 	}
 	if v := sections["rules"]; v != nil {
 		rs.customs = p.customRules(v)
+		for _, c := range rs.customs {
+			if c.onFile {
+				rs.fileRules++
+			}
+		}
 	}
 	if v := sections["severity"]; v != nil {
 		p.severities(v, rs.severity)

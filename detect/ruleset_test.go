@@ -154,6 +154,10 @@ func TestRulesErrors(t *testing.T) {
 		{"rules:\n  - id: x\n    condition: tsch.task.comand == \"a\"\n", "test.yaml:3:25: rule x: condition: the event has no field tsch.task.comand"},
 		{"rules:\n  - id: x\n    condition: source.ip.octet == \"a\"\n", "test.yaml:3:25: rule x: condition: source.ip has no fields"},
 		{"rules:\n  - id: x\n    mitre: {technique: 1053}\n    condition: 'true'\n", "test.yaml:3:24: mitre technique \"1053\""},
+		// File rules: no dcerpc object, no tsch beyond the task.
+		{"rules:\n  - id: x\n    on: file\n    condition: dcerpc.operation == \"a\"\n", "test.yaml:4:22: rule x: condition: a file operation has no dcerpc object"},
+		{"rules:\n  - id: x\n    on: file\n    condition: tsch.register.flags > 0.0\n", "test.yaml:4:20: rule x: condition: the event has no field tsch.register (tsch holds task)"},
+		{"rules:\n  - id: x\n    on: files\n    condition: 'true'\n", "test.yaml:3:9: rule on \"files\""},
 		{"supress: []\n", "test.yaml:1:1: unknown key \"supress\""},
 		{"- 1\n", "test.yaml:1:1: want a mapping"},
 		{"suppress: [\n", "test.yaml:"},
@@ -180,7 +184,7 @@ func TestRulesExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs.Suppressions()) != 3 || rs.CustomRules() != 2 || rs.Overrides() != 2 {
+	if len(rs.Suppressions()) != 3 || rs.CustomRules() != 3 || rs.Overrides() != 2 {
 		t.Errorf("%d suppressions, %d custom rules, %d overrides", len(rs.Suppressions()), rs.CustomRules(), rs.Overrides())
 	}
 	// The backup-agent entry hides the agent's own registration; the
@@ -191,6 +195,12 @@ func TestRulesExample(t *testing.T) {
 	}
 	if c := rs.Suppressions()[2]; c.Count != 1 || c.Reason != "backup agent tasks" {
 		t.Errorf("backup agent entry: %+v", c)
+	}
+	// The file rule: a .job that runs cmd.exe, not one that runs an agent.
+	r, _ = runRules(t, rs, jobWrite(0, "ADMIN$", `Tasks\a.job`, jobBytes(`C:\Windows\System32\CMD.EXE`, "/c x")),
+		jobWrite(time.Second, "ADMIN$", `Tasks\b.job`, jobBytes(`C:\agent\cmd.exe.bak`, "")))
+	if a := r.alerts("job_file_runs_shell"); len(a) != 1 || a[0].File.Name != "a.job" {
+		t.Errorf("job_file_runs_shell alerts %v", r.ruleIDs())
 	}
 }
 
