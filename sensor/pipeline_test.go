@@ -35,6 +35,9 @@ var plPositives = []string{
 func plShared(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(plSharedDir, "pcaps", name)
+	if strings.HasPrefix(name, "../") {
+		p = name // one of the project's captures
+	}
 	if _, err := os.Stat(p); err != nil {
 		t.Skipf("shared corpus not available (%v): run from a checkout with ../shared beside it", err)
 	}
@@ -210,6 +213,9 @@ func plEncodeConversation(dirs []int, data [][]byte) []byte {
 // connections to port 445 or 135, in capture order, as fuzz seeds.
 func plSeedConversations(f *testing.F, name string, port uint16) {
 	p := filepath.Join(plSharedDir, "pcaps", name)
+	if strings.HasPrefix(name, "../") {
+		p = name // one of the project's captures
+	}
 	if _, err := os.Stat(p); err != nil {
 		return
 	}
@@ -251,6 +257,8 @@ func FuzzWorker(f *testing.F) {
 	plSeedConversations(f, "A_suricata-verify__dcerpc-smb-ctxid.pcap", 445)
 	plSeedConversations(f, "A_hangchuanin__atexec.pcapng", 445)
 	plSeedConversations(f, "B_scapy__dcerpc_privacy_ntlm.pcapng", 135)
+	// SMB1 WRITE_ANDX of a .job file into ADMIN$\Tasks (kept and parsed).
+	plSeedConversations(f, "../pcaps/impacket-legacy-job-smb1.pcap", 445)
 	f.Add([]byte("\x00\x08\x00\x00\x00\x04\xfeSMB"), uint8(1))
 	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
 		// Bound the work per input: under -fuzz every packet runs through
