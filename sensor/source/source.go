@@ -61,11 +61,15 @@ func OpenFile(name string) (*FileSource, error) {
 		return nil, fmt.Errorf("open capture: %w", err)
 	}
 	s := &FileSource{name: name, f: f}
-	br := bufio.NewReaderSize(f, 1<<20)
-	var r io.Reader = br
-	magic, _ := br.Peek(4)
+	// A plain file is read straight into the block reader's blocks: a
+	// bufio.Reader in between copies every byte once more when the blocks
+	// are smaller than its buffer.
+	var r io.Reader = f
+	var mb [4]byte
+	n, _ := f.ReadAt(mb[:], 0)
+	magic := mb[:n]
 	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(br)
+		gz, err := gzip.NewReader(bufio.NewReaderSize(f, 1<<20))
 		if err != nil {
 			f.Close()
 			return nil, &FormatError{File: name, Offset: 0, Err: fmt.Errorf("gzip: %w", err)}
