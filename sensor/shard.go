@@ -172,7 +172,7 @@ func (w *Worker) flushAt(now time.Time) {
 	if now.After(w.now) {
 		w.now = now
 	}
-	w.flushT = w.now
+	w.flushDue = w.now.Add(time.Second)
 	w.flushIdle()
 }
 

@@ -172,8 +172,10 @@ type Worker struct {
 	tcp    layers.TCP
 	f      frame
 	now    time.Time
-	flushT time.Time
-	epm    *EPMTable
+	// flushDue is when maybeFlush next ends idle connections (zero before
+	// the first packet).
+	flushDue time.Time
+	epm      *EPMTable
 	// active counts connections the reassembler holds; pressure is set
 	// when it passed MaxConnections.
 	active   int
@@ -367,15 +369,15 @@ func (w *Worker) reassembleIPv4(ts time.Time) bool {
 
 // maybeFlush ends idle connections, on capture time, about once a second.
 func (w *Worker) maybeFlush() {
-	if w.now.Sub(w.flushT) < time.Second {
+	// Called for every packet: one comparison, no time arithmetic.
+	if w.now.Before(w.flushDue) {
 		return
 	}
-	if w.flushT.IsZero() {
-		w.flushT = w.now
-		return
+	first := w.flushDue.IsZero()
+	w.flushDue = w.now.Add(time.Second)
+	if !first {
+		w.flushIdle()
 	}
-	w.flushT = w.now
-	w.flushIdle()
 }
 
 // flushIdle ends connections idle at w.now and skips old gaps.

@@ -151,7 +151,7 @@ type pcapReader struct {
 	// instructions of the reader.
 	big  bool
 	nano bool
-	link  layers.LinkType
+	link layers.LinkType
 }
 
 var errNotPcap = errors.New("not a pcap file")
