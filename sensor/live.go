@@ -198,6 +198,7 @@ func (r *chanRecorder) send(rec liveRecord) {
 type liveWorker struct {
 	id    int
 	socks []ringSource
+	srcs  []packetSource // the sockets as the pipeline's sources
 	w     *Worker
 	rec   *chanRecorder
 
@@ -275,6 +276,10 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	opt.MemoryBudget, l.heldBytes = splitBudget(opt.MemoryBudget, len(socks))
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
+		for _, s := range ss {
+			// A socket's link type is fixed when it is opened.
+			lw.srcs = append(lw.srcs, ringPackets{s, s.LinkType()})
+		}
 		lw.rec = &chanRecorder{ch: l.records, timeout: cfg.EnqueueTimeout, dropped: cfg.Output.QueueDrops()}
 		lw.w = NewWorker(opt, lw.rec, epm)
 		// Channels of a session hash to any worker (multichannel).
@@ -489,16 +494,9 @@ func (l *Live) capture(lw *liveWorker) error {
 			drainUntil = time.Now().Add(2*l.blockTimeout() + l.cfg.PollTimeout/10)
 		}
 		n := 0
-		for _, s := range lw.socks {
-			link := s.LinkType()
-			for range liveBatch {
-				data, ci, ok := s.Next()
-				if !ok {
-					break
-				}
-				lw.w.Packet(data, ci, link)
-				n++
-			}
+		for _, s := range lw.srcs {
+			k, _, _ := pump(s, lw.w, liveBatch) // a ring never ends
+			n += k
 		}
 		if n > 0 {
 			lw.clock.Store(lw.w.now.UnixNano())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"time"
 
@@ -25,13 +24,6 @@ type ReplayConfig struct {
 	// Workers is the number of decoding workers; flows are hashed to them
 	// and the output is the same for any number (default 1).
 	Workers int
-}
-
-// packetSink is what a replay hands packets to: one worker, or the
-// dispatcher in front of several.
-type packetSink interface {
-	SetFile(name string)
-	Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType)
 }
 
 // directRecorder hands records straight to the detector (one worker).
@@ -150,25 +142,24 @@ func replayFile(ctx context.Context, w packetSink, name string, progress func(st
 	defer src.Close()
 	w.SetFile(filepath.Base(name))
 	size := src.Size()
-	for i := 0; ; i++ {
-		if i&0xffff == 0 {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%s: %w", name, ctx.Err())
-			}
-			if progress != nil {
-				progress(name, src.Consumed(), size)
-			}
+	fs := fileSource{src}
+	for {
+		// Between chunks of 65536 packets: cancellation and progress.
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", name, ctx.Err())
 		}
-		data, ci, link, err := src.ReadPacket()
-		if err == io.EOF {
+		if progress != nil {
+			progress(name, src.Consumed(), size)
+		}
+		_, end, err := pump(fs, w, 1<<16)
+		if err != nil {
+			return err
+		}
+		if end {
 			if progress != nil {
 				progress(name, size, size)
 			}
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		w.Packet(data, ci, link)
 	}
 }
