@@ -17,7 +17,7 @@ func TestStubBudget(t *testing.T) {
 	det := detect.New(detect.Options{}, func(e *detect.Event) { evs = append(evs, e); out.Emit(e) })
 	ord := newOrderer(directRecorder{det})
 	w := NewWorker(Options{MaxStubTotal: 512}, NewResolver(ord), nil)
-	if err := replayFile(context.Background(), orderedWorker{w, ord}, "../pcaps/impacket-atexec-smb2-clear.pcap", nil); err != nil {
+	if err := replayFile(context.Background(), &orderedWorker{w, ord}, "../pcaps/impacket-atexec-smb2-clear.pcap", nil); err != nil {
 		t.Fatal(err)
 	}
 	w.Flush()

@@ -111,7 +111,7 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 		}
 	} else {
 		w := NewWorker(opt, be, nil)
-		read(orderedWorker{w, be.ord})
+		read(&orderedWorker{w, be.ord})
 		w.Flush()
 		workers = append(workers, w.Stats())
 	}
@@ -129,7 +129,7 @@ type orderedWorker struct {
 	ord *orderer
 }
 
-func (o orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+func (o *orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 	o.Worker.Packet(data, ci, link)
 	o.ord.Release(o.Worker.now)
 }

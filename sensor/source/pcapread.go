@@ -190,6 +190,23 @@ func (p *pcapReader) u32(b []byte) uint32 {
 // offset where the record starts.
 func (p *pcapReader) next() ([]byte, gopacket.CaptureInfo, int64, error) {
 	var ci gopacket.CaptureInfo
+	// Fast path: header and record in the current block, little-endian.
+	if b := p.br; !p.big && len(b.cur)-b.off >= 16 {
+		h := b.cur[b.off : b.off+16]
+		incl := int(binary.LittleEndian.Uint32(h[8:]))
+		if incl <= maxCaptureLength && len(b.cur)-b.off-16 >= incl {
+			start := b.tell()
+			sec, frac := binary.LittleEndian.Uint32(h), binary.LittleEndian.Uint32(h[4:])
+			ci.CaptureLength, ci.Length = incl, int(binary.LittleEndian.Uint32(h[12:]))
+			data := b.cur[b.off+16 : b.off+16+incl]
+			b.off += 16 + incl
+			if !p.nano {
+				frac *= 1000
+			}
+			ci.Timestamp = time.Unix(int64(sec), int64(frac)).UTC()
+			return data, ci, start, nil
+		}
+	}
 	start := p.br.tell()
 	h, err := p.br.next(16)
 	if err != nil {
