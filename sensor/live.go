@@ -199,6 +199,7 @@ type liveWorker struct {
 	id    int
 	socks []ringSource
 	srcs  []packetSource // the sockets as the pipeline's sources
+	buf   [1]source.Packet
 	w     *Worker
 	rec   *chanRecorder
 
@@ -495,7 +496,7 @@ func (l *Live) capture(lw *liveWorker) error {
 		}
 		n := 0
 		for _, s := range lw.srcs {
-			k, _, _ := pump(s, lw.w, liveBatch) // a ring never ends
+			k, _, _ := pump(s, lw.w, lw.buf[:], liveBatch) // a ring never ends
 			n += k
 		}
 		if n > 0 {

@@ -28,10 +28,10 @@ import (
 
 // packetSource is the front of the pipeline.
 type packetSource interface {
-	// next returns the next packet ready now, valid until the following
-	// call. ok is false when there is none: at the end of a file (end;
-	// err says why, nil at a clean end) or while a ring is empty.
-	next() (data []byte, ci gopacket.CaptureInfo, link layers.LinkType, ok, end bool, err error)
+	// next fills ps with the packets ready now, valid until the following
+	// call. n is 0 when there is none: at the end of a file (end; err says
+	// why, nil at a clean end) or while a ring is empty.
+	next(ps []source.Packet) (n int, end bool, err error)
 }
 
 // packetSink is what a source's packets go to: one worker, or the
@@ -41,18 +41,22 @@ type packetSink interface {
 	Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType)
 }
 
-// pump hands up to max packets from src to sink: the loop every packet
+// pump hands about max packets (at least max, unless src ends or runs
+// dry) from src to sink, reading them into buf: the loop every packet
 // takes before a worker, in replay and live capture alike. It returns how
 // many it handed on, and end (with err, nil at a clean end) once src has
 // no more.
-func pump(src packetSource, sink packetSink, max int) (n int, end bool, err error) {
+func pump(src packetSource, sink packetSink, buf []source.Packet, max int) (n int, end bool, err error) {
 	for n < max {
-		data, ci, link, ok, end, err := src.next()
-		if !ok {
+		k, end, err := src.next(buf)
+		if k == 0 {
 			return n, end, err
 		}
-		sink.Packet(data, ci, link)
-		n++
+		for i := range buf[:k] {
+			p := &buf[i]
+			sink.Packet(p.Data, p.CI, p.Link)
+		}
+		n += k
 	}
 	return n, false, nil
 }
@@ -60,27 +64,32 @@ func pump(src packetSource, sink packetSink, max int) (n int, end bool, err erro
 // fileSource is a capture file as a packetSource.
 type fileSource struct{ f *source.FileSource }
 
-func (s fileSource) next() ([]byte, gopacket.CaptureInfo, layers.LinkType, bool, bool, error) {
-	data, ci, link, err := s.f.ReadPacket()
+func (s fileSource) next(ps []source.Packet) (int, bool, error) {
+	n, err := s.f.ReadBatch(ps)
 	if err != nil {
 		if err == io.EOF {
 			err = nil
 		}
-		return nil, ci, 0, false, true, err
+		return 0, true, err
 	}
-	return data, ci, link, true, false, nil
+	return n, false, nil
 }
 
 // ringPackets is an AF_PACKET ring (or a test's stand-in) as a
-// packetSource: it never ends, it is only empty for a while.
+// packetSource: one packet at a time, since a ring's packet is valid only
+// until the next; it never ends, it is only empty for a while.
 type ringPackets struct {
 	r    ringSource
 	link layers.LinkType
 }
 
-func (s ringPackets) next() ([]byte, gopacket.CaptureInfo, layers.LinkType, bool, bool, error) {
+func (s ringPackets) next(ps []source.Packet) (int, bool, error) {
 	data, ci, ok := s.r.Next()
-	return data, ci, s.link, ok, false, nil
+	if !ok {
+		return 0, false, nil
+	}
+	ps[0] = source.Packet{Data: data, CI: ci, Link: s.link}
+	return 1, false, nil
 }
 
 // backend is the part of the pipeline after the workers: the resolver, the

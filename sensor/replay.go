@@ -134,6 +134,9 @@ func (o *orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers
 	o.ord.Release(o.Worker.now)
 }
 
+// replayBatch is how many packets replay reads at a time.
+const replayBatch = 64
+
 func replayFile(ctx context.Context, w packetSink, name string, progress func(string, int64, int64)) error {
 	src, err := source.OpenFile(name)
 	if err != nil {
@@ -143,6 +146,7 @@ func replayFile(ctx context.Context, w packetSink, name string, progress func(st
 	w.SetFile(filepath.Base(name))
 	size := src.Size()
 	fs := fileSource{src}
+	buf := make([]source.Packet, replayBatch)
 	for {
 		// Between chunks of 65536 packets: cancellation and progress.
 		if ctx.Err() != nil {
@@ -151,7 +155,7 @@ func replayFile(ctx context.Context, w packetSink, name string, progress func(st
 		if progress != nil {
 			progress(name, src.Consumed(), size)
 		}
-		_, end, err := pump(fs, w, 1<<16)
+		_, end, err := pump(fs, w, buf, 1<<16)
 		if err != nil {
 			return err
 		}

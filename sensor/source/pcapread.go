@@ -188,25 +188,41 @@ func (p *pcapReader) u32(b []byte) uint32 {
 
 // next returns the next record, valid until the following call, and the
 // offset where the record starts.
+// batch fills ps with the records that lie wholly in the current block
+// (little-endian files; none otherwise), in place: valid until the next
+// call of batch or next. It stops at the first record it cannot take this
+// way, which next then reads.
+func (p *pcapReader) batch(ps []Packet) int {
+	if p.big {
+		return 0
+	}
+	b := p.br
+	cur, off := b.cur, b.off
+	n := 0
+	for n < len(ps) && len(cur)-off >= 16 {
+		h := cur[off : off+16]
+		incl := int(binary.LittleEndian.Uint32(h[8:]))
+		if incl > maxCaptureLength || len(cur)-off-16 < incl {
+			break
+		}
+		sec, frac := binary.LittleEndian.Uint32(h), binary.LittleEndian.Uint32(h[4:])
+		if !p.nano {
+			frac *= 1000
+		}
+		q := &ps[n]
+		q.Data = cur[off+16 : off+16+incl]
+		q.CI = gopacket.CaptureInfo{Timestamp: time.Unix(int64(sec), int64(frac)).UTC(), CaptureLength: incl,
+			Length: int(binary.LittleEndian.Uint32(h[12:]))}
+		q.Link = p.link
+		off += 16 + incl
+		n++
+	}
+	b.off = off
+	return n
+}
+
 func (p *pcapReader) next() ([]byte, gopacket.CaptureInfo, int64, error) {
 	var ci gopacket.CaptureInfo
-	// Fast path: header and record in the current block, little-endian.
-	if b := p.br; !p.big && len(b.cur)-b.off >= 16 {
-		h := b.cur[b.off : b.off+16]
-		incl := int(binary.LittleEndian.Uint32(h[8:]))
-		if incl <= maxCaptureLength && len(b.cur)-b.off-16 >= incl {
-			start := b.tell()
-			sec, frac := binary.LittleEndian.Uint32(h), binary.LittleEndian.Uint32(h[4:])
-			ci.CaptureLength, ci.Length = incl, int(binary.LittleEndian.Uint32(h[12:]))
-			data := b.cur[b.off+16 : b.off+16+incl]
-			b.off += 16 + incl
-			if !p.nano {
-				frac *= 1000
-			}
-			ci.Timestamp = time.Unix(int64(sec), int64(frac)).UTC()
-			return data, ci, start, nil
-		}
-	}
 	start := p.br.tell()
 	h, err := p.br.next(16)
 	if err != nil {

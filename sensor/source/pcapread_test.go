@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -102,5 +104,65 @@ func TestPcapReaderCut(t *testing.T) {
 	}
 	if _, err := newPcapReader(bytes.NewReader([]byte("not a capture at all, really")), 4096); !errors.Is(err, errNotPcap) {
 		t.Errorf("garbage: %v, want errNotPcap", err)
+	}
+}
+
+// TestReadBatch reads files larger than a block (records straddle block
+// ends) with batches of several sizes: the packets and their capture info
+// must be those written, then io.EOF; a file cut inside its last record
+// yields the records before it, then ErrCutShort where that record starts.
+func TestReadBatch(t *testing.T) {
+	dir := t.TempDir()
+	for _, nano := range []bool{false, true} {
+		file, pkts, cis := writeRandomPcap(t, 5000, nano)
+		if len(file) < 2*pcapBlockSize {
+			t.Fatalf("file of %d bytes: want more than two blocks", len(file))
+		}
+		lastStart := len(file) - 16 - len(pkts[len(pkts)-1])
+		for _, cut := range []int{len(file), lastStart + 9} {
+			name := filepath.Join(dir, "batch.pcap")
+			if err := os.WriteFile(name, file[:cut], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want := len(pkts)
+			if cut < len(file) {
+				want--
+			}
+			for _, size := range []int{1, 5, 64} {
+				src, err := OpenFile(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ps := make([]Packet, size)
+				i := 0
+				for {
+					n, err := src.ReadBatch(ps)
+					if err != nil {
+						var fe *FormatError
+						switch {
+						case cut == len(file) && err == io.EOF:
+						case cut < len(file) && errors.As(err, &fe) && errors.Is(err, ErrCutShort) && fe.Offset == int64(lastStart):
+						default:
+							t.Fatalf("nano=%v cut %d batch %d: after %d packets: %v", nano, cut, size, i, err)
+						}
+						break
+					}
+					if n < 1 || n > size {
+						t.Fatalf("batch %d: %d packets", size, n)
+					}
+					for _, p := range ps[:n] {
+						if i >= len(pkts) || !bytes.Equal(p.Data, pkts[i]) || !p.CI.Timestamp.Equal(cis[i].Timestamp) ||
+							p.CI.Length != cis[i].Length || p.CI.CaptureLength != len(pkts[i]) || p.Link != layers.LinkTypeEthernet {
+							t.Fatalf("nano=%v cut %d batch %d: packet %d differs", nano, cut, size, i)
+						}
+						i++
+					}
+				}
+				if i != want {
+					t.Errorf("nano=%v cut %d batch %d: %d packets, want %d", nano, cut, size, i, want)
+				}
+				src.Close()
+			}
+		}
 	}
 }
