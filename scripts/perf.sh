@@ -7,8 +7,9 @@
 # alike, and reports per command the median wall time, MB/s (capture file
 # bytes), packets/s, the median CPU seconds (user + system, all threads; less
 # sensitive than wall time to other jobs on a shared machine), the peak
-# resident set size (/usr/bin/time -v), and the ratio of the median to
-# tcpdump's median. tcpdump -r FILE -w /dev/null reads
+# resident set size (/usr/bin/time -v), the ratio of the median to
+# tcpdump's median, and the paired ratio (the median over rounds of the
+# sensor's time over tcpdump's time in the same round). tcpdump -r FILE -w /dev/null reads
 # and writes every record and decodes nothing: the floor any pcap consumer
 # pays.
 #
@@ -66,14 +67,22 @@ run() {
 # report TAG NAME: the median line of TAG's runs.
 report() {
 	cpu=$(awk '{ print $3 }' "$work/$1" | sort -n | awk '{ c[NR] = $1 } END { print c[int((NR + 1) / 2)] }')
-	sort -n "$work/$1" | awk -v name="$2" -v b="$bytes" -v p="$packets" -v base="$base" -v cpu="$cpu" '
+	paired=$(paired "$1")
+	sort -n "$work/$1" | awk -v name="$2" -v paired="$paired" -v b="$bytes" -v p="$packets" -v base="$base" -v cpu="$cpu" '
 		{ t[NR] = $1; r[NR] = $2 }
 		END {
 			m = t[int((NR + 1) / 2)]; rss = r[int((NR + 1) / 2)]
 			if (m <= 0) m = 0.001
 			ratio = base > 0 ? sprintf("%.2f", m / base) : "1.00"
-			printf "%-46s %8.3f %6s %7.3f %9.1f %11.0f %6.0f MB\n", name, m, ratio, cpu, b / m / 1e6, p / m, rss / 1024
+			printf "%-46s %8.3f %6s %7s %7.3f %9.1f %11.0f %6.0f MB\n", name, m, ratio, paired, cpu, b / m / 1e6, p / m, rss / 1024
 		}'
+}
+
+# paired TAG: the median over runs of TAG's time divided by tcpdump's time
+# in the same round (the two ran back to back, under the same load).
+paired() {
+	paste -d' ' "$work/$1" "$work/td" | awk '{ t = $4 > 0 ? $4 : 0.001; printf "%.3f\n", $1 / t }' |
+		sort -n | awk '{ r[NR] = $1 } END { printf "%.2f", r[int((NR + 1) / 2)] }'
 }
 
 for file; do
@@ -94,7 +103,7 @@ for file; do
 	done
 	echo
 	echo "file: $file, $bytes bytes, $packets packets"
-	printf '%-46s %8s %6s %7s %9s %11s %9s\n' command "median s" ratio "cpu s" "MB/s" "packets/s" "peak RSS"
+	printf '%-46s %8s %6s %7s %7s %9s %11s %9s\n' command "median s" ratio paired "cpu s" "MB/s" "packets/s" "peak RSS"
 	base=0
 	report td "tcpdump -r FILE -w /dev/null"
 	base=$(sort -n "$work/td" | awk '{ t[NR] = $1 } END { m = t[int((NR + 1) / 2)]; print (m > 0 ? m : 0.001) }')
