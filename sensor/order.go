@@ -36,6 +36,10 @@ type orderer struct {
 	h     orderHeap
 	n     uint64 // arrival order, the last tie-break
 	last  time.Time
+	// due is when the record numbered dueN, the top of h when Release last
+	// looked, is released.
+	dueN uint64
+	due  time.Time
 	// Late counts records that came after later ones had gone on.
 	Late uint64
 }
@@ -127,11 +131,15 @@ func (o *orderer) pass(it orderItem) {
 // Release hands on every record finished at least the reorder delay
 // before watermark, the capture time all workers have reached.
 func (o *orderer) Release(watermark time.Time) {
-	if len(o.h) == 0 {
-		return // the common case, once per packet: no time arithmetic
-	}
-	cut := watermark.Add(-o.delay)
-	for len(o.h) > 0 && !o.h[0].t.After(cut) {
+	// Called once per packet: while the same record waits at the top, one
+	// comparison with its release time, no time arithmetic.
+	for len(o.h) > 0 {
+		if top := &o.h[0]; top.n != o.dueN {
+			o.dueN, o.due = top.n, top.t.Add(o.delay)
+		}
+		if watermark.Before(o.due) {
+			return
+		}
 		o.pop()
 	}
 }
