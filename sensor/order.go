@@ -34,8 +34,14 @@ type orderer struct {
 	delay time.Duration
 	max   int
 	h     orderHeap
-	n     uint64 // arrival order, the last tie-break
-	last  time.Time
+	// run holds records that arrived in order (each not before the one
+	// ahead of it, the common case with one worker), oldest first: they
+	// cost no heap operations. The next record to go is the earlier of
+	// run's head and the heap's top, so the order is the heap's alone.
+	run  []orderItem
+	head int
+	n    uint64 // arrival order, the last tie-break
+	last time.Time
 	// Late counts records that came after later ones had gone on.
 	Late uint64
 }
@@ -55,9 +61,10 @@ type orderItem struct {
 
 type orderHeap []orderItem
 
-func (h orderHeap) Len() int { return len(h) }
-func (h orderHeap) Less(i, j int) bool {
-	a, b := &h[i], &h[j]
+func (h orderHeap) Len() int           { return len(h) }
+func (h orderHeap) Less(i, j int) bool { return itemLess(&h[i], &h[j]) }
+
+func itemLess(a, b *orderItem) bool {
 	if !a.t.Equal(b.t) {
 		return a.t.Before(b.t)
 	}
@@ -102,14 +109,49 @@ func (o *orderer) push(it orderItem) {
 	}
 	o.n++
 	it.n = o.n
-	heap.Push(&o.h, it)
-	if len(o.h) > o.max {
+	if o.head == len(o.run) || !itemLess(&it, &o.run[len(o.run)-1]) {
+		if o.head > 0 && o.head == len(o.run) {
+			o.run, o.head = o.run[:0], 0
+		} else if o.head > 0 && len(o.run) == cap(o.run) && o.head >= len(o.run)/2 {
+			// Slide the live part down rather than grow.
+			o.run = o.run[:copy(o.run, o.run[o.head:])]
+			clear(o.run[len(o.run):cap(o.run)])
+			o.head = 0
+		}
+		o.run = append(o.run, it)
+	} else {
+		heap.Push(&o.h, it)
+	}
+	if o.held() > o.max {
 		o.pop()
 	}
 }
 
+func (o *orderer) held() int { return len(o.h) + len(o.run) - o.head }
+
+// fromRun says whether the next record is run's head rather than the
+// heap's top; held() must be positive.
+func (o *orderer) fromRun() bool {
+	return o.head < len(o.run) && (len(o.h) == 0 || itemLess(&o.run[o.head], &o.h[0]))
+}
+
+// first is the record that goes next; held() must be positive.
+func (o *orderer) first() *orderItem {
+	if o.fromRun() {
+		return &o.run[o.head]
+	}
+	return &o.h[0]
+}
+
 func (o *orderer) pop() {
-	it := heap.Pop(&o.h).(orderItem)
+	var it orderItem
+	if o.fromRun() {
+		it = o.run[o.head]
+		o.run[o.head] = orderItem{}
+		o.head++
+	} else {
+		it = heap.Pop(&o.h).(orderItem)
+	}
 	if it.t.After(o.last) {
 		o.last = it.t
 	}
@@ -128,14 +170,14 @@ func (o *orderer) pass(it orderItem) {
 // before watermark, the capture time all workers have reached.
 func (o *orderer) Release(watermark time.Time) {
 	cut := watermark.Add(-o.delay)
-	for len(o.h) > 0 && !o.h[0].t.After(cut) {
+	for o.held() > 0 && !o.first().t.After(cut) {
 		o.pop()
 	}
 }
 
 // Flush hands on everything held.
 func (o *orderer) Flush() {
-	for len(o.h) > 0 {
+	for o.held() > 0 {
 		o.pop()
 	}
 }

@@ -3,7 +3,6 @@ package output
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -48,6 +47,9 @@ func (s *WriterSink) Close(context.Context) error {
 	return s.w.Flush()
 }
 
+// maxKeptBuffer bounds the encoding buffer kept between records.
+const maxKeptBuffer = 256 << 10
+
 // Output encodes events and fans them out to sinks. It is the one place
 // that counts what was lost (Delivery): what it could not encode, what a
 // sink refused, what the live detector queue dropped, and what a sink lost
@@ -59,6 +61,8 @@ type Output struct {
 	Metrics uint64
 	drops   outputDrops
 	errs    []error
+	// buf is reused for every record: sinks copy what they keep (Record).
+	buf []byte
 }
 
 // NewOutput returns an Output over sinks.
@@ -66,7 +70,11 @@ func NewOutput(sinks ...Sink) *Output { return &Output{sinks: sinks} }
 
 // Emit encodes ev and publishes it to every sink.
 func (o *Output) Emit(ev *detect.Event) {
-	b, err := json.Marshal(ev)
+	b, err := ev.AppendJSON(o.buf[:0])
+	o.buf = b[:0]
+	if cap(b) > maxKeptBuffer {
+		o.buf = nil // one huge task XML does not pin its buffer for the run
+	}
 	if err != nil {
 		o.drops.encode.Add(1)
 		o.note(fmt.Errorf("encode event %s: %w", ev.Event.ID, err))
