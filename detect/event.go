@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -207,31 +208,29 @@ type Pcap struct {
 }
 
 // Subject returns the record's subject below the sink prefix.
-func (e *Event) Subject() string {
+func (e *Event) Subject() string { return string(e.AppendSubject(make([]byte, 0, 64))) }
+
+// AppendSubject appends the record's subject below the sink prefix.
+func (e *Event) AppendSubject(b []byte) []byte {
 	switch e.Event.Kind {
 	case "alert":
 		if e.Rule != nil {
-			return "alert." + e.Rule.ID
+			return append(append(b, "alert."...), e.Rule.ID...)
 		}
-		return "alert.unknown"
+		return append(b, "alert.unknown"...)
 	case "metric":
-		return "stats"
+		return append(b, "stats"...)
 	}
-	b := make([]byte, 0, 64)
 	b = append(b, "event."...)
-	switch {
-	case e.DCERPC == nil:
-		b = append(b, "unknown.unknown"...)
-	default:
-		b = appendLower(b, e.DCERPC.Interface.Name, "unknown")
-		b = append(b, '.')
-		if e.DCERPC.Operation != "" {
-			b = appendLower(b, e.DCERPC.Operation, "")
-		} else {
-			b = strconv.AppendUint(append(b, "opnum"...), uint64(e.DCERPC.Opnum), 10)
-		}
+	if e.DCERPC == nil {
+		return append(b, "unknown.unknown"...)
 	}
-	return string(b)
+	b = appendLower(b, e.DCERPC.Interface.Name, "unknown")
+	b = append(b, '.')
+	if e.DCERPC.Operation != "" {
+		return appendLower(b, e.DCERPC.Operation, "")
+	}
+	return strconv.AppendUint(append(b, "opnum"...), uint64(e.DCERPC.Opnum), 10)
 }
 
 // appendLower appends s (or, when s is empty, def) lower-cased as
@@ -424,11 +423,30 @@ type callEventParts struct {
 }
 
 // CallEvent renders a call as an event.
-func CallEvent(c *Call, observer string) *Event {
+func CallEvent(c *Call, observer string) *Event { return callEvent(c, observer, nil) }
+
+// addrStrings remembers the text of the last client and server addresses:
+// the calls of one connection, and of a flood, repeat them.
+type addrStrings struct {
+	addr [2]netip.Addr
+	text [2]string
+}
+
+func (a *addrStrings) of(i int, x netip.Addr) string {
+	if a == nil {
+		return x.String()
+	}
+	if a.text[i] == "" || a.addr[i] != x {
+		a.addr[i], a.text[i] = x, x.String()
+	}
+	return a.text[i]
+}
+
+func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 	p := &callEventParts{}
 	ep := c.Endpoints
-	p.src = Endpoint{IP: ep.Client.String(), Port: ep.ClientPort, Domain: ep.ClientName}
-	p.dst = Endpoint{IP: ep.Server.String(), Port: ep.ServerPort, Domain: ep.ServerName}
+	p.src = Endpoint{IP: addrs.of(0, ep.Client), Port: ep.ClientPort, Domain: ep.ClientName}
+	p.dst = Endpoint{IP: addrs.of(1, ep.Server), Port: ep.ServerPort, Domain: ep.ServerName}
 	p.nw = Network{Transport: "tcp", Protocol: "dce_rpc"}
 	if ep.VLAN != 0 {
 		p.vlan.ID = ep.VLAN

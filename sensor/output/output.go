@@ -63,6 +63,10 @@ type Output struct {
 	errs    []error
 	// buf is reused for every record: sinks copy what they keep (Record).
 	buf []byte
+	// subjects holds the subjects made so far, so that a record whose
+	// subject was seen before costs no allocation for it.
+	subjects map[string]string
+	subject  []byte
 }
 
 // NewOutput returns an Output over sinks.
@@ -88,13 +92,29 @@ func (o *Output) Emit(ev *detect.Event) {
 	default:
 		o.Events++
 	}
-	rec := Record{Kind: ev.Event.Kind, Subject: ev.Subject(), ID: ev.Event.ID, JSON: b}
+	rec := Record{Kind: ev.Event.Kind, Subject: o.subjectOf(ev), ID: ev.Event.ID, JSON: b}
 	for _, s := range o.sinks {
 		if err := s.Publish(rec); err != nil {
 			o.drops.sink.Add(1)
 			o.note(err)
 		}
 	}
+}
+
+// maxSubjects bounds Output.subjects; past it the map starts again.
+const maxSubjects = 1024
+
+func (o *Output) subjectOf(ev *detect.Event) string {
+	o.subject = ev.AppendSubject(o.subject[:0])
+	if s, ok := o.subjects[string(o.subject)]; ok {
+		return s
+	}
+	s := string(o.subject)
+	if o.subjects == nil || len(o.subjects) >= maxSubjects {
+		o.subjects = make(map[string]string)
+	}
+	o.subjects[s] = s
+	return s
 }
 
 // Delivery sums what the sinks delivered and every record lost so far. It
