@@ -461,7 +461,7 @@ func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 		Timestamp: start,
 		Event: EventMeta{
 			Kind:     "event",
-			ID:       eventID("call", CallKey(c), c.Dup),
+			ID:       eventID("call", c.recordKey(), c.Dup),
 			Category: p.category[:],
 			Type:     p.typ[:],
 			Action:   op,
