@@ -381,10 +381,14 @@ func (p *Pcap) appendJSON(dst []byte) []byte {
 // writes them.
 const hexDigits = "0123456789abcdef"
 
-// jsonSafeASCII has a '1' at each ASCII byte appendJSONString copies as
-// is: not a control byte, quote, backslash, <, > or &.
-const jsonSafeASCII = "0000000000000000000000000000000011011101111111111111111111110101" +
-	"1111111111111111111111111111011111111111111111111111111111111111"
+// jsonSafe has a '1' at each byte appendJSONString copies as is: ASCII
+// that is not a control byte, quote, backslash, <, > or &. Bytes from 0x80
+// (UTF-8) are '0': they go through the rune check. 256 entries, so that
+// indexing by a byte needs no bounds check.
+const jsonSafe = "0000000000000000000000000000000011011101111111111111111111110101" +
+	"1111111111111111111111111111011111111111111111111111111111111111" +
+	"0000000000000000000000000000000000000000000000000000000000000000" +
+	"0000000000000000000000000000000000000000000000000000000000000000"
 
 // appendJSONString quotes s the way encoding/json does with HTML escaping
 // on (its default, and what Marshal does): `"` and `\` backslashed; \b, \f,
@@ -396,11 +400,11 @@ func appendJSONString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonSafe[c] == '1' {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if jsonSafeASCII[c] == '1' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':
