@@ -368,33 +368,23 @@ func userFields(id *Identity) *User {
 	if id == nil {
 		return nil
 	}
-	u := &User{}
-	setUser(u, id)
-	return u
-}
-
-func setUser(u *User, id *Identity) {
-	*u = User{Name: id.User, Domain: id.Domain, Authenticator: id.Mechanism, Source: id.From, Realm: id.Realm, SPN: id.SPN}
+	u := &User{Name: id.User, Domain: id.Domain, Authenticator: id.Mechanism, Source: id.From, Realm: id.Realm, SPN: id.SPN}
 	if id.Mechanism == "Kerberos" && id.User == "" {
 		u.Note = "Kerberos: the client principal is encrypted in the ticket and not visible"
 	}
+	return u
 }
 
 func smbFields(s *SMBContext) *SMBFields {
 	if s == nil {
 		return nil
 	}
-	f := &SMBFields{}
-	setSMB(f, s)
-	return f
-}
-
-func setSMB(f *SMBFields, s *SMBContext) {
-	*f = SMBFields{Version: s.Version, Dialect: s.Dialect, Tree: s.Tree, Pipe: s.Pipe, FileID: s.FileID, Signed: s.Signed}
+	f := &SMBFields{Version: s.Version, Dialect: s.Dialect, Tree: s.Tree, Pipe: s.Pipe, FileID: s.FileID, Signed: s.Signed}
 	if s.SessionID != 0 {
 		var b [18]byte
 		f.SessionID = string(appendHex16(b[:0], s.SessionID))
 	}
+	return f
 }
 
 // appendHex16 writes v as fmt's "0x%016x".
@@ -406,17 +396,15 @@ func appendHex16(b []byte, v uint64) []byte {
 	return b
 }
 
-// callEventParts are the objects of a call's event, allocated together:
-// one allocation per event instead of one per object.
+// callEventParts are the objects every call's event has, allocated
+// together: one allocation per event instead of one per object. The
+// optional ones (user, SMB, auth, VLAN) are allocated when present, so
+// that the block stays small for the calls without them.
 type callEventParts struct {
 	ev       Event
 	src, dst Endpoint
 	nw       Network
-	vlan     VLAN
-	user     User
-	smb      SMBFields
 	d        DCERPCFields
-	auth     DCERPCAuth
 	pcap     Pcap
 	category [1]string
 	typ      [1]string
@@ -449,8 +437,7 @@ func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 	p.dst = Endpoint{IP: addrs.of(1, ep.Server), Port: ep.ServerPort, Domain: ep.ServerName}
 	p.nw = Network{Transport: "tcp", Protocol: "dce_rpc"}
 	if ep.VLAN != 0 {
-		p.vlan.ID = ep.VLAN
-		p.nw.VLAN = &p.vlan
+		p.nw.VLAN = &VLAN{ID: ep.VLAN}
 	}
 	src := &p.src
 	op := dissect.OpName(c.Iface, c.Opnum)
@@ -473,14 +460,8 @@ func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 		Destination: &p.dst,
 		Network:     &p.nw,
 	}
-	if id := c.User; id != nil {
-		setUser(&p.user, id)
-		ev.User = &p.user
-	}
-	if s := c.SMB; s != nil {
-		setSMB(&p.smb, s)
-		ev.SMB = &p.smb
-	}
+	ev.User = userFields(c.User)
+	ev.SMB = smbFields(c.SMB)
 	// Without a NetBIOS session request, the client's name is the
 	// workstation it gave in NTLMSSP AUTHENTICATE.
 	if src.Domain == "" && c.User != nil {
@@ -511,8 +492,7 @@ func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 		d.Interface.Name = "unknown"
 	}
 	if c.HasAuth {
-		p.auth = DCERPCAuth{Type: dissect.AuthTypeName(c.AuthType), TypeID: c.AuthType, Level: dissect.AuthLevelName(c.AuthLevel), LevelID: c.AuthLevel}
-		d.Auth = &p.auth
+		d.Auth = &DCERPCAuth{Type: dissect.AuthTypeName(c.AuthType), TypeID: c.AuthType, Level: dissect.AuthLevelName(c.AuthLevel), LevelID: c.AuthLevel}
 	}
 	ev.DCERPC = d
 	switch {

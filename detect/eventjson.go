@@ -399,6 +399,12 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i+4 <= len(s) && jsonSafe[s[i]] == '1' && jsonSafe[s[i+1]] == '1' && jsonSafe[s[i+2]] == '1' && jsonSafe[s[i+3]] == '1' {
+			i += 4
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if jsonSafe[c] == '1' {
 			i++
