@@ -67,10 +67,15 @@ func TestOrderer(t *testing.T) {
 func TestOrdererRun(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 4))
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	for round := range 200 {
+	for round := range 220 {
 		var got []uint64
 		o := newOrderer(&orderRecorder{seqs: &got})
 		o.max = 1 + r.IntN(64)
+		items := 500
+		if round >= 200 {
+			// Long runs (the slide of run), few releases.
+			o.max, items = 700+r.IntN(300), 2048
+		}
 		var want []uint64
 		var held []orderItem
 		var last time.Time
@@ -89,10 +94,14 @@ func TestOrdererRun(t *testing.T) {
 			held = slices.Delete(held, i, i+1)
 		}
 		at := time.Duration(0)
-		for i := range 500 {
+		for i := range items {
+			back := 3000
+			if round >= 200 {
+				back = 100 // mostly in order: long runs
+			}
 			switch r.IntN(10) {
 			case 0:
-				at -= time.Duration(r.IntN(3000)) * time.Millisecond
+				at -= time.Duration(r.IntN(back)) * time.Millisecond
 			case 1:
 			default:
 				at += time.Duration(r.IntN(50)) * time.Millisecond
@@ -108,8 +117,11 @@ func TestOrdererRun(t *testing.T) {
 					refPop()
 				}
 			}
-			if r.IntN(20) == 0 {
+			if (round < 200 || i%700 == 699) && r.IntN(20) == 0 {
 				wm := t0.Add(at - time.Duration(r.IntN(2000))*time.Millisecond)
+				if r.IntN(4) == 0 {
+					wm = t0.Add(at + 2*DefaultReorderDelay) // everything goes
+				}
 				o.Release(wm)
 				for len(held) > 0 {
 					i := 0
