@@ -100,6 +100,17 @@ type Call struct {
 	// Dup tells apart records of one connection whose identifying content
 	// (CallKey) is equal; 0 for the first, and in practice always.
 	Dup uint32
+	// Key is CallKey(c) when the worker already computed it for Dup (the
+	// call complete); zero, the detector computes it.
+	Key RecordKey
+}
+
+// recordKey is c.Key, or CallKey(c) when it was not set.
+func (c *Call) recordKey() RecordKey {
+	if c.Key != (RecordKey{}) {
+		return c.Key
+	}
+	return CallKey(c)
 }
 
 // RawStubs are a call's reassembled stubs, kept until its interface is known.

@@ -47,6 +47,7 @@ type Detector struct {
 	clocks []Clock
 	atexec *atExec
 	stats  Stats
+	addrs  addrStrings
 }
 
 // New returns a Detector that hands every event and alert to emit.
@@ -96,7 +97,7 @@ func (d *Detector) loadRules() {
 // Call renders c as an event, emits it, then runs the rules on it.
 func (d *Detector) Call(c *Call) {
 	d.begin(c.Time)
-	ev := CallEvent(c, d.opt.Observer)
+	ev := callEvent(c, d.opt.Observer, &d.addrs)
 	d.stats.Events++
 	d.emit(ev)
 	for _, r := range d.calls {

@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tschsensor/tschsensor/dissect"
 )
@@ -206,66 +208,114 @@ type Pcap struct {
 }
 
 // Subject returns the record's subject below the sink prefix.
-func (e *Event) Subject() string {
+func (e *Event) Subject() string { return string(e.AppendSubject(make([]byte, 0, 64))) }
+
+// AppendSubject appends the record's subject below the sink prefix.
+func (e *Event) AppendSubject(b []byte) []byte {
 	switch e.Event.Kind {
 	case "alert":
 		if e.Rule != nil {
-			return "alert." + e.Rule.ID
+			return append(append(b, "alert."...), e.Rule.ID...)
 		}
-		return "alert.unknown"
+		return append(b, "alert.unknown"...)
 	case "metric":
-		return "stats"
+		return append(b, "stats"...)
 	}
-	iface, op := "unknown", "unknown"
-	if e.DCERPC != nil {
-		if e.DCERPC.Interface.Name != "" {
-			iface = strings.ToLower(e.DCERPC.Interface.Name)
-		}
-		if e.DCERPC.Operation != "" {
-			op = strings.ToLower(e.DCERPC.Operation)
-		} else {
-			op = fmt.Sprintf("opnum%d", e.DCERPC.Opnum)
-		}
+	b = append(b, "event."...)
+	if e.DCERPC == nil {
+		return append(b, "unknown.unknown"...)
 	}
-	return "event." + iface + "." + op
+	b = appendLower(b, e.DCERPC.Interface.Name, "unknown")
+	b = append(b, '.')
+	if e.DCERPC.Operation != "" {
+		return appendLower(b, e.DCERPC.Operation, "")
+	}
+	return strconv.AppendUint(append(b, "opnum"...), uint64(e.DCERPC.Opnum), 10)
 }
 
-func rfc3339(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") }
+// appendLower appends s (or, when s is empty, def) lower-cased as
+// strings.ToLower does, in place: subjects are built once per record.
+func appendLower(b []byte, s, def string) []byte {
+	if s == "" {
+		s = def
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(b, strings.ToLower(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// rfc3339 formats t in UTC with nanoseconds, as
+// t.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") does; it runs two
+// or three times per record, so years 0 to 9999 are written digit by digit.
+func rfc3339(t time.Time) string {
+	var b [30]byte
+	return string(appendRFC3339(b[:0], t))
+}
+
+func appendRFC3339(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000000000Z07:00")
+	}
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = appendDigits(append(b, '-'), int(month), 2)
+	b = appendDigits(append(b, '-'), day, 2)
+	b = appendDigits(append(b, 'T'), hour, 2)
+	b = appendDigits(append(b, ':'), minute, 2)
+	b = appendDigits(append(b, ':'), sec, 2)
+	b = appendDigits(append(b, '.'), t.Nanosecond(), 9)
+	return append(b, 'Z')
+}
+
+// appendDigits writes v (not negative) in exactly n decimal digits.
+func appendDigits(b []byte, v, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, 0)
+	}
+	for i := len(b) - 1; i >= len(b)-n; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
+}
 
 // RecordKey is what identifies a record on the wire, before the
 // disambiguator: see CallKey and FileKey.
 type RecordKey [16]byte
 
-// keyHash hashes the identifying content shared by calls and file
-// operations: the kind, capture time, connection (5-tuple and VLAN), SMB
-// session and file id.
-func keyHash(kind string, t time.Time, ep Endpoints, smb *SMBContext) hash.Hash {
-	h := sha256.New()
-	var b [8]byte
-	field := func(s string) {
-		binary.BigEndian.PutUint32(b[:4], uint32(len(s)))
-		h.Write(b[:4])
-		h.Write([]byte(s))
+// appendKeyContent appends the identifying content shared by calls and
+// file operations, the input of their key's hash: the kind, capture time,
+// connection (5-tuple and VLAN), SMB session and file id. Built in one
+// buffer and hashed with sha256.Sum256, so keys cost no allocation.
+func appendKeyContent(b []byte, kind string, t time.Time, ep Endpoints, smb *SMBContext) []byte {
+	field := func(b []byte, s string) []byte {
+		return append(binary.BigEndian.AppendUint32(b, uint32(len(s))), s...)
 	}
-	field(kind)
-	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
-	h.Write(b[:])
+	b = field(b, kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.UnixNano()))
 	c, s := ep.Client.As16(), ep.Server.As16()
-	h.Write(c[:])
-	h.Write(s[:])
-	binary.BigEndian.PutUint64(b[:], uint64(ep.ClientPort)<<32|uint64(ep.ServerPort)<<16|uint64(ep.VLAN))
-	h.Write(b[:])
-	h.Write([]byte{6}) // TCP: the fifth element of the tuple
+	b = append(b, c[:]...)
+	b = append(b, s[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(ep.ClientPort)<<32|uint64(ep.ServerPort)<<16|uint64(ep.VLAN))
+	b = append(b, 6) // TCP: the fifth element of the tuple
 	if smb != nil {
-		binary.BigEndian.PutUint64(b[:], smb.SessionID)
-		h.Write(b[:])
-		field(smb.FileID)
-	} else {
-		binary.BigEndian.PutUint64(b[:], 0)
-		h.Write(b[:])
-		field("")
+		b = binary.BigEndian.AppendUint64(b, smb.SessionID)
+		return field(b, smb.FileID)
 	}
-	return h
+	b = binary.BigEndian.AppendUint64(b, 0)
+	return field(b, "")
 }
 
 // CallKey identifies a call by its own content: capture time of the
@@ -273,37 +323,35 @@ func keyHash(kind string, t time.Time, ep Endpoints, smb *SMBContext) hash.Hash 
 // else a run saw (other files, other connections, the number of workers)
 // enters it, so the same call has the same key in every replay and live.
 func CallKey(c *Call) RecordKey {
-	h := keyHash("call", c.Time, c.Endpoints, c.SMB)
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(c.CallID)<<16|uint64(c.Opnum))
-	h.Write(b[:])
-	var k RecordKey
-	copy(k[:], h.Sum(nil))
-	return k
+	var buf [160]byte
+	b := appendKeyContent(buf[:0], "call", c.Time, c.Endpoints, c.SMB)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.CallID)<<16|uint64(c.Opnum))
+	sum := sha256.Sum256(b)
+	return RecordKey(sum[:16])
 }
 
 // FileKey identifies a file operation: capture time, connection, SMB
 // session and file id, operation and path.
 func FileKey(f *FileOp) RecordKey {
-	h := keyHash("file:"+f.Op, f.Time, f.Endpoints, &f.SMB)
-	h.Write([]byte(f.Path))
-	var k RecordKey
-	copy(k[:], h.Sum(nil))
-	return k
+	var buf [256]byte
+	b := appendKeyContent(buf[:0], "file:"+f.Op, f.Time, f.Endpoints, &f.SMB)
+	b = append(b, f.Path...)
+	sum := sha256.Sum256(b)
+	return RecordKey(sum[:16])
 }
 
 // eventID derives a record's event.id from its key, the disambiguator
 // among equal keys of one connection, and what is made of it: "call", or
 // "alert:<rule id>". JetStream de-duplicates on it.
 func eventID(kind string, k RecordKey, dup uint32) string {
-	h := sha256.New()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write(k[:])
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], dup)
-	h.Write(b[:])
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	var buf [96]byte
+	b := append(append(buf[:0], kind...), 0)
+	b = append(b, k[:]...)
+	b = binary.BigEndian.AppendUint32(b, dup)
+	sum := sha256.Sum256(b)
+	var id [32]byte
+	hex.Encode(id[:], sum[:16])
+	return string(id[:])
 }
 
 func endpoints(ep Endpoints) (*Endpoint, *Endpoint, *Network) {
@@ -333,34 +381,87 @@ func smbFields(s *SMBContext) *SMBFields {
 	}
 	f := &SMBFields{Version: s.Version, Dialect: s.Dialect, Tree: s.Tree, Pipe: s.Pipe, FileID: s.FileID, Signed: s.Signed}
 	if s.SessionID != 0 {
-		f.SessionID = fmt.Sprintf("0x%016x", s.SessionID)
+		var b [18]byte
+		f.SessionID = string(appendHex16(b[:0], s.SessionID))
 	}
 	return f
 }
 
+// appendHex16 writes v as fmt's "0x%016x".
+func appendHex16(b []byte, v uint64) []byte {
+	b = append(b, '0', 'x')
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hexDigits[v>>uint(shift)&0xf])
+	}
+	return b
+}
+
+// callEventParts are the objects every call's event has, allocated
+// together: one allocation per event instead of one per object. The
+// optional ones (user, SMB, auth, VLAN) are allocated when present, so
+// that the block stays small for the calls without them.
+type callEventParts struct {
+	ev       Event
+	src, dst Endpoint
+	nw       Network
+	d        DCERPCFields
+	pcap     Pcap
+	category [1]string
+	typ      [1]string
+}
+
 // CallEvent renders a call as an event.
-func CallEvent(c *Call, observer string) *Event {
-	src, dst, nw := endpoints(c.Endpoints)
-	nw.Protocol = "dce_rpc"
+func CallEvent(c *Call, observer string) *Event { return callEvent(c, observer, nil) }
+
+// addrStrings remembers the text of the last client and server addresses:
+// the calls of one connection, and of a flood, repeat them.
+type addrStrings struct {
+	addr [2]netip.Addr
+	text [2]string
+}
+
+func (a *addrStrings) of(i int, x netip.Addr) string {
+	if a == nil {
+		return x.String()
+	}
+	if a.text[i] == "" || a.addr[i] != x {
+		a.addr[i], a.text[i] = x, x.String()
+	}
+	return a.text[i]
+}
+
+func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
+	p := &callEventParts{}
+	ep := c.Endpoints
+	p.src = Endpoint{IP: addrs.of(0, ep.Client), Port: ep.ClientPort, Domain: ep.ClientName}
+	p.dst = Endpoint{IP: addrs.of(1, ep.Server), Port: ep.ServerPort, Domain: ep.ServerName}
+	p.nw = Network{Transport: "tcp", Protocol: "dce_rpc"}
+	if ep.VLAN != 0 {
+		p.nw.VLAN = &VLAN{ID: ep.VLAN}
+	}
+	src := &p.src
 	op := dissect.OpName(c.Iface, c.Opnum)
-	ev := &Event{
-		Timestamp: rfc3339(c.Time),
+	start := rfc3339(c.Time)
+	p.category[0], p.typ[0] = "network", "protocol"
+	ev := &p.ev
+	*ev = Event{
+		Timestamp: start,
 		Event: EventMeta{
 			Kind:     "event",
-			ID:       eventID("call", CallKey(c), c.Dup),
-			Category: []string{"network"},
-			Type:     []string{"protocol"},
+			ID:       eventID("call", c.recordKey(), c.Dup),
+			Category: p.category[:],
+			Type:     p.typ[:],
 			Action:   op,
 			Dataset:  "tschsensor.call",
-			Start:    rfc3339(c.Time),
+			Start:    start,
 		},
 		Observer:    Observer{Name: observer, Type: "sensor", Product: "tschsensor"},
 		Source:      src,
-		Destination: dst,
-		Network:     nw,
-		User:        userFields(c.User),
-		SMB:         smbFields(c.SMB),
+		Destination: &p.dst,
+		Network:     &p.nw,
 	}
+	ev.User = userFields(c.User)
+	ev.SMB = smbFields(c.SMB)
 	// Without a NetBIOS session request, the client's name is the
 	// workstation it gave in NTLMSSP AUTHENTICATE.
 	if src.Domain == "" && c.User != nil {
@@ -369,7 +470,8 @@ func CallEvent(c *Call, observer string) *Event {
 	if c.Responded {
 		ev.Event.End = rfc3339(c.ResponseTime)
 	}
-	d := &DCERPCFields{
+	d := &p.d
+	*d = DCERPCFields{
 		Interface:      DCERPCInterface{Name: c.Iface.String(), UUID: c.IfaceUUID, Version: c.IfaceVersion},
 		Operation:      op,
 		Opnum:          c.Opnum,
@@ -409,7 +511,8 @@ func CallEvent(c *Call, observer string) *Event {
 		ev.Tsch = c.Tsch
 	}
 	if c.PcapFile != "" {
-		ev.Pcap = &Pcap{File: c.PcapFile, Frames: c.Frames}
+		p.pcap = Pcap{File: c.PcapFile, Frames: c.Frames}
+		ev.Pcap = &p.pcap
 	}
 	return ev
 }

@@ -104,7 +104,7 @@ func alertFrom(def ruleDef, c *Call, ev *Event, related []string, why []string) 
 	}
 	a := &Event{
 		Timestamp: ev.Timestamp,
-		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+id, CallKey(c), c.Dup),
+		Event: EventMeta{Kind: "alert", ID: eventID("alert:"+id, c.recordKey(), c.Dup),
 			Category: []string{"intrusion_detection"}, Type: []string{"info"}, Action: ev.Event.Action,
 			Outcome: ev.Event.Outcome, Severity: sev, Dataset: "tschsensor.alert", Reason: strings.Join(why, "; ")},
 		Observer:    ev.Observer,

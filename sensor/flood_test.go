@@ -51,10 +51,17 @@ func floodRun(t *testing.T, kind string, n int, opt Options) ([]string, *Worker)
 // its path and command, and the atexec alert.
 func wantAtexec(t *testing.T, name string, lines []string) {
 	t.Helper()
+	wantAtexecPath(t, name, `\\YtLXjkgE`, lines)
+}
+
+// wantAtexecPath is wantAtexec for the task path (JSON-escaped) of another
+// capture.
+func wantAtexecPath(t *testing.T, name, path string, lines []string) {
+	t.Helper()
 	var reg, alert bool
 	for _, l := range lines {
 		if strings.Contains(l, `"kind":"event"`) && strings.Contains(l, `"action":"SchRpcRegisterTask"`) &&
-			strings.Contains(l, `"path":"\\YtLXjkgE"`) && strings.Contains(l, `"command":"cmd.exe"`) && strings.Contains(l, `"outcome":"success"`) {
+			strings.Contains(l, `"path":"`+path+`"`) && strings.Contains(l, `"command":"cmd.exe"`) && strings.Contains(l, `"outcome":"success"`) {
 			reg = true
 		}
 		if strings.Contains(l, `"kind":"alert"`) && strings.Contains(l, `"rule":{"id":"atexec"`) {
@@ -190,30 +197,39 @@ func BenchmarkFloodRPCRequests(b *testing.B) {
 }
 
 // TestLargeRegistration: a SchRpcRegisterTask whose XML is padded past
-// --max-message (all of it in one SMB2 WRITE or one pipe-transceive IOCTL)
-// or past --max-stub (one fragment per WRITE, 4.4 MB of stub) is reported with its path, command,
-// user, flags and outcome, flagged oversized, with the atexec alert.
+// --max-message (all of it in one SMB2 WRITE, one pipe-transceive IOCTL or
+// one SMB1 WRITE_ANDX) or past --max-stub (one fragment per WRITE, 4.4 MB of
+// stub) is reported with its path, command, user, flags and outcome,
+// flagged oversized, with the atexec alert.
 func TestLargeRegistration(t *testing.T) {
-	splice := plLoad(t, "../pcaps/impacket-atexec-smb2-clear.pcap")
-	pkts := make([]flood.Packet, len(splice))
-	for i, p := range splice {
-		pkts[i] = flood.Packet{CI: p.ci, Data: p.data}
+	captures := map[string][]flood.Packet{}
+	for _, name := range []string{"impacket-atexec-smb2-clear", "impacket-atexec-smb1-clear"} {
+		for _, p := range plLoad(t, "../pcaps/"+name+".pcap") {
+			captures[name] = append(captures[name], flood.Packet{CI: p.ci, Data: p.data})
+		}
 	}
 	for _, tc := range []struct {
 		name          string
+		capture, path string
 		pad, perWrite int
 		anomaly       string
+		maxMessage    int
 	}{
-		{"one 1.2 MB WRITE", 600000, 0, ""},
-		{"2.2 MB XML", 2200000, 1, "dcerpc_stub_too_large"},
-		{"one 1.2 MB IOCTL", 600000, -1, ""},
+		{"one 1.2 MB WRITE", "impacket-atexec-smb2-clear", `\\YtLXjkgE`, 600000, 0, "", 0},
+		{"2.2 MB XML", "impacket-atexec-smb2-clear", `\\YtLXjkgE`, 2200000, 1, "dcerpc_stub_too_large", 0},
+		{"one 1.2 MB IOCTL", "impacket-atexec-smb2-clear", `\\YtLXjkgE`, 600000, -1, "", 0},
+		{"one 1.2 MB SMB1 WRITE_ANDX", "impacket-atexec-smb1-clear", `\\AzcTtiyO`, 600000, 0, "", 0},
+		// 68 KB WRITE_ANDXs past a 32 KiB --max-message: the framer
+		// follows the PDUs from one streamed WRITE to the next.
+		{"SMB1 WRITE_ANDXs of 16 fragments past --max-message", "impacket-atexec-smb1-clear", `\\AzcTtiyO`, 600000, 16, "", 32 << 10},
 	} {
+		pkts := captures[tc.capture]
 		var lines []string
 		det := detect.New(detect.Options{}, func(e *detect.Event) {
 			b, _ := json.Marshal(e)
 			lines = append(lines, string(b))
 		})
-		w := NewWorker(Options{PanicHook: func(r any) { t.Fatalf("panic: %v", r) }}, NewResolver(directRecorder{det}), nil)
+		w := NewWorker(Options{MaxMessage: tc.maxMessage, PanicHook: func(r any) { t.Fatalf("panic: %v", r) }}, NewResolver(directRecorder{det}), nil)
 		err := flood.Registration(pkts, tc.pad, tc.perWrite, func(ci gopacket.CaptureInfo, data []byte) error {
 			w.Packet(data, ci, layers.LinkTypeEthernet)
 			return nil
@@ -223,7 +239,7 @@ func TestLargeRegistration(t *testing.T) {
 		}
 		w.Flush()
 		det.Flush()
-		wantAtexec(t, tc.name, lines)
+		wantAtexecPath(t, tc.name, tc.path, lines)
 		var reg string
 		for _, l := range lines {
 			if strings.Contains(l, `"kind":"alert"`) && strings.Contains(l, `"rule":{"id":"remote_task_registered"`) {

@@ -34,10 +34,16 @@ type orderer struct {
 	delay time.Duration
 	max   int
 	h     orderHeap
-	n     uint64 // arrival order, the last tie-break
-	last  time.Time
-	// due is when the record numbered dueN, the top of h when Release last
-	// looked, is released.
+	// run holds records that arrived in order (each not before the one
+	// ahead of it, the common case with one worker), oldest first: they
+	// cost no heap operations. The next record to go is the earlier of
+	// run's head and the heap's top, so the order is the heap's alone.
+	run  []orderItem
+	head int
+	n    uint64 // arrival order, the last tie-break
+	last time.Time
+	// due is when the record numbered dueN, the one going next when
+	// Release last looked, is released.
 	dueN uint64
 	due  time.Time
 	// Late counts records that came after later ones had gone on.
@@ -59,9 +65,10 @@ type orderItem struct {
 
 type orderHeap []orderItem
 
-func (h orderHeap) Len() int { return len(h) }
-func (h orderHeap) Less(i, j int) bool {
-	a, b := &h[i], &h[j]
+func (h orderHeap) Len() int           { return len(h) }
+func (h orderHeap) Less(i, j int) bool { return itemLess(&h[i], &h[j]) }
+
+func itemLess(a, b *orderItem) bool {
 	if !a.t.Equal(b.t) {
 		return a.t.Before(b.t)
 	}
@@ -106,14 +113,49 @@ func (o *orderer) push(it orderItem) {
 	}
 	o.n++
 	it.n = o.n
-	heap.Push(&o.h, it)
-	if len(o.h) > o.max {
+	if o.head == len(o.run) || !itemLess(&it, &o.run[len(o.run)-1]) {
+		if o.head > 0 && o.head == len(o.run) {
+			o.run, o.head = o.run[:0], 0
+		} else if o.head > 0 && len(o.run) == cap(o.run) && o.head >= len(o.run)/2 {
+			// Slide the live part down rather than grow.
+			o.run = o.run[:copy(o.run, o.run[o.head:])]
+			clear(o.run[len(o.run):cap(o.run)])
+			o.head = 0
+		}
+		o.run = append(o.run, it)
+	} else {
+		heap.Push(&o.h, it)
+	}
+	if o.held() > o.max {
 		o.pop()
 	}
 }
 
+func (o *orderer) held() int { return len(o.h) + len(o.run) - o.head }
+
+// fromRun says whether the next record is run's head rather than the
+// heap's top; held() must be positive.
+func (o *orderer) fromRun() bool {
+	return o.head < len(o.run) && (len(o.h) == 0 || itemLess(&o.run[o.head], &o.h[0]))
+}
+
+// first is the record that goes next; held() must be positive.
+func (o *orderer) first() *orderItem {
+	if o.fromRun() {
+		return &o.run[o.head]
+	}
+	return &o.h[0]
+}
+
 func (o *orderer) pop() {
-	it := heap.Pop(&o.h).(orderItem)
+	var it orderItem
+	if o.fromRun() {
+		it = o.run[o.head]
+		o.run[o.head] = orderItem{}
+		o.head++
+	} else {
+		it = heap.Pop(&o.h).(orderItem)
+	}
 	if it.t.After(o.last) {
 		o.last = it.t
 	}
@@ -131,11 +173,11 @@ func (o *orderer) pass(it orderItem) {
 // Release hands on every record finished at least the reorder delay
 // before watermark, the capture time all workers have reached.
 func (o *orderer) Release(watermark time.Time) {
-	// Called once per packet: while the same record waits at the top, one
+	// Called once per packet: while the same record waits first, one
 	// comparison with its release time, no time arithmetic.
-	for len(o.h) > 0 {
-		if top := &o.h[0]; top.n != o.dueN {
-			o.dueN, o.due = top.n, top.t.Add(o.delay)
+	for o.held() > 0 {
+		if f := o.first(); f.n != o.dueN {
+			o.dueN, o.due = f.n, f.t.Add(o.delay)
 		}
 		if watermark.Before(o.due) {
 			return
@@ -146,7 +188,7 @@ func (o *orderer) Release(watermark time.Time) {
 
 // Flush hands on everything held.
 func (o *orderer) Flush() {
-	for len(o.h) > 0 {
+	for o.held() > 0 {
 		o.pop()
 	}
 }

@@ -48,7 +48,13 @@ func (p *passTarget) stop() {
 // pipeThrough starts streaming a pipe message whose head is msg (SMB2
 // header onward): the data in the head is fed now, the rest as it comes.
 func (s *smbState) pipeThrough(dir int, msg []byte, off, n int, f *smbFile, pdir int) bool {
-	if off < dissect.SMB2HeaderLen || n < 0 {
+	return s.pipeThroughAt(dissect.SMB2HeaderLen, dir, msg, off, n, f, pdir)
+}
+
+// pipeThroughAt is pipeThrough for a header of hdrLen bytes (SMB1 or SMB2),
+// before which no data may start.
+func (s *smbState) pipeThroughAt(hdrLen, dir int, msg []byte, off, n int, f *smbFile, pdir int) bool {
+	if off < hdrLen || n < 0 {
 		return false
 	}
 	var avail []byte

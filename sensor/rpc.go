@@ -534,7 +534,8 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 				if !call.Encrypted || call.Decrypted {
 					call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
 				}
-				call.Dup = r.c.disambiguate(detect.CallKey(call))
+				call.Key = detect.CallKey(call)
+				call.Dup = r.c.disambiguate(call.Key)
 				r.c.env.rec.Call(call)
 				return
 			}
@@ -565,7 +566,8 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 		r.decode(rc)
 	}
 	r.c.env.stats.TschCalls++
-	call.Dup = r.c.disambiguate(detect.CallKey(call))
+	call.Key = detect.CallKey(call)
+	call.Dup = r.c.disambiguate(call.Key)
 	r.c.env.rec.Call(call)
 }
 

@@ -667,7 +667,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 func (s *smbState) partial(dir int, head []byte, total int) bool {
 	msg := head[dissect.NBSSHeaderLen:]
 	if dissect.ClassifySMB(msg) == dissect.SMBKind1 && s.smb1 != nil {
-		return s.smb1.partial(msg)
+		return s.smb1.partial(dir, msg)
 	}
 	if dissect.ClassifySMB(msg) != dissect.SMBKind2 {
 		return false

@@ -531,8 +531,10 @@ func (m *smb1State) transResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 
 // partial handles the head of an SMB1 message too large to buffer: a
 // WRITE_ANDX request or READ_ANDX response on a disk file is counted and
-// its data skipped without copying.
-func (m *smb1State) partial(msg []byte) bool {
+// its data skipped without copying; on a named pipe its data streams into
+// the pipe's DCE-RPC framer as it arrives (pipestream.go), so that a PDU
+// never hides in a message larger than --max-message.
+func (m *smb1State) partial(dir int, msg []byte) bool {
 	s := m.s
 	h := &m.hdr
 	if dissect.DecodeSMB1Header(msg, h) != nil {
@@ -550,15 +552,30 @@ func (m *smb1State) partial(msg []byte) bool {
 	uid := uint64(h.UID)
 	switch {
 	case h.Command == dissect.SMB1WriteAndX && !h.Response():
-		if dissect.ParseSMB1WriteRequest(cmd, &m.write) != nil {
+		wr := &m.write
+		if dissect.ParseSMB1WriteRequest(cmd, wr) != nil {
 			return false
 		}
-		f := s.files[fileKey{uid, fid16(m.write.FID)}]
-		if f == nil || f.pipe != nil {
+		off, n := wr.DataOffset, wr.DataLength
+		f := s.files[fileKey{uid, fid16(wr.FID)}]
+		if f == nil && off >= dissect.SMB1HeaderLen && off < len(msg) {
+			f = s.file(uid, fid16(wr.FID), uint32(h.TID), msg[off:])
+		}
+		if f == nil {
 			return false
 		}
-		f.written += uint64(m.write.DataLength)
-		return true
+		if f.pipe == nil {
+			f.written += uint64(n)
+			return true
+		}
+		if wr.WriteMode&(dissect.SMB1WriteRawMode|dissect.SMB1WriteMessageStart) == dissect.SMB1WriteRawMode|dissect.SMB1WriteMessageStart {
+			// The message length in front is not pipe data (PipeData).
+			off, n = off+2, n-2
+		}
+		if s.c.client < 0 {
+			s.c.setClient(dir)
+		}
+		return s.pipeThroughAt(dissect.SMB1HeaderLen, dir, msg, off, n, f, s.c.client)
 	case h.Command == dissect.SMB1ReadAndX && h.Response():
 		key := smb1Key{h.PID, h.MID}
 		req := m.pending[key]
@@ -566,16 +583,24 @@ func (m *smb1State) partial(msg []byte) bool {
 			return false
 		}
 		f := s.files[fileKey{uid, fid16(req.ops[0].fid)}]
-		if f == nil || f.pipe != nil {
+		if f == nil {
 			return false
 		}
-		_, n, err := dissect.ParseSMB1ReadResponse(cmd)
+		off, n, err := dissect.ParseSMB1ReadResponse(cmd)
 		if err != nil {
 			return false
 		}
+		if f.pipe == nil {
+			delete(m.pending, key)
+			f.read += uint64(n)
+			return true
+		}
+		ok := h.Status == 0 || h.Status == dissect.StatusBufferOverflow || h.Status == smb1DOSMoreData
+		if !ok || s.c.client < 0 {
+			return false
+		}
 		delete(m.pending, key)
-		f.read += uint64(n)
-		return true
+		return s.pipeThroughAt(dissect.SMB1HeaderLen, dir, msg, off, n, f, 1-s.c.client)
 	}
 	return false
 }

@@ -94,8 +94,10 @@ const maxConnKeys = 4096
 // disambiguate returns how many records of this connection had key k
 // before.
 func (c *conn) disambiguate(k detect.RecordKey) uint32 {
-	if c.keys == nil || len(c.keys) >= maxConnKeys {
+	if c.keys == nil {
 		c.keys = make(map[detect.RecordKey]uint32)
+	} else if len(c.keys) >= maxConnKeys {
+		clear(c.keys) // keeps the table's room: a flood refills it at once
 	}
 	n := c.keys[k]
 	c.keys[k] = n + 1

@@ -8,8 +8,8 @@ import (
 	"unicode/utf16"
 )
 
-// Registration rewrites a capture holding an SMB2 SchRpcRegisterTask (the
-// project's impacket atexec captures) so that the task XML carries pad more
+// Registration rewrites a capture holding a SchRpcRegisterTask in one SMB2
+// WRITE or SMB1 WRITE_ANDX (the project's impacket atexec captures) so that the task XML carries pad more
 // characters (an XML comment right after the <Task> start tag, so that
 // everything that matters comes after the padding). The stub is cut into
 // 4280-byte fragments as Windows and Impacket do; fragsPerWrite of them go in
@@ -209,9 +209,24 @@ func rewriteRegister(c []byte, pad, fragsPerWrite int) (start, end int, repl []b
 				}
 			}
 		}
+		if c[off] == 0 && len(msg) >= 33 && string(msg[:4]) == "\xffSMB" && msg[4] == 0x2f && msg[9]&0x80 == 0 && int(msg[32]) >= 12 && len(msg) >= 33+2*int(msg[32]) {
+			// SMB1 WRITE_ANDX (MS-CIFS 2.2.4.43.1): words from byte 33.
+			w := msg[33:]
+			doff, dlen := int(le.Uint16(w[22:])), int(le.Uint16(w[18:]))<<16|int(le.Uint16(w[20:]))
+			if doff >= 35+2*int(msg[32]) && doff+dlen <= len(msg) && dlen >= 24 {
+				pdu := msg[doff : doff+dlen]
+				if pdu[0] == 5 && pdu[2] == 0 && le.Uint16(pdu[22:]) == 1 && le.Uint16(pdu[10:]) == 0 && pdu[3]&3 == 3 {
+					stub, err := padXML(pdu[24:le.Uint16(pdu[8:])], pad)
+					if err != nil {
+						return 0, 0, nil, err
+					}
+					return off, next, writes1(msg[:doff], le.Uint32(pdu[12:]), pdu[20:24], stub, fragsPerWrite), nil
+				}
+			}
+		}
 		off = next
 	}
-	return 0, 0, nil, errors.New("registration: no SchRpcRegisterTask request in one SMB2 WRITE")
+	return 0, 0, nil, errors.New("registration: no SchRpcRegisterTask request in one SMB2 WRITE or SMB1 WRITE_ANDX")
 }
 
 // padXML inserts pad characters of XML comment into the task XML of a
@@ -280,9 +295,42 @@ func indexAfter(s, prefix string) int {
 	return -1
 }
 
-// writes cuts stub into request fragments and packs them into SMB2 WRITEs
-// built from the original WRITE's header and fixed body.
-func writes(hdr []byte, callID uint32, ctxOpnum []byte, stub []byte, perWrite int) []byte {
+// writes1 packs the request fragments into SMB1 WRITE_ANDX requests built
+// from the original one up to its data (prefix): the data length's high
+// word carries sizes past 64 KiB (CAP_LARGE_WRITEX); ByteCount, 16 bits,
+// is left at its low bits. fragsPerWrite as for SMB2 (no IOCTL in SMB1).
+func writes1(prefix []byte, callID uint32, ctxOpnum []byte, stub []byte, perWrite int) []byte {
+	le := binary.LittleEndian
+	pdus := fragments(callID, ctxOpnum, stub)
+	if perWrite <= 0 {
+		perWrite = len(pdus)
+	}
+	wc := int(prefix[32])
+	var out []byte
+	for i := 0; i < len(pdus); i += perWrite {
+		var data []byte
+		for _, p := range pdus[i:min(i+perWrite, len(pdus))] {
+			data = append(data, p...)
+		}
+		m := append([]byte(nil), prefix...)
+		if i > 0 {
+			// Extra WRITEs take multiplex ids no request of the capture uses.
+			le.PutUint16(m[30:], uint16(0x7000+i))
+		}
+		w := m[33:]
+		le.PutUint16(w[18:], uint16(len(data)>>16))
+		le.PutUint16(w[20:], uint16(len(data)))
+		le.PutUint16(m[33+2*wc:], uint16(len(m)-(35+2*wc)+len(data)))
+		m = append(m, data...)
+		out = append(out, 0, byte(len(m)>>16), byte(len(m)>>8), byte(len(m)))
+		out = append(out, m...)
+	}
+	return out
+}
+
+// fragments cuts stub into request PDUs of at most 4280 bytes, as Windows
+// and Impacket do.
+func fragments(callID uint32, ctxOpnum []byte, stub []byte) [][]byte {
 	le := binary.LittleEndian
 	const fragMax = 4280
 	var pdus [][]byte
@@ -305,6 +353,14 @@ func writes(hdr []byte, callID uint32, ctxOpnum []byte, stub []byte, perWrite in
 			break
 		}
 	}
+	return pdus
+}
+
+// writes cuts stub into request fragments and packs them into SMB2 WRITEs
+// built from the original WRITE's header and fixed body.
+func writes(hdr []byte, callID uint32, ctxOpnum []byte, stub []byte, perWrite int) []byte {
+	le := binary.LittleEndian
+	pdus := fragments(callID, ctxOpnum, stub)
 	if perWrite < 0 {
 		var data []byte
 		for _, p := range pdus {

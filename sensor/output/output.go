@@ -3,7 +3,6 @@ package output
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -48,6 +47,9 @@ func (s *WriterSink) Close(context.Context) error {
 	return s.w.Flush()
 }
 
+// maxKeptBuffer bounds the encoding buffer kept between records.
+const maxKeptBuffer = 256 << 10
+
 // Output encodes events and fans them out to sinks. It is the one place
 // that counts what was lost (Delivery): what it could not encode, what a
 // sink refused, what the live detector queue dropped, and what a sink lost
@@ -59,6 +61,12 @@ type Output struct {
 	Metrics uint64
 	drops   outputDrops
 	errs    []error
+	// buf is reused for every record: sinks copy what they keep (Record).
+	buf []byte
+	// subjects holds the subjects made so far, so that a record whose
+	// subject was seen before costs no allocation for it.
+	subjects map[string]string
+	subject  []byte
 }
 
 // NewOutput returns an Output over sinks.
@@ -66,7 +74,11 @@ func NewOutput(sinks ...Sink) *Output { return &Output{sinks: sinks} }
 
 // Emit encodes ev and publishes it to every sink.
 func (o *Output) Emit(ev *detect.Event) {
-	b, err := json.Marshal(ev)
+	b, err := ev.AppendJSON(o.buf[:0])
+	o.buf = b[:0]
+	if cap(b) > maxKeptBuffer {
+		o.buf = nil // one huge task XML does not pin its buffer for the run
+	}
 	if err != nil {
 		o.drops.encode.Add(1)
 		o.note(fmt.Errorf("encode event %s: %w", ev.Event.ID, err))
@@ -80,13 +92,29 @@ func (o *Output) Emit(ev *detect.Event) {
 	default:
 		o.Events++
 	}
-	rec := Record{Kind: ev.Event.Kind, Subject: ev.Subject(), ID: ev.Event.ID, JSON: b}
+	rec := Record{Kind: ev.Event.Kind, Subject: o.subjectOf(ev), ID: ev.Event.ID, JSON: b}
 	for _, s := range o.sinks {
 		if err := s.Publish(rec); err != nil {
 			o.drops.sink.Add(1)
 			o.note(err)
 		}
 	}
+}
+
+// maxSubjects bounds Output.subjects; past it the map starts again.
+const maxSubjects = 1024
+
+func (o *Output) subjectOf(ev *detect.Event) string {
+	o.subject = ev.AppendSubject(o.subject[:0])
+	if s, ok := o.subjects[string(o.subject)]; ok {
+		return s
+	}
+	s := string(o.subject)
+	if o.subjects == nil || len(o.subjects) >= maxSubjects {
+		o.subjects = make(map[string]string)
+	}
+	o.subjects[s] = s
+	return s
 }
 
 // Delivery sums what the sinks delivered and every record lost so far. It

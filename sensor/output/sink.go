@@ -11,7 +11,9 @@ type Record struct {
 	// "event.itaskschedulerservice.schrpcregistertask", "alert.atexec", "stats".
 	Subject string
 	// ID is the record's stable event.id, used for de-duplication.
-	ID   string
+	ID string
+	// JSON is only valid during Publish: the output reuses its buffer for
+	// the next record, so a sink that keeps the bytes copies them.
 	JSON []byte
 }
 
