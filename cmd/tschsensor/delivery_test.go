@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tschsensor/tschsensor/internal/testpcap"
@@ -39,23 +37,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// jetStreamAt starts a JetStream server on a given port (a restart, or a
-// server coming up where a sensor already looks for it).
-func jetStreamAt(t *testing.T, port int) *server.Server {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
 // downJetStream returns the address of a server that ran and stopped: the
 // port it chose itself, where nothing listens now.
 func downJetStream(t *testing.T) (int, string) {
@@ -69,18 +50,9 @@ func downJetStream(t *testing.T) (int, string) {
 
 func streamIDs(t *testing.T, url string) map[string]int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	st := sensorStream(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, "TSCHSENSOR")
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := int(st.CachedInfo().State.Msgs)
 	ids := map[string]int{}
 	if n == 0 {
@@ -280,15 +252,7 @@ func copiesOf(t *testing.T, src string, n int) string {
 // record is in the stream once, and the summary's counts are stdout's.
 func TestReplayNATSRestartMidRun(t *testing.T) {
 	store := t.TempDir()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := jetStreamServer(t, -1, store)
 	port, url := srv.Addr().(*net.TCPAddr).Port, srv.ClientURL()
 	capture := copiesOf(t, filepath.Join("..", "..", "pcaps", "impacket-atexec-smb2-clear.pcap"), 1000)
 
@@ -308,15 +272,7 @@ func TestReplayNATSRestartMidRun(t *testing.T) {
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	t.Logf("server shut down after %d lines", strings.Count(out.String(), "\n"))
-	srv2, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true, JetStream: true, StoreDir: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv2.Start()
-	if !srv2.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready after restart")
-	}
-	t.Cleanup(srv2.Shutdown)
+	jetStreamServer(t, port, store)
 	if got := <-rc; got != 0 {
 		t.Fatalf("rc %d:\n%s", got, errb.String())
 	}

@@ -8,9 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestReplayOrderIDs replays two captures alone, together and in both
@@ -55,19 +52,7 @@ func TestReplayOrderIDs(t *testing.T) {
 			t.Errorf("replay %v: ids differ from those of each capture alone:\n got %v\nwant %v", order, got, union)
 		}
 	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(context.Background(), "TSCHSENSOR")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := sensorStream(t, srv.ClientURL())
 	info, err := st.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)

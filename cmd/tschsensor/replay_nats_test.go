@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -36,20 +34,8 @@ func TestReplayToJetStream(t *testing.T) {
 	}
 	lines := replay()
 
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	stream, err := js.Stream(ctx, "TSCHSENSOR")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := sensorStream(t, srv.ClientURL())
 	info, err := stream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -118,21 +104,4 @@ func TestReplayToJetStream(t *testing.T) {
 	if int(info.State.Msgs) != records {
 		t.Errorf("after a second replay the stream holds %d messages, want %d", info.State.Msgs, records)
 	}
-}
-
-// startJetStream runs a real nats-server with JetStream on a loopback port
-// for the duration of the test.
-func startJetStream(t *testing.T) *server.Server {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
 }
