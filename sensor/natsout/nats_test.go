@@ -144,15 +144,8 @@ type storedMsg struct {
 // readStream returns every message of the stream, in stream order.
 func readStream(t testing.TB, url, stream string) []storedMsg {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, done := jetStreamClient(t, url)
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
@@ -647,12 +640,8 @@ func TestNATSSinkCoreNATS(t *testing.T) {
 // does not capture our subjects, and a missing one with creation off.
 func TestNATSSinkStreamChecks(t *testing.T) {
 	srv := testServer(t, &server.Options{}, t.TempDir())
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, done := jetStreamClient(t, srv.ClientURL())
+	defer done()
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
 		t.Fatal(err)

@@ -74,14 +74,8 @@ func TestNATSSinkStartsWithoutServer(t *testing.T) {
 // creates it again and every record published after stays deliverable.
 // With stream creation off it spools instead and keeps the records.
 func TestNATSSinkStreamRecreated(t *testing.T) {
-	srv := testServer(t, &server.Options{}, t.TempDir())
+	s, srv := outageSink(t)
 	port, url := serverPort(t, srv), srv.ClientURL()
-	o := testOptions(t, url)
-	o.AckTimeout = time.Minute
-	s, err := NewNATSSink(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	recs := testRecords("gone", 0, 900)
 	publishAll(t, s, recs[:300])
 	waitFor(t, "acks", func() bool { return s.Stats().Acked == 300 })
@@ -136,14 +130,8 @@ func TestNATSSinkStreamRecreated(t *testing.T) {
 // sink's connection: at most two copies of each record (plus the few
 // stream API requests), and the stream holds each record once, in order.
 func TestNATSSinkStreamGoneSingleResend(t *testing.T) {
-	srv := testServer(t, &server.Options{}, t.TempDir())
+	s, srv := outageSink(t)
 	url := srv.ClientURL()
-	o := testOptions(t, url)
-	o.AckTimeout = time.Minute
-	s, err := NewNATSSink(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	recs := testRecords("single", 0, 400)
 	deleteStream(t, url, DefaultStream)
 	before := s.nc.Stats().OutMsgs
@@ -172,14 +160,8 @@ func TestNATSSinkStreamGoneSingleResend(t *testing.T) {
 // must still look the stream up, recreate it and deliver every record,
 // in order, instead of re-sending into the void.
 func TestNATSSinkStreamGoneWithListener(t *testing.T) {
-	srv := testServer(t, &server.Options{}, t.TempDir())
+	s, srv := outageSink(t)
 	url := srv.ClientURL()
-	o := testOptions(t, url)
-	o.AckTimeout = time.Minute
-	s, err := NewNATSSink(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	listener, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -206,28 +188,15 @@ func TestNATSSinkStreamGoneWithListener(t *testing.T) {
 // there as if delivered: they wait in the spool, uncounted as acked,
 // until the sink's stream can be created again.
 func TestNATSSinkOtherStreamNotAcked(t *testing.T) {
-	srv := testServer(t, &server.Options{}, t.TempDir())
+	s, srv := outageSink(t)
 	url := srv.ClientURL()
-	o := testOptions(t, url)
-	o.AckTimeout = time.Minute
-	s, err := NewNATSSink(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	recs := testRecords("other", 0, 200)
 	publishAll(t, s, recs[:100])
 	waitFor(t, "acks", func() bool { return s.Stats().Acked == 100 })
 
 	deleteStream(t, url, DefaultStream)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, done := jetStreamClient(t, url)
+	defer done()
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{DefaultSubjectPrefix + ".>"}}); err != nil {
 		t.Fatal(err)
@@ -269,12 +238,8 @@ func TestNATSSinkOtherStreamNotAcked(t *testing.T) {
 
 func deleteStream(t *testing.T, url, name string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, done := jetStreamClient(t, url)
+	defer done()
 	if err := js.DeleteStream(context.Background(), name); err != nil {
 		t.Fatalf("delete stream: %v", err)
 	}
@@ -282,12 +247,38 @@ func deleteStream(t *testing.T, url, name string) {
 
 func streamExists(t *testing.T, url, name string) bool {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	js, done := jetStreamClient(t, url)
+	defer done()
+	_, err := js.Stream(context.Background(), name)
+	return err == nil
+}
+
+// outageSink starts a JetStream server and a sink publishing to it. The
+// sink waits a minute for acknowledgements at close, so that records held
+// up by an outage the test makes are delivered, not dropped at shutdown.
+func outageSink(t *testing.T) (*NATSSink, *server.Server) {
+	t.Helper()
+	srv := testServer(t, &server.Options{}, t.TempDir())
+	o := testOptions(t, srv.ClientURL())
+	o.AckTimeout = time.Minute
+	s, err := NewNATSSink(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	_, err = js.Stream(context.Background(), name)
-	return err == nil
+	return s, srv
+}
+
+// jetStreamClient connects a client of the test's own (not the sink's) to
+// the server at url; done closes it.
+func jetStreamClient(t testing.TB, url string) (js jetstream.JetStream, done func()) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	return js, nc.Close
 }
