@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+
+	"github.com/tschsensor/tschsensor/internal/testpcap"
 )
 
 // TestKerberosLabCaptures opens the Kerberos lab's DCE-RPC-over-TCP
@@ -156,17 +156,10 @@ type labStream struct {
 // is the side that sent the first SYN.
 func tcpStreams(t *testing.T, file string) []*labStream {
 	t.Helper()
-	f, err := os.Open(file)
+	pkts, link, err := testpcap.Read(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Some public captures hold frames longer than their header's snaplen.
-	r.SetSnaplen(1 << 18)
 	type dir struct {
 		buf  []byte
 		next uint32
@@ -180,14 +173,9 @@ func tcpStreams(t *testing.T, file string) []*labStream {
 	}
 	conns := map[string]*conn{}
 	var order []*conn
-	for frame := 1; ; frame++ {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		pkt := gopacket.NewPacket(data, r.LinkType(), gopacket.NoCopy)
+	for i, rec := range pkts {
+		frame := i + 1
+		pkt := gopacket.NewPacket(rec.Data, link, gopacket.NoCopy)
 		nl, tl := pkt.NetworkLayer(), pkt.Layer(layers.LayerTypeTCP)
 		if nl == nil || tl == nil {
 			continue

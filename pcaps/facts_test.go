@@ -9,8 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +16,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+
+	"github.com/tschsensor/tschsensor/internal/testpcap"
 )
 
 // facts is the part of a generator's <name>.json this test checks.
@@ -60,28 +59,17 @@ type facts struct {
 // carries TCP payload, and the number of frames.
 func tcpPayloadFrames(t *testing.T, path string) map[int]bool {
 	t.Helper()
-	f, err := os.Open(path)
+	pkts, link, err := testpcap.Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 	out := map[int]bool{}
-	for n := 1; ; n++ {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s frame %d: %v", path, n, err)
-		}
-		p := gopacket.NewPacket(data, r.LinkType(), gopacket.NoCopy)
+	for i, pk := range pkts {
+		p := gopacket.NewPacket(pk.Data, link, gopacket.NoCopy)
 		tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-		out[n] = tcp != nil && len(tcp.Payload) > 0
+		out[i+1] = tcp != nil && len(tcp.Payload) > 0
 	}
+	return out
 }
 
 func TestFactsMatchCaptures(t *testing.T) {

@@ -1,12 +1,10 @@
 // Package testpcap makes capture files for tests out of the project's own
-// captures.
+// captures, and reads captures into packets for tests in any package.
 package testpcap
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -24,32 +22,12 @@ func Copies(src, dst string, n int, gap time.Duration) error {
 	if n < 1 || n > 40000 {
 		return fmt.Errorf("copies: n %d out of 1..40000", n)
 	}
-	f, err := os.Open(src)
+	pkts, link, err := Read(src)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", src, err)
-	}
-	if r.LinkType() != layers.LinkTypeEthernet {
-		return fmt.Errorf("%s: link type %v, want Ethernet", src, r.LinkType())
-	}
-	type pkt struct {
-		data []byte
-		ts   time.Time
-	}
-	var pkts []pkt
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
-		}
-		pkts = append(pkts, pkt{data, ci.Timestamp})
+	if link != layers.LinkTypeEthernet {
+		return fmt.Errorf("%s: link type %v, want Ethernet", src, link)
 	}
 	out, err := os.Create(dst)
 	if err != nil {
@@ -62,7 +40,7 @@ func Copies(src, dst string, n int, gap time.Duration) error {
 	}
 	for k := range n {
 		for _, p := range pkts {
-			d := bytes.Clone(p.data)
+			d := bytes.Clone(p.Data)
 			// Ethernet, IPv4, TCP: the ports follow the IPv4 header.
 			if len(d) >= 34 && d[12] == 0x08 && d[13] == 0x00 && d[23] == 6 {
 				tcp := 14 + int(d[14]&0x0f)*4
@@ -75,7 +53,7 @@ func Copies(src, dst string, n int, gap time.Duration) error {
 					}
 				}
 			}
-			ci := gopacket.CaptureInfo{Timestamp: p.ts.Add(time.Duration(k) * gap), CaptureLength: len(d), Length: len(d)}
+			ci := gopacket.CaptureInfo{Timestamp: p.Info.Timestamp.Add(time.Duration(k) * gap), CaptureLength: len(d), Length: len(d)}
 			if err := w.WritePacket(ci, d); err != nil {
 				out.Close()
 				return err

@@ -1,12 +1,9 @@
 package testpcap
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/google/gopacket/pcapgo"
 )
 
 // TestCopies: n copies hold n times the packets, each copy later by gap.
@@ -17,29 +14,11 @@ func TestCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	count := func(name string) (int, time.Time, time.Time) {
-		f, err := os.Open(name)
-		if err != nil {
-			t.Fatal(err)
+		pkts, _, err := Read(name)
+		if err != nil || len(pkts) == 0 {
+			t.Fatalf("%s: %d packets, %v", name, len(pkts), err)
 		}
-		defer f.Close()
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		var first, last time.Time
-		for {
-			_, ci, err := r.ReadPacketData()
-			if err != nil {
-				break
-			}
-			if n == 0 {
-				first = ci.Timestamp
-			}
-			last = ci.Timestamp
-			n++
-		}
-		return n, first, last
+		return len(pkts), pkts[0].Info.Timestamp, pkts[len(pkts)-1].Info.Timestamp
 	}
 	n, f0, l0 := count(src)
 	m, f1, l1 := count(dst)
