@@ -224,27 +224,5 @@ func BenchmarkNATSPublishR3(b *testing.B) {
 	}
 	tmpl := Record{Kind: "event", Subject: "event.itaskschedulerservice.schrpcregistertask",
 		JSON: []byte(`{"pad":"` + strings.Repeat("x", 2100) + `"}`)}
-	ids := make([]string, b.N)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("bench-%09d", i)
-	}
-	b.SetBytes(int64(len(tmpl.JSON)))
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		r := tmpl
-		r.ID = ids[i]
-		if err := s.Publish(r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := s.Close(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if st := s.Stats(); st.Acked != uint64(b.N) {
-		b.Fatalf("acked %d of %d (%+v)", st.Acked, b.N, st)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	benchPublish(b, s, tmpl, "records/s")
 }
