@@ -209,26 +209,19 @@ func TestTaskXMLHostile(t *testing.T) {
 func TestTaskXMLEncodings(t *testing.T) {
 	body := `<Task><Actions><Exec><Command>é.exe</Command><Arguments>/c ü &amp; x</Arguments></Exec></Actions></Task>`
 	decl := func(enc string) string { return `<?xml version="1.0" encoding="` + enc + `"?>` }
-	le := func(s string, bom bool) []byte {
+	// The BOM is U+FEFF in the string's own byte order.
+	utf16Bytes := func(order binary.AppendByteOrder, s string, bom bool) []byte {
 		var b []byte
 		if bom {
-			b = append(b, 0xff, 0xfe)
+			b = order.AppendUint16(b, 0xfeff)
 		}
 		for _, v := range utf16.Encode([]rune(s)) {
-			b = binary.LittleEndian.AppendUint16(b, v)
+			b = order.AppendUint16(b, v)
 		}
 		return b
 	}
-	be := func(s string, bom bool) []byte {
-		var b []byte
-		if bom {
-			b = append(b, 0xfe, 0xff)
-		}
-		for _, v := range utf16.Encode([]rune(s)) {
-			b = binary.BigEndian.AppendUint16(b, v)
-		}
-		return b
-	}
+	le := func(s string, bom bool) []byte { return utf16Bytes(binary.LittleEndian, s, bom) }
+	be := func(s string, bom bool) []byte { return utf16Bytes(binary.BigEndian, s, bom) }
 	for _, c := range []struct {
 		name      string
 		doc       []byte
