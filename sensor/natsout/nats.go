@@ -144,6 +144,7 @@ func DefaultNATSOptions() NATSOptions {
 		MaxAge:          DefaultMaxAge,
 		DuplicateWindow: DefaultDuplicateWindow,
 		MaxInFlight:     DefaultMaxInFlight,
+		Replicas:        1,
 		SpoolMaxBytes:   DefaultSpoolMaxBytes,
 		AckTimeout:      DefaultAckTimeout,
 		EmbeddedAddr:    DefaultEmbeddedAddr,
@@ -175,7 +176,7 @@ func (o *NATSOptions) Validate() error {
 		o.MaxInFlight = d.MaxInFlight
 	}
 	if o.Replicas == 0 {
-		o.Replicas = 1
+		o.Replicas = d.Replicas
 	}
 	if o.SpoolMaxBytes == 0 {
 		o.SpoolMaxBytes = d.SpoolMaxBytes
