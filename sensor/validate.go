@@ -26,8 +26,13 @@ func (o *Options) Validate() error {
 	pos("max-calls", int64(o.MaxCalls))
 	pos("max-files", int64(o.MaxFiles))
 	pos("max-xml", int64(o.Tsch.XMLLimit))
-	pos("idle-timeout", int64(o.IdleTimeout))
-	pos("memory-budget", o.MemoryBudget)
+	// Said in the units the flags take, not in nanoseconds and bytes.
+	if o.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("idle-timeout must be positive, got %v", o.IdleTimeout))
+	}
+	if o.MemoryBudget <= 0 {
+		errs = append(errs, fmt.Errorf("memory-budget must be positive, got %d MiB", o.MemoryBudget>>20))
+	}
 	// Limits the binary leaves to their defaults may be zero, not negative
 	// (the check NewReplay and NewLive make).
 	if err := o.validate(); err != nil {
