@@ -165,12 +165,19 @@ func (s *MemStats) merge(o *MemStats) {
 	s.Peak += o.Peak
 }
 
+// budgetSplit is how a sensor's memory budget is shared out.
+type budgetSplit struct {
+	total     int64 // what the user set (or the default)
+	perWorker int64
+	held      int64 // the resolver's, for held calls
+}
+
 // splitBudget shares a sensor's memory budget out: the resolver's share for
 // held calls, and an equal part of the rest for each worker.
-func splitBudget(total int64, workers int) (perWorker, held int64) {
+func splitBudget(total int64, workers int) budgetSplit {
 	if total <= 0 {
 		total = DefaultMemoryBudget
 	}
-	held = total / heldShare
-	return (total - held) / int64(max(workers, 1)), held
+	held := total / heldShare
+	return budgetSplit{total: total, perWorker: (total - held) / int64(max(workers, 1)), held: held}
 }

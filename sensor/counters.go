@@ -26,6 +26,17 @@ type Counters struct {
 	Output      OutputCounters     `json:"output"`
 	Delivery    output.Delivery    `json:"delivery"`
 	Anomalies   map[string]uint64  `json:"anomalies"`
+	Memory      MemoryCounters     `json:"memory"`
+}
+
+// MemoryCounters: the memory budget (bytes) as the user set it and as it
+// was shared out, and what the workers' state took of their shares.
+type MemoryCounters struct {
+	Budget         int64 `json:"budget"`
+	WorkersBudget  int64 `json:"workers_budget"`
+	ResolverBudget int64 `json:"resolver_budget"`
+	WorkersUsed    int64 `json:"workers_used"`
+	WorkersPeak    int64 `json:"workers_peak"`
 }
 
 // PacketCounters: what was read and how whole the TCP streams were.
@@ -126,6 +137,8 @@ func (s *Stats) Counters(out OutputCounters, del output.Delivery) Counters {
 		Output:     out,
 		Delivery:   del,
 		Anomalies:  copyCounts(s.Anomalies),
+		Memory: MemoryCounters{Budget: s.MemoryBudget, WorkersBudget: s.Memory.Budget, ResolverBudget: s.ResolverBudget,
+			WorkersUsed: s.Memory.Used, WorkersPeak: s.Memory.Peak},
 	}
 	return c
 }

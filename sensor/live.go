@@ -217,11 +217,12 @@ type liveWorker struct {
 // detector behind them all.
 type Live struct {
 	cfg LiveConfig
-	// heldBytes is the resolver's share of the memory budget.
-	heldBytes int64
-	workers   []*liveWorker
-	records   chan liveRecord
-	wait      func(socks []ringSource, timeout time.Duration) error
+	// budget is the memory budget shared out among the workers and the
+	// resolver.
+	budget  budgetSplit
+	workers []*liveWorker
+	records chan liveRecord
+	wait    func(socks []ringSource, timeout time.Duration) error
 	// now drives idle-connection expiry while no packet arrives; nil in
 	// tests replaying old captures, whose packets carry their own time.
 	now func() time.Time
@@ -274,7 +275,8 @@ func newLive(cfg LiveConfig, socks [][]ringSource, wait func([]ringSource, time.
 	epm := NewEPMTable(0, 0)
 	keys := newSessionKeyStore(maxSharedSessionKeys)
 	opt := cfg.Options
-	opt.MemoryBudget, l.heldBytes = splitBudget(opt.MemoryBudget, len(socks))
+	l.budget = splitBudget(opt.MemoryBudget, len(socks))
+	opt.MemoryBudget = l.budget.perWorker
 	for i, ss := range socks {
 		lw := &liveWorker{id: i, socks: ss, snap: newStats()}
 		for _, s := range ss {
@@ -307,6 +309,7 @@ type LiveResult struct {
 // still open are reported with outcome unknown.
 func (l *Live) Run(ctx context.Context) LiveResult {
 	be := newBackend(l.cfg.Options, l.cfg.Detect, l.cfg.Output)
+	be.budget = l.budget
 	var wg sync.WaitGroup
 	allDone := make(chan struct{})
 	for _, lw := range l.workers {
@@ -412,7 +415,7 @@ func (l *Live) detect(be *backend) {
 		out.Emit(l.metricEvent())
 		sync()
 	}
-	res.MaxHeldBytes = int(l.heldBytes)
+	res.MaxHeldBytes = int(l.budget.held)
 	for {
 		select {
 		case r, ok := <-l.records:
@@ -684,6 +687,7 @@ func (l *Live) Metrics() LiveMetric {
 	if r := l.cfg.Detect.Rules; r != nil {
 		oc.Suppressed = r.Load().Suppressions()
 	}
+	total.MemoryBudget, total.ResolverBudget = l.budget.total, l.budget.held
 	m.Counters = total.Counters(oc, del)
 	return m
 }

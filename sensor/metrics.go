@@ -162,6 +162,10 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 	for _, wm := range m.Workers {
 		p.sample("tschsensor_flows_active", float64(wm.FlowsActive), "worker", strconv.Itoa(wm.Worker))
 	}
+	p.family("tschsensor_memory_budget_bytes", "gauge", "The memory budget (--memory-budget) and its shares: the workers' (all of them) and the resolver's.")
+	p.sample("tschsensor_memory_budget_bytes", float64(m.Memory.Budget), "part", "total")
+	p.sample("tschsensor_memory_budget_bytes", float64(m.Memory.WorkersBudget), "part", "workers")
+	p.sample("tschsensor_memory_budget_bytes", float64(m.Memory.ResolverBudget), "part", "resolver")
 	p.family("tschsensor_memory_bytes", "gauge", "Memory budget of a worker's state: its share, what is used, the peak.")
 	for _, wm := range m.Workers {
 		w := strconv.Itoa(wm.Worker)

@@ -100,6 +100,8 @@ type backend struct {
 	ord *orderer
 	det *detect.Detector
 	out *output.Output
+	// budget is the memory budget as Replay or Live shared it out.
+	budget budgetSplit
 }
 
 func newBackend(opt Options, dopt detect.Options, out *output.Output) *backend {
@@ -134,6 +136,7 @@ func (b *backend) stats(workers []*Stats) Stats {
 		s.Merge(w)
 	}
 	b.res.account(&s)
+	s.MemoryBudget, s.ResolverBudget = b.budget.total, b.budget.held
 	s.RecordsLate = b.ord.Late
 	return s
 }

@@ -79,9 +79,9 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 	// One memory budget: the resolver's share, the rest split over the
 	// workers.
 	opt := cfg.Options
-	var held int64
-	opt.MemoryBudget, held = splitBudget(opt.MemoryBudget, max(cfg.Workers, 1))
-	be.res.MaxHeldBytes = int(held)
+	be.budget = splitBudget(opt.MemoryBudget, max(cfg.Workers, 1))
+	opt.MemoryBudget = be.budget.perWorker
+	be.res.MaxHeldBytes = int(be.budget.held)
 	var res ReplayResult
 	read := func(sink packetSink) {
 		for _, name := range files {

@@ -39,7 +39,11 @@ type Stats struct {
 	// given up to stay within bounds, by reason.
 	Flow      FlowStats
 	Evictions map[string]uint64
-	Memory    MemStats
+	// Memory sums the workers' accounts (Budget: their shares);
+	// MemoryBudget is the whole budget the user set (or the default), of
+	// which ResolverBudget is the resolver's share for held calls.
+	Memory                       MemStats
+	MemoryBudget, ResolverBudget int64
 }
 
 // AuthStats counts what the security contexts opened: DCE-RPC PDUs sealed
@@ -121,6 +125,8 @@ func (s *Stats) Merge(o *Stats) {
 	}
 	s.Flow.merge(&o.Flow)
 	s.Memory.merge(&o.Memory)
+	s.MemoryBudget += o.MemoryBudget
+	s.ResolverBudget += o.ResolverBudget
 	if s.FirstTime.IsZero() || !o.FirstTime.IsZero() && o.FirstTime.Before(s.FirstTime) {
 		s.FirstTime = o.FirstTime
 	}
@@ -177,7 +183,8 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 		fmt.Fprintf(w, " %s=%d (%d packets)", verdict(v), s.Flow.Flows[v], s.Flow.Packets[v])
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  memory: peak %.1f MiB of a %.1f MiB budget\n", float64(s.Memory.Peak)/(1<<20), float64(s.Memory.Budget)/(1<<20))
+	fmt.Fprintf(w, "  memory: budget %.1f MiB (workers %.1f MiB, peak %.1f MiB; resolver %.1f MiB)\n",
+		mib(s.MemoryBudget), mib(s.Memory.Budget), mib(s.Memory.Peak), mib(s.ResolverBudget))
 	if len(s.Evictions) > 0 {
 		fmt.Fprintf(w, "  evictions:")
 		for _, k := range sortedKeys(s.Evictions) {
@@ -200,3 +207,5 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 		fmt.Fprintln(w)
 	}
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
