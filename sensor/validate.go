@@ -16,26 +16,10 @@ const minMemoryBudget = 16 << 20
 // here, never a silent default.
 func (o *Options) Validate() error {
 	var errs []error
-	pos := func(name string, v int64) {
-		if v <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
-		}
-	}
-	pos("max-message", int64(o.MaxMessage))
-	pos("max-stub", int64(o.MaxStub))
-	pos("max-calls", int64(o.MaxCalls))
-	pos("max-files", int64(o.MaxFiles))
-	pos("max-xml", int64(o.Tsch.XMLLimit))
-	// Said in the units the flags take, not in nanoseconds and bytes.
-	if o.IdleTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("idle-timeout must be positive, got %v", o.IdleTimeout))
-	}
-	if o.MemoryBudget <= 0 {
-		errs = append(errs, fmt.Errorf("memory-budget must be positive, got %d MiB", o.MemoryBudget>>20))
-	}
-	// Limits the binary leaves to their defaults may be zero, not negative
-	// (the check NewReplay and NewLive make).
-	if err := o.validate(); err != nil {
+	// The limits flags set must be positive; those the binary leaves to
+	// their defaults may be zero, not negative (what NewReplay and NewLive
+	// check). One message per bad bound.
+	if err := o.checkBounds(true); err != nil {
 		errs = append(errs, err)
 	}
 	if o.MemoryBudget > 0 && o.MemoryBudget < minMemoryBudget {

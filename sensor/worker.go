@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -95,25 +96,39 @@ type Options struct {
 }
 
 // validate refuses negative bounds (zero means the default).
-func (o *Options) validate() error {
-	for _, v := range []struct {
-		name string
-		v    int
-	}{{"max message", o.MaxMessage}, {"max stub", o.MaxStub}, {"max stub total", o.MaxStubTotal}, {"max calls", o.MaxCalls},
-		{"max files", o.MaxFiles}, {"max pending", o.MaxPending}, {"max pages total", o.MaxPagesTotal},
-		{"max pages per connection", o.MaxPagesPerConn}, {"hunt limit", o.HuntLimit}, {"max connections", o.MaxConnections},
-		{"task XML limit", o.Tsch.XMLLimit}, {"max flows", o.MaxFlows}} {
-		if v.v < 0 {
-			return fmt.Errorf("%s %d: must not be negative", v.name, v.v)
+func (o *Options) validate() error { return o.checkBounds(false) }
+
+// checkBounds says what is wrong with each bound, once: negative, or (when
+// explicit, for the limits a flag sets) zero too. Bounds are named as their
+// flags are, and their values said in the flags' units.
+func (o *Options) checkBounds(explicit bool) error {
+	var errs []error
+	check := func(name string, v int64, flag bool, shown any) {
+		switch {
+		case explicit && flag && v <= 0:
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, shown))
+		case v < 0:
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", name, shown))
 		}
 	}
-	if o.IdleTimeout < 0 {
-		return fmt.Errorf("idle timeout %v: must not be negative", o.IdleTimeout)
+	for _, b := range []struct {
+		name string
+		v    int
+		flag bool
+	}{{"max-message", o.MaxMessage, true}, {"max-stub", o.MaxStub, true}, {"max stub total", o.MaxStubTotal, false},
+		{"max-calls", o.MaxCalls, true}, {"max-files", o.MaxFiles, true}, {"max pending", o.MaxPending, false},
+		{"max pages total", o.MaxPagesTotal, false}, {"max pages per connection", o.MaxPagesPerConn, false},
+		{"hunt limit", o.HuntLimit, false}, {"max connections", o.MaxConnections, false},
+		{"max-xml", o.Tsch.XMLLimit, true}, {"max flows", o.MaxFlows, false}} {
+		check(b.name, int64(b.v), b.flag, b.v)
 	}
-	if o.MemoryBudget < 0 {
-		return fmt.Errorf("memory budget %d: must not be negative", o.MemoryBudget)
+	check("idle-timeout", int64(o.IdleTimeout), true, o.IdleTimeout)
+	budget := fmt.Sprintf("%d bytes", o.MemoryBudget)
+	if o.MemoryBudget%(1<<20) == 0 {
+		budget = fmt.Sprintf("%d MiB", o.MemoryBudget>>20)
 	}
-	return nil
+	check("memory-budget", o.MemoryBudget, true, budget)
+	return errors.Join(errs...)
 }
 
 func (o *Options) setDefaults() {
