@@ -49,11 +49,14 @@ const (
 	Creates = "creates"
 )
 
-// Kinds lists the shapes Generate knows.
-var Kinds = []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, Creates}
+// Kinds lists the shapes Generate knows (a new slice each call, so no
+// caller can change what another sees).
+func Kinds() []string {
+	return []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, Creates}
+}
 
 // Start is the capture time of the first flood frame.
-var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+func Start() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 // Spacing between flood frames: 1 µs (a million frames per second).
 const Spacing = time.Microsecond
@@ -73,7 +76,7 @@ type gen struct {
 // merged in, its first frame placed at the flood's middle, its relative
 // timing kept.
 func Generate(kind string, n int, splice []Packet, sink Sink) error {
-	g := &gen{sink: sink, t: Start, splice: splice}
+	g := &gen{sink: sink, t: Start(), splice: splice}
 	var span time.Duration
 	switch kind {
 	case SYN:
@@ -87,29 +90,29 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 	case Creates:
 		span = time.Duration(n/createsPerSegment+4) * Spacing
 	default:
-		return fmt.Errorf("flood: unknown kind %q (want one of %v)", kind, Kinds)
+		return fmt.Errorf("flood: unknown kind %q (want one of %v)", kind, Kinds())
 	}
 	if len(splice) > 0 {
-		g.at = Start.Add(span / 2)
+		g.at = Start().Add(span / 2)
 	}
 	switch kind {
 	case SYN:
 		for i := range n {
 			c := client(i)
-			g.tcp(c, server, sport(i), 445, 1000, 0, flagSYN, nil)
+			g.tcp(c, server(), sport(i), 445, 1000, 0, flagSYN, nil)
 		}
 	case Handshake1, OutOfOrder, HandshakeHeader:
 		for i := range n {
 			c, p := client(i), sport(i)
-			g.tcp(c, server, p, 445, 1000, 0, flagSYN, nil)
-			g.tcp(server, c, 445, p, 5000, 1001, flagSYN|flagACK, nil)
+			g.tcp(c, server(), p, 445, 1000, 0, flagSYN, nil)
+			g.tcp(server(), c, 445, p, 5000, 1001, flagSYN|flagACK, nil)
 			switch kind {
 			case Handshake1:
-				g.tcp(c, server, p, 445, 1001, 5001, flagACK|flagPSH, []byte{0})
+				g.tcp(c, server(), p, 445, 1001, 5001, flagACK|flagPSH, []byte{0})
 			case HandshakeHeader:
-				g.tcp(c, server, p, 445, 1001, 5001, flagACK|flagPSH, []byte("\x00\x00\x00\x40\xfeSMB"))
+				g.tcp(c, server(), p, 445, 1001, 5001, flagACK|flagPSH, []byte("\x00\x00\x00\x40\xfeSMB"))
 			default:
-				g.tcp(c, server, p, 445, 2001, 5001, flagACK|flagPSH, make([]byte, 100))
+				g.tcp(c, server(), p, 445, 2001, 5001, flagACK|flagPSH, make([]byte, 100))
 			}
 		}
 	case BigMessage:
@@ -125,7 +128,8 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 	return g.err
 }
 
-var server = [4]byte{10, 99, 0, 1}
+// server is the flood's server address, 10.99.0.1.
+func server() [4]byte { return [4]byte{10, 99, 0, 1} }
 
 // client and sport spread flood connections over 64 ports of each of many
 // addresses in 10.64.0.0/10 (never the server's 10.99.0.1).

@@ -39,9 +39,9 @@ func nbss(b []byte, n int) []byte {
 // handshake opens a connection from c:p to the server's port dp; it
 // returns the client's and the server's next sequence numbers.
 func (g *gen) handshake(c [4]byte, p, dp uint16) (uint32, uint32) {
-	g.tcp(c, server, p, dp, 1000, 0, flagSYN, nil)
-	g.tcp(server, c, dp, p, 5000, 1001, flagSYN|flagACK, nil)
-	g.tcp(c, server, p, dp, 1001, 5001, flagACK, nil)
+	g.tcp(c, server(), p, dp, 1000, 0, flagSYN, nil)
+	g.tcp(server(), c, dp, p, 5000, 1001, flagSYN|flagACK, nil)
+	g.tcp(c, server(), p, dp, 1001, 5001, flagACK, nil)
 	return 1001, 5001
 }
 
@@ -66,7 +66,7 @@ func (g *gen) bigMessages(n int) {
 	for off := 0; off < len(msg); off += segment {
 		end := min(off+segment, len(msg))
 		for i := range n {
-			g.tcp(client(i), server, sport(i), 445, seq[i], 5001, flagACK|flagPSH, msg[off:end])
+			g.tcp(client(i), server(), sport(i), 445, seq[i], 5001, flagACK|flagPSH, msg[off:end])
 			seq[i] += uint32(end - off)
 		}
 	}
@@ -74,19 +74,12 @@ func (g *gen) bigMessages(n int) {
 
 // ITaskSchedulerService and NDR, as they appear in a bind (GUIDs in their
 // little-endian wire form).
-var (
-	uuidTsch = guid(0x86d35949, 0x83c9, 0x4044, [8]byte{0xb4, 0x24, 0xdb, 0x36, 0x32, 0x31, 0xfd, 0x0c})
-	uuidNDR  = guid(0x8a885d04, 0x1ceb, 0x11c9, [8]byte{0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60})
+// (86d35949-83c9-4044-b424-db363231fd0c and
+// 8a885d04-1ceb-11c9-9fe8-08002b104860).
+const (
+	uuidTsch = "\x49\x59\xd3\x86\xc9\x83\x44\x40\xb4\x24\xdb\x36\x32\x31\xfd\x0c"
+	uuidNDR  = "\x04\x5d\x88\x8a\xeb\x1c\xc9\x11\x9f\xe8\x08\x00\x2b\x10\x48\x60"
 )
-
-func guid(a uint32, b, c uint16, d [8]byte) []byte {
-	g := make([]byte, 16)
-	binary.LittleEndian.PutUint32(g, a)
-	binary.LittleEndian.PutUint16(g[4:], b)
-	binary.LittleEndian.PutUint16(g[6:], c)
-	copy(g[8:], d[:])
-	return g
-}
 
 // rpcHeader appends a DCE-RPC connection-oriented header; the caller
 // fixes the fragment length.
@@ -119,7 +112,7 @@ func (g *gen) rpcRequests(n int) {
 	bind = append(bind, uuidNDR...)
 	bind = append(bind, 2, 0, 0, 0)
 	setFragLen(bind)
-	g.tcp(c, server, p, dp, cs, ss, flagACK|flagPSH, bind)
+	g.tcp(c, server(), p, dp, cs, ss, flagACK|flagPSH, bind)
 	cs += uint32(len(bind))
 	ack := rpcHeader(nil, 12, 1)
 	ack = binary.LittleEndian.AppendUint16(ack, 4280)
@@ -135,7 +128,7 @@ func (g *gen) rpcRequests(n int) {
 	ack = append(ack, uuidNDR...)
 	ack = append(ack, 2, 0, 0, 0)
 	setFragLen(ack)
-	g.tcp(server, c, dp, p, ss, cs, flagACK|flagPSH, ack)
+	g.tcp(server(), c, dp, p, ss, cs, flagACK|flagPSH, ack)
 	ss += uint32(len(ack))
 	var seg []byte
 	for i := range n {
@@ -143,7 +136,7 @@ func (g *gen) rpcRequests(n int) {
 		req = append(req, 0, 0, 0, 0, 0, 0, 0, 0) // alloc hint, context 0, opnum 0
 		seg = append(seg, setFragLen(req)...)
 		if (i+1)%requestsPerSegment == 0 || i == n-1 {
-			g.tcp(c, server, p, dp, cs, ss, flagACK|flagPSH, seg)
+			g.tcp(c, server(), p, dp, cs, ss, flagACK|flagPSH, seg)
 			cs += uint32(len(seg))
 			seg = seg[:0]
 		}
@@ -169,7 +162,7 @@ func (g *gen) creates(n int) {
 		seg = append(seg, body...)
 		seg = append(seg, name...)
 		if (i+1)%createsPerSegment == 0 || i == n-1 {
-			g.tcp(c, server, p, 445, cs, ss, flagACK|flagPSH, seg)
+			g.tcp(c, server(), p, 445, cs, ss, flagACK|flagPSH, seg)
 			cs += uint32(len(seg))
 			seg = seg[:0]
 		}

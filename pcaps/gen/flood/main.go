@@ -28,7 +28,7 @@ import (
 )
 
 func main() {
-	kind := flag.String("kind", flood.SYN, "flood shape: "+strings.Join(flood.Kinds, ", ")+", or register")
+	kind := flag.String("kind", flood.SYN, "flood shape: "+strings.Join(flood.Kinds(), ", ")+", or register")
 	n := flag.Int("n", 1000, "size: connections, requests or SYNs")
 	splice := flag.String("splice", "", "Ethernet pcap to merge into the flood's middle (kind register: to rewrite)")
 	perWrite := flag.Int("frags-per-write", 0, "kind register: DCE-RPC fragments per SMB2 WRITE (0: all in one)")
