@@ -284,3 +284,62 @@ func TestFloodPlausibleHandshakes(t *testing.T) {
 		t.Errorf("%d connections held at most, bound %d (%v)", most, conns, err)
 	}
 }
+
+// TestHiddenRegistration: a registration whose Actions, Principals and
+// Settings sit between 2 MB of comment on each side (the first holding a
+// decoy Actions Windows ignores) is reported with its command, arguments,
+// run-as and hidden flag, flagged oversized, with the registration alert:
+// over SMB2 (one fragment per WRITE, and one WRITE), SMB1 and TCP.
+func TestHiddenRegistration(t *testing.T) {
+	pad := flood.Padding{Before: 2 << 20, After: 2 << 20, Decoy: `<Actions><Exec><Command>decoy.exe</Command></Exec></Actions>`}
+	for _, tc := range []struct {
+		name, capture string
+		perWrite      int
+		want          []string
+	}{
+		{"SMB2 fragment per WRITE", "impacket-atexec-smb2-clear", 1, []string{`"path":"\\YtLXjkgE"`, `"command":"cmd.exe"`, `"arguments":"/C `}},
+		{"SMB2 one WRITE", "impacket-atexec-smb2-clear", 0, []string{`"path":"\\YtLXjkgE"`, `"command":"cmd.exe"`, `"arguments":"/C `}},
+		{"SMB1 WRITE_ANDXs", "impacket-atexec-smb1-clear", 16, []string{`"path":"\\AzcTtiyO"`, `"command":"cmd.exe"`, `"arguments":"/C `}},
+		{"TCP", "gomsrpc-schtask-tcp-connect", 0, []string{`"path":"\\Microsoft\\Windows\\TschLab\\GoMsrpcTcpConnect"`, `"command":"rundll32.exe"`, `"arguments":"C:\\ProgramData`}},
+	} {
+		var pkts []flood.Packet
+		for _, p := range plLoad(t, "../pcaps/"+tc.capture+".pcap") {
+			pkts = append(pkts, flood.Packet{CI: p.ci, Data: p.data})
+		}
+		var lines []string
+		det := detect.New(detect.Options{}, func(e *detect.Event) {
+			b, _ := json.Marshal(e)
+			lines = append(lines, string(b))
+		})
+		w := NewWorker(Options{PanicHook: func(r any) { t.Fatalf("panic: %v", r) }}, NewResolver(directRecorder{det}), nil)
+		err := flood.RegistrationPadded(pkts, pad, tc.perWrite, func(ci gopacket.CaptureInfo, data []byte) error {
+			w.Packet(data, ci, layers.LinkTypeEthernet)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		w.Flush()
+		det.Flush()
+		var ev, alert string
+		for _, l := range lines {
+			if strings.Contains(l, `"kind":"event"`) && strings.Contains(l, `"action":"SchRpcRegisterTask"`) {
+				ev = l
+			}
+			if strings.Contains(l, `"kind":"alert"`) && strings.Contains(l, `"rule":{"id":"remote_task_registered"`) {
+				alert = l
+			}
+		}
+		for _, want := range append(tc.want, `"run_as":"S-1-5-18"`, `"hidden":true`, `"xml_oversized":true`, `"outcome":"success"`) {
+			if !strings.Contains(ev, want) || !strings.Contains(alert, want) {
+				t.Errorf("%s: event or registration alert lacks %s: %.900s", tc.name, want, ev)
+			}
+		}
+		if strings.Contains(strings.Join(lines, "\n"), "decoy.exe") {
+			t.Errorf("%s: the command inside a comment was reported", tc.name)
+		}
+		if s := w.Stats(); s.Anomalies["tsch_task_xml_oversized"] != 1 || s.Anomalies["tsch_task_xml_scan_truncated"] != 0 {
+			t.Errorf("%s: anomalies %v", tc.name, s.Anomalies)
+		}
+	}
+}

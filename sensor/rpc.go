@@ -113,7 +113,8 @@ type rpcCall struct {
 	reqCut   bool
 	reqTotal int
 	reqTail  []byte
-	joined   bool // the request stub was joined from head and tail
+	joined   bool     // the request stub was joined from head and tail
+	scan     *xmlScan // the task XML dropped between head and tail (xmlscan.go)
 }
 
 func newRPCChannel(c *conn, transport string, smb *detect.SMBContext) *rpcChannel {
@@ -410,9 +411,10 @@ func (r *rpcChannel) appendRequestStub(rc *rpcCall, stub []byte, call *detect.Ca
 			return
 		}
 		rc.reqCut = true
+		rc.scan = newRegisterScan(call.Iface, call.Opnum, call.Syntax, rc.drep, rc.req)
 	}
 	t := len(rc.reqTail)
-	rc.reqTail = keepTail(rc.reqTail, stub)
+	rc.reqTail = keepTail(rc.reqTail, stub, rc.scan)
 	*r.c.env.stubBytes += len(rc.reqTail) - t
 }
 
@@ -580,11 +582,15 @@ func (r *rpcChannel) compact(rc *rpcCall) {
 			iface, syn = pc.iface, pc.syntax
 		}
 	}
-	if s := compactStub(iface, rc.call.Opnum, syn, rc.drep, rc.req, rc.reqTail, rc.reqTotal); s != nil {
+	if s := compactStub(iface, rc.call.Opnum, syn, rc.drep, rc.req, rc.reqTail, rc.reqTotal, rc.scan); s != nil {
 		rc.req = s
 		rc.joined = true
 	}
-	rc.reqTail = nil
+	if rc.scan != nil && rc.scan.full {
+		// Elements of the XML's middle past the bound are not reported.
+		r.c.anomaly("tsch_task_xml_scan_truncated")
+	}
+	rc.reqTail, rc.scan = nil, nil
 }
 
 // decode runs the MS-TSCH stub decoders on a finished call.

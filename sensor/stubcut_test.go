@@ -50,7 +50,7 @@ func TestCompactStub(t *testing.T) {
 
 		stub := marshal(reg)
 		head, tail := cut(stub)
-		joined := compactStub(dissect.IfaceITaskSchedulerService, 1, enc.syn, enc.drep, head, tail, len(stub))
+		joined := compactStub(dissect.IfaceITaskSchedulerService, 1, enc.syn, enc.drep, head, tail, len(stub), nil)
 		var info dissect.TschInfo
 		if joined == nil {
 			t.Fatalf("%s: SchRpcRegisterTask not joined", enc.name)
@@ -65,7 +65,7 @@ func TestCompactStub(t *testing.T) {
 
 		stub = marshal(job)
 		head, tail = cut(stub)
-		joined = compactStub(dissect.IfaceATSVC, 0, enc.syn, enc.drep, head, tail, len(stub))
+		joined = compactStub(dissect.IfaceATSVC, 0, enc.syn, enc.drep, head, tail, len(stub), nil)
 		info = dissect.TschInfo{}
 		if joined == nil {
 			t.Fatalf("%s: NetrJobAdd not joined", enc.name)

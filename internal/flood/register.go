@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf16"
 )
@@ -17,8 +18,23 @@ import (
 // IOCTL instead). Other frames are kept; sequence and
 // acknowledgement numbers and timestamps after the change are shifted.
 func Registration(pkts []Packet, pad, fragsPerWrite int, sink Sink) error {
+	return RegistrationPadded(pkts, Padding{Before: pad}, fragsPerWrite, sink)
+}
+
+// Padding says where a registration's task XML is padded: Before characters
+// of comment right after the <Task> start tag, After characters of comment
+// right before its end tag (so that the elements that matter sit in the
+// middle), and Decoy written in the middle of the first comment (markup
+// Windows ignores).
+type Padding struct {
+	Before, After int
+	Decoy         string
+}
+
+// RegistrationPadded is Registration with padding on both sides.
+func RegistrationPadded(pkts []Packet, pad Padding, fragsPerWrite int, sink Sink) error {
 	var segs []seg
-	var client stream
+	var client, rpc stream
 	for i, p := range pkts {
 		s, ok := parseSeg(p.Data)
 		if !ok {
@@ -28,10 +44,17 @@ func Registration(pkts []Packet, pad, fragsPerWrite int, sink Sink) error {
 		if s.dport == 445 && client.isn == 0 && s.flags&flagSYN != 0 {
 			client = stream{src: s.src, sport: s.sport, isn: s.seq + 1}
 		}
+		if s.dport != 445 && s.dport != 135 && s.flags&(flagSYN|flagACK) == flagSYN {
+			// ncacn_ip_tcp: the last connection to a mapped port.
+			rpc = stream{src: s.src, sport: s.sport, isn: s.seq + 1}
+		}
 		segs = append(segs, s)
 	}
 	if client.isn == 0 {
-		return errors.New("registration: no SYN to port 445 in the capture")
+		client = rpc
+	}
+	if client.isn == 0 {
+		return errors.New("registration: no SYN to port 445 or to a mapped port in the capture")
 	}
 	for _, s := range segs {
 		if s.src == client.src && s.sport == client.sport && len(s.payload) > 0 {
@@ -188,10 +211,30 @@ func (g *gen) rebuild(p Packet, s seg, seq, ack uint32, payload []byte, shift ti
 	return g.sink(ci, b)
 }
 
-// rewriteRegister finds the SMB2 WRITE carrying SchRpcRegisterTask in a
-// client stream and returns its extent and the messages replacing it.
-func rewriteRegister(c []byte, pad, fragsPerWrite int) (start, end int, repl []byte, err error) {
+// rewriteRegister finds the SMB2 WRITE, SMB1 WRITE_ANDX or DCE-RPC request
+// (ncacn_ip_tcp) carrying SchRpcRegisterTask in a client stream and returns its extent and the messages replacing it.
+func rewriteRegister(c []byte, pad Padding, fragsPerWrite int) (start, end int, repl []byte, err error) {
 	le := binary.LittleEndian
+	for off := 0; len(c) > 0 && c[0] == 5 && off+24 <= len(c); {
+		// A DCE-RPC stream over TCP: the request in one fragment without
+		// a verifier (no or connect-level authentication).
+		pdu := c[off:min(off+int(le.Uint16(c[off+8:])), len(c))]
+		if len(pdu) < 24 {
+			break
+		}
+		if pdu[2] == 0 && le.Uint16(pdu[22:]) == 1 && le.Uint16(pdu[10:]) == 0 && pdu[3]&3 == 3 {
+			stub, err := padXML(pdu[24:], pad)
+			if err != nil {
+				return 0, 0, nil, err
+			}
+			var repl []byte
+			for _, f := range fragments(le.Uint32(pdu[12:]), pdu[20:24], stub) {
+				repl = append(repl, f...)
+			}
+			return off, off + len(pdu), repl, nil
+		}
+		off += len(pdu)
+	}
 	for off := 0; off+4+64+48 <= len(c); {
 		n := int(c[off+1])<<16 | int(binary.BigEndian.Uint16(c[off+2:]))
 		msg := c[off+4 : min(off+4+n, len(c))]
@@ -229,9 +272,9 @@ func rewriteRegister(c []byte, pad, fragsPerWrite int) (start, end int, repl []b
 	return 0, 0, nil, errors.New("registration: no SchRpcRegisterTask request in one SMB2 WRITE or SMB1 WRITE_ANDX")
 }
 
-// padXML inserts pad characters of XML comment into the task XML of a
-// SchRpcRegisterTask request stub (NDR, little-endian).
-func padXML(stub []byte, pad int) ([]byte, error) {
+// padXML inserts comments into the task XML of a SchRpcRegisterTask
+// request stub (NDR, little-endian).
+func padXML(stub []byte, pad Padding) ([]byte, error) {
 	le := binary.LittleEndian
 	// path: unique pointer, then a conformant varying string.
 	if len(stub) < 16 {
@@ -260,11 +303,19 @@ func padXML(stub []byte, pad int) ([]byte, error) {
 	if at < 0 {
 		return nil, errors.New("registration: no <Task> element in the XML")
 	}
-	filler := make([]byte, pad)
+	filler := make([]byte, pad.Before)
 	for i := range filler {
 		filler[i] = 'A' + byte(i%26)
 	}
-	xml = xml[:at] + "<!--" + string(filler) + "-->" + xml[at:]
+	before := string(filler[:pad.Before/2]) + pad.Decoy + string(filler[pad.Before/2:])
+	if pad.After > 0 {
+		end := strings.LastIndex(xml, "</Task>")
+		if end < at {
+			return nil, errors.New("registration: no </Task> after <Task>")
+		}
+		xml = xml[:end] + "<!--" + strings.Repeat(" ", pad.After) + "-->" + xml[end:]
+	}
+	xml = xml[:at] + "<!--" + before + "-->" + xml[at:]
 	enc := utf16.Encode([]rune(xml))
 	out := append([]byte(nil), stub[:p]...)
 	out = le.AppendUint32(out, uint32(len(enc)))

@@ -1,0 +1,151 @@
+package sensor
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+	"testing"
+	"unicode/utf16"
+
+	tschitss "github.com/oiweiwei/go-msrpc/msrpc/tsch/itaskschedulerservice/v1"
+	"github.com/oiweiwei/go-msrpc/ndr"
+
+	"github.com/tschsensor/tschsensor/dissect"
+)
+
+// hiddenTaskXML puts the definition's salient elements between two pads of
+// comment, with a decoy Actions inside the first comment and inside a CDATA
+// section: Windows reads neither.
+func hiddenTaskXML(pad int) string {
+	p := strings.Repeat("A", pad/2)
+	return `<?xml version="1.0" encoding="UTF-16"?><Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">` +
+		`<RegistrationInfo><Description>` + strings.Repeat("d", 200) + `</Description></RegistrationInfo><!--` + p +
+		`<Actions><Exec><Command>decoy.exe</Command></Exec></Actions>` + p + `--><Settings><Enabled>true</Enabled>` +
+		`<Hidden>true</Hidden></Settings><Principals><Principal id="LocalSystem"><UserId>S-1-5-18</UserId><RunLevel>HighestAvailable</RunLevel>` +
+		`</Principal></Principals><Data><![CDATA[<Actions><Exec><Command>cdata.exe</Command></Exec></Actions>]]></Data>` +
+		`<Actions Context="LocalSystem"><Exec><Command>cmd.exe</Command><Arguments>/C whoami &gt; %windir%\Temp\x.tmp 2&gt;&amp;1</Arguments></Exec></Actions>` +
+		`<!--` + strings.Repeat(" ", pad) + `--></Task>`
+}
+
+// cutStream keeps a stub as the channel does: the head up to max, the
+// rest streamed in 4280-byte fragments through the tail window and the
+// scan; then joined.
+func cutStream(stub []byte, max int, iface dissect.Iface, syn dissect.Syntax, drep [4]byte) ([]byte, *xmlScan) {
+	head := stub[:max]
+	scan := newRegisterScan(iface, 1, syn, drep, head)
+	var tail []byte
+	for rest := stub[max:]; len(rest) > 0; {
+		n := min(4280, len(rest))
+		tail = keepTail(tail, rest[:n], scan)
+		rest = rest[n:]
+	}
+	return compactStub(iface, 1, syn, drep, head, tail, len(stub), scan), scan
+}
+
+// TestScanSplice: a SchRpcRegisterTask whose Actions, Principals and
+// Settings sit between 2 MB of padding on each side is cut and streamed;
+// the scan keeps them and the joined stub decodes with command, arguments,
+// run-as and hidden, in NDR and NDR64, both byte orders (go-msrpc stubs).
+func TestScanSplice(t *testing.T) {
+	reg := &tschitss.RegisterTaskRequest{Path: `\Updater`, XML: hiddenTaskXML(2 << 20), Flags: 0x6, LogonType: 5}
+	for _, enc := range []struct {
+		name string
+		syn  dissect.Syntax
+		drep [4]byte
+	}{
+		{"ndr20-le", dissect.SyntaxNDR, [4]byte{0x10}}, {"ndr20-be", dissect.SyntaxNDR, [4]byte{}},
+		{"ndr64-le", dissect.SyntaxNDR64, [4]byte{0x10}}, {"ndr64-be", dissect.SyntaxNDR64, [4]byte{}},
+	} {
+		rep := ndr.DataRepresentation(binary.LittleEndian.Uint32(enc.drep[:]))
+		var w ndr.NDR = ndr.NDR20(nil, rep)
+		if enc.syn == dissect.SyntaxNDR64 {
+			w = ndr.NDR64(nil, rep)
+		}
+		stub, err := w.Marshal(context.Background(), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stub = append([]byte(nil), stub...)
+		for _, max := range []int{1 << 20, 1<<20 + 1, 4001, 600, 601} {
+			joined, scan := cutStream(stub, max, dissect.IfaceITaskSchedulerService, enc.syn, enc.drep)
+			if joined == nil || scan == nil || scan.full {
+				t.Fatalf("%s/%d: joined %v, scan %+v", enc.name, max, joined != nil, scan)
+			}
+			var info dissect.TschInfo
+			if err := (dissect.TschOptions{}).DecodeRequest(dissect.IfaceITaskSchedulerService, 1, joined, enc.syn, enc.drep, &info); err != nil {
+				t.Fatalf("%s/%d: %v", enc.name, max, err)
+			}
+			task := info.Task
+			if task == nil || task.Path != `\Updater` || task.Command != "cmd.exe" || task.Arguments != `/C whoami > %windir%\Temp\x.tmp 2>&1` ||
+				task.RunAs != "S-1-5-18" || task.Hidden == nil || !*task.Hidden || task.RunLevel == "" || len(task.Actions) != 1 ||
+				info.Register == nil || info.Register.Flags != 6 {
+				t.Errorf("%s/%d: task %+v register %+v", enc.name, max, task, info.Register)
+			}
+		}
+	}
+}
+
+// TestScanBound: kept elements stop at xmlKeepMax; the first ones win and
+// the cut is flagged.
+func TestScanBound(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`<Task><!--` + strings.Repeat("x", 100) + `-->`)
+	b.WriteString(`<Actions><Exec><Command>first.exe</Command></Exec></Actions>`)
+	for i := 0; i < 2000; i++ {
+		b.WriteString(`<Triggers><TimeTrigger><StartBoundary>2026-01-01T00:00:00</StartBoundary></TimeTrigger></Triggers>`)
+	}
+	b.WriteString(`</Task>`)
+	raw := utf16le(b.String())
+	s := newXMLScan(raw[:40], 0, uint64(len(raw)/2), false)
+	s.feed(raw[40:])
+	if !s.full || s.size > xmlKeepMax || len(s.kept) == 0 || !strings.Contains(utf16Text(s.kept[0].raw), "first.exe") {
+		t.Errorf("full %v, size %d, %d kept", s.full, s.size, len(s.kept))
+	}
+}
+
+func utf16le(s string) []byte {
+	var b []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		b = binary.LittleEndian.AppendUint16(b, u)
+	}
+	return b
+}
+
+func utf16Text(b []byte) string {
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return string(utf16.Decode(u))
+}
+
+// FuzzXMLScan: any string, cut anywhere, scanned in any pieces, stays
+// within its bounds and splices into something the tolerant parser takes
+// without panicking.
+func FuzzXMLScan(f *testing.F) {
+	f.Add(utf16le(hiddenTaskXML(64)), 30, 7)
+	f.Add(utf16le(`<Task><!-- <Actions> --><![CDATA[</Task>]]><?pi ?><!DOCTYPE x [<!ENTITY a "b">]><a:Actions x='1' /></Task>`), 9, 3)
+	f.Add([]byte("<\x00A\x00c\x00t\x00"), 1, 1)
+	f.Fuzz(func(t *testing.T, b []byte, cut, piece int) {
+		if cut < 0 || cut > len(b) || piece <= 0 {
+			return
+		}
+		s := newXMLScan(b[:cut], 0, uint64(len(b)/2), cut%3 == 0)
+		if s == nil {
+			return
+		}
+		for rest := b[cut:]; len(rest) > 0; {
+			n := min(piece, len(rest))
+			s.feed(rest[:n])
+			rest = rest[n:]
+		}
+		if s.size > xmlKeepMax || len(s.kept) > xmlKeptMax || len(s.stack) > xmlDepthMax || len(s.pend) > xmlPendingMax+2 {
+			t.Fatalf("bounds: size %d kept %d depth %d pend %d", s.size, len(s.kept), len(s.stack), len(s.pend))
+		}
+		mid := s.splice(func(chars int) int { return chars % 4 })
+		if len(mid)%2 != 0 {
+			t.Fatalf("odd splice %d", len(mid))
+		}
+		_, _ = dissect.ParseTaskXMLBytes(append(append(append([]byte{0xff, 0xfe}, b[:cut&^1]...), mid...), b[len(b)&^1:]...), 0)
+	})
+}
