@@ -120,16 +120,20 @@ func utf16Text(b []byte) string {
 }
 
 // FuzzXMLScan: any string, cut anywhere, scanned in any pieces, stays
-// within its bounds and splices into something the tolerant parser takes
-// without panicking.
+// within its bounds, keeps only whole tags' starts and splices in groups
+// of 4 characters (the tolerant parser has its own fuzz targets).
 func FuzzXMLScan(f *testing.F) {
-	f.Add(utf16le(hiddenTaskXML(64)), 30, 7)
-	f.Add(utf16le(`<Task><!-- <Actions> --><![CDATA[</Task>]]><?pi ?><!DOCTYPE x [<!ENTITY a "b">]><a:Actions x='1' /></Task>`), 9, 3)
-	f.Add([]byte("<\x00A\x00c\x00t\x00"), 1, 1)
-	f.Fuzz(func(t *testing.T, b []byte, cut, piece int) {
-		if cut < 0 || cut > len(b) || piece <= 0 {
+	// The first three bytes say where the head ends and how the rest is
+	// cut in pieces.
+	f.Add(append([]byte{0, 30, 7}, utf16le(hiddenTaskXML(64))...))
+	f.Add(append([]byte{0, 9, 3}, utf16le(`<Task><!-- <Actions> --><![CDATA[</Task>]]><?pi ?><!DOCTYPE x [<!ENTITY a "b">]><a:Actions x='1' /></Task>`)...))
+	f.Add([]byte("\x00\x01\x01<\x00A\x00c\x00t\x00"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) < 3 {
 			return
 		}
+		b := in[3:]
+		cut, piece := min(int(in[0])<<8|int(in[1]), len(b)), int(in[2])+1
 		s := newXMLScan(b[:cut], 0, uint64(len(b)/2), cut%3 == 0)
 		if s == nil {
 			return
@@ -142,10 +146,14 @@ func FuzzXMLScan(f *testing.F) {
 		if s.size > xmlKeepMax || len(s.kept) > xmlKeptMax || len(s.stack) > xmlDepthMax || len(s.pend) > xmlPendingMax+2 {
 			t.Fatalf("bounds: size %d kept %d depth %d pend %d", s.size, len(s.kept), len(s.stack), len(s.pend))
 		}
-		mid := s.splice(func(chars int) int { return chars % 4 })
-		if len(mid)%2 != 0 {
-			t.Fatalf("odd splice %d", len(mid))
+		for _, k := range s.kept {
+			if len(k.raw) < 4 || len(k.raw)%2 != 0 || k.raw[0] != '<' && k.raw[1] != '<' || len(k.path) >= xmlDepthMax {
+				t.Fatalf("kept %q under %q", k.raw, k.path)
+			}
 		}
-		_, _ = dissect.ParseTaskXMLBytes(append(append(append([]byte{0xff, 0xfe}, b[:cut&^1]...), mid...), b[len(b)&^1:]...), 0)
+		mid := s.splice(func(chars int) int { return (4 - chars%4) % 4 })
+		if len(mid)%8 != 0 {
+			t.Fatalf("splice of %d bytes, want whole groups of 4 characters", len(mid))
+		}
 	})
 }
