@@ -341,5 +341,8 @@ func TestHiddenRegistration(t *testing.T) {
 		if s := w.Stats(); s.Anomalies["tsch_task_xml_oversized"] != 1 || s.Anomalies["tsch_task_xml_scan_truncated"] != 0 {
 			t.Errorf("%s: anomalies %v", tc.name, s.Anomalies)
 		}
+		if w.stubBytes != 0 {
+			t.Errorf("%s: %d stub bytes still held after the call finished", tc.name, w.stubBytes)
+		}
 	}
 }

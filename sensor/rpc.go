@@ -413,9 +413,9 @@ func (r *rpcChannel) appendRequestStub(rc *rpcCall, stub []byte, call *detect.Ca
 		rc.reqCut = true
 		rc.scan = newRegisterScan(call.Iface, call.Opnum, call.Syntax, rc.drep, rc.req)
 	}
-	t := len(rc.reqTail)
+	t := len(rc.reqTail) + rc.scan.held()
 	rc.reqTail = keepTail(rc.reqTail, stub, rc.scan)
-	*r.c.env.stubBytes += len(rc.reqTail) - t
+	*r.c.env.stubBytes += len(rc.reqTail) + rc.scan.held() - t
 }
 
 func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
@@ -520,7 +520,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	call := rc.call
 	delete(r.calls, call.CallID)
 	// The stubs leave the worker's budget here, decoded or handed on.
-	*r.c.env.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail)
+	*r.c.env.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail) + rc.scan.held()
 	if rc.reqCut {
 		r.compact(rc)
 	}
@@ -722,7 +722,7 @@ func (r *rpcChannel) finishOldest() {
 // taken for a pipe turned out to be a file.
 func (r *rpcChannel) discard() {
 	for id, rc := range r.calls {
-		*r.c.env.stubBytes -= len(rc.req) + len(rc.resp)
+		*r.c.env.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail) + rc.scan.held()
 		delete(r.calls, id)
 	}
 	r.early, r.earlyBytes = nil, 0

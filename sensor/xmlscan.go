@@ -340,6 +340,14 @@ func (s *xmlScan) commit() {
 	s.cur = nil
 }
 
+// held is what the scan holds for the stub budget (0 without a scan).
+func (s *xmlScan) held() int {
+	if s == nil {
+		return 0
+	}
+	return s.size + len(s.cur)
+}
+
 // enc writes ASCII text in the string's byte order.
 func (s *xmlScan) enc(dst []byte, t string) []byte {
 	for i := 0; i < len(t); i++ {
