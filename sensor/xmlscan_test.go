@@ -157,3 +157,21 @@ func FuzzXMLScan(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkXMLScan: the scan of a 4 MB padded definition's middle, in
+// 4280-byte fragments.
+func BenchmarkXMLScan(b *testing.B) {
+	raw := utf16le(hiddenTaskXML(1 << 20))
+	b.SetBytes(int64(len(raw)))
+	for i := 0; i < b.N; i++ {
+		s := newXMLScan(raw[:1000], 0, uint64(len(raw)/2), false)
+		for rest := raw[1000:]; len(rest) > 0; {
+			n := min(4280, len(rest))
+			s.feed(rest[:n])
+			rest = rest[n:]
+		}
+		if len(s.kept) != 3 {
+			b.Fatalf("%d kept", len(s.kept))
+		}
+	}
+}
