@@ -33,12 +33,14 @@ make rpcreq-100k -kind rpcreq -n 100000
 make creates-200k -kind creates -n 200000
 make register-1write -kind register -n 600000
 make register-xml-2.2m -kind register -n 2200000 -frags-per-write 1
+# Actions and Principals between 2 MB of comment on each side, a decoy in the first.
+make register-hidden-4m -kind register -n 2097152 -after 2097152 -decoy '<Actions><Exec><Command>decoy.exe</Command></Exec></Actions>' -frags-per-write 1
 # The same registration over SMB1: one 1.2 MB WRITE_ANDX.
 [ -s "$dir/register-smb1-1write.pcap" ] ||
 	"$work/flood" -kind register -n 600000 -splice "$root/pcaps/impacket-atexec-smb1-clear.pcap" "$dir/register-smb1-1write.pcap"
 
 printf '%-20s %8s %8s %12s %9s  %s\n' capture packets "wall s" packets/s "peak RSS" "registration (command, outcome) / atexec alert"
-for f in syn-1m handshake1-1m ooo-1m hsheader-1m bigmsg-500 bigmsg-2000 rpcreq-100k creates-200k register-1write register-xml-2.2m register-smb1-1write; do
+for f in syn-1m handshake1-1m ooo-1m hsheader-1m bigmsg-500 bigmsg-2000 rpcreq-100k creates-200k register-1write register-xml-2.2m register-hidden-4m register-smb1-1write; do
 	/usr/bin/time -v -o "$work/time" "$work/tschsensor" replay "$dir/$f.pcap" >"$work/out" 2>"$work/err"
 	pk=$(sed -n 's/^tschsensor: \([0-9]*\) packets.*/\1/p' "$work/err")
 	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + p[j]; print s }' "$work/time")

@@ -32,6 +32,8 @@ func main() {
 	n := flag.Int("n", 1000, "size: connections, requests or SYNs")
 	splice := flag.String("splice", "", "Ethernet pcap to merge into the flood's middle (kind register: to rewrite)")
 	perWrite := flag.Int("frags-per-write", 0, "kind register: DCE-RPC fragments per SMB2 WRITE (0: all in one)")
+	after := flag.Int("after", 0, "kind register: characters of comment before </Task> too (the elements that matter in the middle)")
+	decoy := flag.String("decoy", "", "kind register: markup written in the middle of the first comment")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: flood [-kind K] [-n N] [-splice FILE] OUT.pcap")
 		flag.PrintDefaults()
@@ -41,13 +43,14 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*kind, *n, *perWrite, *splice, flag.Arg(0)); err != nil {
+	if err := run(*kind, flood.Padding{Before: *n, After: *after, Decoy: *decoy}, *perWrite, *splice, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "flood:", err)
 		os.Exit(1)
 	}
 }
 
-func run(kind string, n, perWrite int, splice, out string) error {
+func run(kind string, pad flood.Padding, perWrite int, splice, out string) error {
+	n := pad.Before
 	var pkts []flood.Packet
 	if splice != "" {
 		var err error
@@ -67,7 +70,7 @@ func run(kind string, n, perWrite int, splice, out string) error {
 	}
 	write := func(ci gopacket.CaptureInfo, data []byte) error { return w.WritePacket(ci, data) }
 	if kind == "register" {
-		err = flood.Registration(pkts, n, perWrite, write)
+		err = flood.RegistrationPadded(pkts, pad, perWrite, write)
 	} else {
 		err = flood.Generate(kind, n, pkts, write)
 	}
