@@ -48,7 +48,7 @@ const (
 	lexEndName        // an end tag
 )
 
-// xmlKept is one kept element: the elements open below the root when it
+// xmlKept is one kept element: the elements open (root first) when it
 // began, and its bytes as sent.
 type xmlKept struct {
 	path []string
@@ -81,6 +81,7 @@ type xmlScan struct {
 	keep      bool // past the head: elements are kept
 	headChars int
 	headClose []byte
+	headRoot  bool // the root element is open where the head ends
 }
 
 // newXMLScan starts a scan of the string of n characters starting at stub
@@ -293,7 +294,7 @@ func (s *xmlScan) beginTag() {
 	s.capturing, s.done = true, false
 	s.capDepth = len(s.stack)
 	s.cur = append(s.cur[:0], s.pend...)
-	s.curPath = append([]string(nil), s.stack[1:]...)
+	s.curPath = append([]string(nil), s.stack...)
 }
 
 func (s *xmlScan) openElement(empty bool) {
@@ -403,6 +404,7 @@ func (s *xmlScan) closing() []byte {
 	for i := len(open) - 1; i >= 1; i-- {
 		out = s.enc(out, "</"+open[i]+">")
 	}
+	s.headRoot = len(open) > 0
 	return out
 }
 
@@ -445,14 +447,21 @@ func (s *xmlScan) splice(pad func(chars int) int) []byte {
 	if len(s.kept) == 0 {
 		return nil
 	}
+	// Below the root the head left open; inside one of their own when the
+	// head ended before it.
+	from := 1
+	if !s.headRoot {
+		from = 0
+	}
 	out := append([]byte(nil), s.headClose...)
 	for _, k := range s.kept {
-		for _, p := range k.path {
+		path := k.path[min(from, len(k.path)):]
+		for _, p := range path {
 			out = s.enc(out, "<"+p+">")
 		}
 		out = append(out, k.raw...)
-		for i := len(k.path) - 1; i >= 0; i-- {
-			out = s.enc(out, "</"+k.path[i]+">")
+		for i := len(path) - 1; i >= 0; i-- {
+			out = s.enc(out, "</"+path[i]+">")
 		}
 	}
 	open := s.opening()

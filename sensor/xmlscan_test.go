@@ -46,6 +46,8 @@ func cutStream(stub []byte, max int, iface dissect.Iface, syn dissect.Syntax, dr
 // Settings sit between 2 MB of padding on each side is cut and streamed;
 // the scan keeps them and the joined stub decodes with command, arguments,
 // run-as and hidden, in NDR and NDR64, both byte orders (go-msrpc stubs).
+// The head ends inside the first comment (on and off a character
+// boundary), inside Description, and before the root element.
 func TestScanSplice(t *testing.T) {
 	reg := &tschitss.RegisterTaskRequest{Path: `\Updater`, XML: hiddenTaskXML(2 << 20), Flags: 0x6, LogonType: 5}
 	for _, enc := range []struct {
@@ -66,7 +68,7 @@ func TestScanSplice(t *testing.T) {
 			t.Fatal(err)
 		}
 		stub = append([]byte(nil), stub...)
-		for _, max := range []int{1 << 20, 1<<20 + 1, 4001, 600, 601} {
+		for _, max := range []int{1 << 20, 1<<20 + 1, 4001, 600, 601, 100} {
 			joined, scan := cutStream(stub, max, dissect.IfaceITaskSchedulerService, enc.syn, enc.drep)
 			if joined == nil || scan == nil || scan.full {
 				t.Fatalf("%s/%d: joined %v, scan %+v", enc.name, max, joined != nil, scan)
@@ -147,7 +149,7 @@ func FuzzXMLScan(f *testing.F) {
 			t.Fatalf("bounds: size %d kept %d depth %d pend %d", s.size, len(s.kept), len(s.stack), len(s.pend))
 		}
 		for _, k := range s.kept {
-			if len(k.raw) < 4 || len(k.raw)%2 != 0 || k.raw[0] != '<' && k.raw[1] != '<' || len(k.path) >= xmlDepthMax {
+			if len(k.raw) < 4 || len(k.raw)%2 != 0 || k.raw[0] != '<' && k.raw[1] != '<' || len(k.path) > xmlDepthMax {
 				t.Fatalf("kept %q under %q", k.raw, k.path)
 			}
 		}
