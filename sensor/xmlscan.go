@@ -21,7 +21,12 @@ const (
 	xmlNameMax    = 64       // characters of an element name read
 	xmlDepthMax   = 32       // open elements tracked
 	xmlPendingMax = 2 * (xmlNameMax + 2)
+	// Descriptive elements (a long Description, many triggers) get at most
+	// this much, so that they cannot crowd out Actions and Principals.
+	xmlLowMax = 16 << 10
 )
+
+var xmlLow = map[string]bool{"RegistrationInfo": true, "Author": true, "Description": true, "URI": true, "Triggers": true}
 
 // xmlSalient are the local names whose elements are kept: the sections and
 // the leaves that make up command, arguments, run-as and visibility.
@@ -77,7 +82,9 @@ type xmlScan struct {
 	curPath   []string
 	kept      []xmlKept
 	size      int
-	full      bool // the bound cut an element: later ones are not kept
+	full      bool // the bound left an element out
+	low       bool // the element being kept is descriptive (xmlLowMax)
+	lowSize   int
 	keep      bool // past the head: elements are kept
 	headChars int
 	headClose []byte
@@ -127,7 +134,8 @@ func (s *xmlScan) char(raw []byte) {
 	lex := s.lex
 	s.step(c, raw)
 	if s.capturing {
-		if s.size+len(s.cur)+len(raw) > xmlKeepMax {
+		if s.size+len(s.cur)+len(raw) > xmlKeepMax || s.low && s.lowSize+len(s.cur)+len(raw) > xmlLowMax {
+			// This one is left out; smaller ones after it may still fit.
 			s.capturing, s.full, s.cur = false, true, nil
 		} else {
 			s.cur = append(s.cur, raw...)
@@ -284,13 +292,18 @@ func xmlLocal(n string) string {
 
 // beginTag starts keeping a salient element once its name is read.
 func (s *xmlScan) beginTag() {
-	if !s.keep || s.capturing || s.full || len(s.stack) == 0 || s.over > 0 || !xmlSalient[xmlLocal(string(s.name))] {
+	if !s.keep || s.capturing || len(s.stack) == 0 || s.over > 0 {
+		return
+	}
+	local := xmlLocal(string(s.name))
+	if !xmlSalient[local] {
 		return
 	}
 	if len(s.kept) >= xmlKeptMax {
 		s.full = true
 		return
 	}
+	s.low = xmlLow[local]
 	s.capturing, s.done = true, false
 	s.capDepth = len(s.stack)
 	s.cur = append(s.cur[:0], s.pend...)
@@ -337,6 +350,9 @@ func (s *xmlScan) commit() {
 		s.size += len(p)
 	}
 	s.size += len(s.cur)
+	if s.low {
+		s.lowSize += len(s.cur)
+	}
 	s.kept = append(s.kept, xmlKept{path: s.curPath, raw: s.cur})
 	s.cur = nil
 }

@@ -87,21 +87,38 @@ func TestScanSplice(t *testing.T) {
 	}
 }
 
-// TestScanBound: kept elements stop at xmlKeepMax; the first ones win and
-// the cut is flagged.
+// TestScanBound: kept elements stop at xmlKeepMax and the cut is flagged;
+// a Description or triggers that pass their own smaller bound are left out
+// and the Actions after them are still kept.
 func TestScanBound(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(`<Task><!--` + strings.Repeat("x", 100) + `-->`)
+	b.WriteString(`<RegistrationInfo><Description>` + strings.Repeat("D", 40000) + `</Description></RegistrationInfo>`)
+	for i := 0; i < 200; i++ {
+		b.WriteString(`<Triggers><TimeTrigger><StartBoundary>2026-01-01T00:00:00</StartBoundary></TimeTrigger></Triggers>`)
+	}
 	b.WriteString(`<Actions><Exec><Command>first.exe</Command></Exec></Actions>`)
 	for i := 0; i < 2000; i++ {
-		b.WriteString(`<Triggers><TimeTrigger><StartBoundary>2026-01-01T00:00:00</StartBoundary></TimeTrigger></Triggers>`)
+		b.WriteString(`<Settings><Hidden>true</Hidden></Settings>`)
 	}
 	b.WriteString(`</Task>`)
 	raw := utf16le(b.String())
 	s := newXMLScan(raw[:40], 0, uint64(len(raw)/2), false)
 	s.feed(raw[40:])
-	if !s.full || s.size > xmlKeepMax || len(s.kept) == 0 || !strings.Contains(utf16Text(s.kept[0].raw), "first.exe") {
-		t.Errorf("full %v, size %d, %d kept", s.full, s.size, len(s.kept))
+	var actions, triggers int
+	for _, k := range s.kept {
+		txt := utf16Text(k.raw)
+		switch {
+		case strings.Contains(txt, "first.exe"):
+			actions++
+		case strings.HasPrefix(txt, "<Triggers>"):
+			triggers++
+		case strings.HasPrefix(txt, "<RegistrationInfo>"):
+			t.Errorf("a 40,000-character Description kept")
+		}
+	}
+	if !s.full || s.size > xmlKeepMax || s.lowSize > xmlLowMax || actions != 1 || triggers == 0 || triggers == 200 || len(s.kept) != xmlKeptMax {
+		t.Errorf("full %v, size %d, low %d, %d kept: %d actions, %d triggers", s.full, s.size, s.lowSize, len(s.kept), actions, triggers)
 	}
 }
 
@@ -145,7 +162,7 @@ func FuzzXMLScan(f *testing.F) {
 			s.feed(rest[:n])
 			rest = rest[n:]
 		}
-		if s.size > xmlKeepMax || len(s.kept) > xmlKeptMax || len(s.stack) > xmlDepthMax || len(s.pend) > xmlPendingMax+2 {
+		if s.size > xmlKeepMax || s.lowSize > xmlLowMax || len(s.kept) > xmlKeptMax || len(s.stack) > xmlDepthMax || len(s.pend) > xmlPendingMax+2 {
 			t.Fatalf("bounds: size %d kept %d depth %d pend %d", s.size, len(s.kept), len(s.stack), len(s.pend))
 		}
 		for _, k := range s.kept {
