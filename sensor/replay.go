@@ -110,9 +110,18 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 			workers = append(workers, sw.w.Stats())
 		}
 	} else {
-		w := NewWorker(opt, be, nil)
-		read(&orderedWorker{w, be.ord})
-		w.Flush()
+		// The worker on this goroutine, the back half on another (see
+		// pipedWorker).
+		w := newPipedWorker(opt)
+		m := newShardMerger(be, be.ord.Release, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.run([]*shardWorker{w.sw})
+		}()
+		read(w)
+		w.finish()
+		<-done
 		workers = append(workers, w.Stats())
 	}
 	be.flush()

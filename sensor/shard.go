@@ -492,3 +492,57 @@ func (m *shardMerger) releaseHeld() {
 	clear(m.held)
 	m.held = m.held[:0]
 }
+
+// pipedWorker is replay's single worker: it runs on the reader's goroutine
+// and hands its records, in batches, to a shardMerger on a goroutine of its
+// own that feeds the resolver, the orderer, the detector and the output, so
+// that decoding and reporting overlap on two cores. It is a shardWorker
+// without a dispatcher: the batches carry no packets, only records, each
+// with its packet's position and the capture clock before that packet (what
+// orderedWorker had released by then), so the merger makes the same calls
+// on the back half, in the same order, as the worker would have made
+// directly. The worker ends idle connections itself and orders what a flush
+// makes before handing it on, so no record is marked as a flush. At most
+// shardBatches batches are in flight: a slow back half holds the worker up
+// instead of growing a queue.
+type pipedWorker struct {
+	*Worker
+	rec *shardRecorder
+	sw  *shardWorker
+}
+
+func newPipedWorker(opt Options) *pipedWorker {
+	rec := &shardRecorder{}
+	sw := &shardWorker{out: make(chan *shardBatch, shardBatches), free: make(chan *shardBatch, shardBatches)}
+	for range shardBatches {
+		sw.free <- &shardBatch{}
+	}
+	rec.b = <-sw.free
+	return &pipedWorker{Worker: NewWorker(opt, rec, nil), rec: rec, sw: sw}
+}
+
+// Packet processes one packet and hands a full batch on.
+func (p *pipedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+	p.rec.pos++
+	p.rec.prev = p.Worker.now
+	p.Worker.Packet(data, ci, link)
+	if len(p.rec.b.out) >= shardMaxPackets {
+		p.send()
+	}
+}
+
+func (p *pipedWorker) send() {
+	p.sw.out <- p.rec.b
+	p.rec.b = <-p.sw.free
+}
+
+// finish ends every connection and hands the last records on; the merger
+// stops once it has handled them.
+func (p *pipedWorker) finish() {
+	p.rec.pos++
+	p.rec.prev = p.Worker.now
+	p.Worker.Flush()
+	p.sw.out <- p.rec.b
+	p.rec.b = nil
+	close(p.sw.out)
+}
