@@ -102,10 +102,19 @@ type backend struct {
 	out *output.Output
 	// budget is the memory budget as Replay or Live shared it out.
 	budget budgetSplit
+	// panics counts panics recovered on the back half's own goroutines
+	// (replay's merger and output stage), reported as AnomalyPanic.
+	panics uint64
 }
 
 func newBackend(opt Options, dopt detect.Options, out *output.Output) *backend {
-	det := detect.New(dopt, out.Emit)
+	return newBackendEmit(opt, dopt, out, out.Emit)
+}
+
+// newBackendEmit is newBackend with the detector's events going to emit
+// (replay's emitQueue) rather than straight to out.
+func newBackendEmit(opt Options, dopt detect.Options, out *output.Output, emit func(*detect.Event)) *backend {
+	det := detect.New(dopt, emit)
 	ord := newOrderer(directRecorder{det})
 	res := NewResolver(ord)
 	res.Tsch = opt.Tsch
@@ -136,6 +145,9 @@ func (b *backend) stats(workers []*Stats) Stats {
 		s.Merge(w)
 	}
 	b.res.account(&s)
+	if b.panics > 0 {
+		s.Anomalies[AnomalyPanic] += b.panics
+	}
 	s.MemoryBudget, s.ResolverBudget = b.budget.total, b.budget.held
 	s.RecordsLate = b.ord.Late
 	return s

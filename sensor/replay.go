@@ -75,7 +75,9 @@ func Replay(ctx context.Context, cfg ReplayConfig, files []string) ReplayResult 
 func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 	cfg := r.cfg
 	start := time.Now()
-	be := newBackend(cfg.Options, cfg.Detect, cfg.Output)
+	// Events are encoded and written on a goroutine of their own (emitQueue).
+	q := newEmitQueue(cfg.Output, cfg.Options.PanicHook)
+	be := newBackendEmit(cfg.Options, cfg.Detect, cfg.Output, q.Emit)
 	// One memory budget: the resolver's share, the rest split over the
 	// workers.
 	opt := cfg.Options
@@ -97,6 +99,7 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 	if cfg.Workers > 1 {
 		d := newShardDispatcher(opt, cfg.Workers)
 		m := newShardMerger(be, be.ord.Release, cfg.Workers)
+		m.hook = opt.PanicHook
 		d.start()
 		done := make(chan struct{})
 		go func() {
@@ -106,6 +109,7 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 		read(d)
 		d.finish()
 		<-done
+		be.panics += m.panics
 		for _, sw := range d.workers {
 			workers = append(workers, sw.w.Stats())
 		}
@@ -114,6 +118,7 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 		// pipedWorker).
 		w := newPipedWorker(opt)
 		m := newShardMerger(be, be.ord.Release, 1)
+		m.hook = opt.PanicHook
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -122,9 +127,12 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 		read(w)
 		w.finish()
 		<-done
+		be.panics += m.panics
 		workers = append(workers, w.Stats())
 	}
 	be.flush()
+	q.close()
+	be.panics += q.panics.Load()
 	res.Stats = be.stats(workers)
 	res.Detect = be.det.Stats()
 	res.Elapsed = time.Since(start)

@@ -358,6 +358,10 @@ type shardMerger struct {
 	seq   uint64
 	heads []int
 	held  []flushItem
+	// panics counts rounds cut short by a panic (a bug), reported as
+	// AnomalyPanic; hook sees what the panic carried.
+	panics uint64
+	hook   func(any)
 }
 
 func newShardMerger(next EPMRecorder, release func(time.Time), n int) *shardMerger {
@@ -380,7 +384,7 @@ func (m *shardMerger) run(ws []*shardWorker) {
 			}
 			bs[i] = b
 		}
-		m.round(bs)
+		m.safeRound(bs)
 		for i, b := range bs {
 			b.arena, b.in = b.arena[:0], b.in[:0]
 			clear(b.out)
@@ -388,6 +392,21 @@ func (m *shardMerger) run(ws []*shardWorker) {
 			ws[i].free <- b
 		}
 	}
+}
+
+// safeRound is round with a panic counted: the workers' batches still go
+// back to them, so a bug on the back half neither stops the sensor nor
+// leaves the workers waiting for ever.
+func (m *shardMerger) safeRound(bs []*shardBatch) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.panics++
+			if m.hook != nil {
+				m.hook(r)
+			}
+		}
+	}()
+	m.round(bs)
 }
 
 // round merges one batch of every worker, in position order.
