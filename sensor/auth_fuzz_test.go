@@ -1,7 +1,6 @@
 package sensor
 
 import (
-	"bytes"
 	"os"
 	"testing"
 
@@ -14,39 +13,16 @@ import (
 // authFuzzSeed adds the DCE-RPC/TCP conversation of a project capture (the
 // server side on port) as a seed, re-addressed to port 135 by the target.
 func authFuzzSeed(f *testing.F, path string, port uint16) {
-	var dirs []int
-	var data [][]byte
-	var fr frame
-	var tcp layers.TCP
-	for _, pk := range plLoad(f, path) {
-		if decodeFrame(pk.data, pk.link, &fr) != decTCP || fr.fragment {
-			continue
-		}
-		if tcp.DecodeFromBytes(fr.tcp, gopacket.NilDecodeFeedback) != nil || len(tcp.Payload) == 0 {
-			continue
-		}
-		switch {
-		case uint16(tcp.DstPort) == port:
-			dirs = append(dirs, 0)
-		case uint16(tcp.SrcPort) == port:
-			dirs = append(dirs, 1)
-		default:
-			continue
-		}
-		data = append(data, bytes.Clone(tcp.Payload))
-	}
+	dirs, data := plTCPPayloads(f, path, port)
 	if len(data) > 0 {
 		f.Add(plEncodeConversation(dirs, data), uint8(0))
 		f.Add(plEncodeConversation(dirs, data), uint8(7))
 	}
 }
 
-// FuzzWorkerSecrets is FuzzWorker with the lab's password and keytab
-// supplied, seeded with sealed NTLM and Kerberos conversations: the security
-// contexts, ticket opening and unsealing of every PDU run on hostile bytes.
-// The worker must neither panic nor lose count of packets, and every sealed
-// PDU is either opened or counted as failed or unopened.
-func FuzzWorkerSecrets(f *testing.F) {
+// authFuzzLabSecrets returns the lab's password and keytab keys, the
+// secrets the sealed captures were made with.
+func authFuzzLabSecrets(f *testing.F) (*dissect.Credentials, *dissect.KerberosKeys) {
 	creds, err := dissect.ParseCredentials([]byte(`LAB\alice:Tsch-Lab-2026!`))
 	if err != nil {
 		f.Fatal(err)
@@ -61,6 +37,16 @@ func FuzzWorkerSecrets(f *testing.F) {
 	}
 	ks := &dissect.KerberosKeys{}
 	ks.Add(keys...)
+	return creds, ks
+}
+
+// FuzzWorkerSecrets is FuzzWorker with the lab's password and keytab
+// supplied, seeded with sealed NTLM and Kerberos conversations: the security
+// contexts, ticket opening and unsealing of every PDU run on hostile bytes.
+// The worker must neither panic nor lose count of packets, and every sealed
+// PDU is either opened or counted as failed or unopened.
+func FuzzWorkerSecrets(f *testing.F) {
+	creds, ks := authFuzzLabSecrets(f)
 	authFuzzSeed(f, "../pcaps/impacket-schtask-tcp-interleaved-sealed.pcap", 49667)
 	authFuzzSeed(f, "../pcaps/impacket-schtask-tcp-signed.pcap", 49667)
 	authFuzzSeed(f, "../pcaps/krb-impacket-schtask-tcp-aes256.pcap", 49667)
@@ -116,20 +102,7 @@ func FuzzWorkerSecrets(f *testing.F) {
 // whatever it settles on must be consistent: keys only for an established
 // exchange, an identity once established.
 func FuzzSecContext(f *testing.F) {
-	creds, err := dissect.ParseCredentials([]byte(`LAB\alice:Tsch-Lab-2026!`))
-	if err != nil {
-		f.Fatal(err)
-	}
-	kt, err := os.ReadFile("../pcaps/keys/lab.keytab")
-	if err != nil {
-		f.Fatal(err)
-	}
-	keys, _, err := dissect.ParseKeytab(kt)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ks := &dissect.KerberosKeys{}
-	ks.Add(keys...)
+	creds, ks := authFuzzLabSecrets(f)
 	// Seeds: the auth values of each capture's bind, bind_ack and auth3,
 	// joined with a length prefix.
 	for _, p := range []string{"../pcaps/impacket-schtask-tcp-interleaved-sealed.pcap", "../pcaps/krb-impacket-schtask-tcp-aes256.pcap",

@@ -219,11 +219,20 @@ func plSeedConversations(f *testing.F, name string, port uint16) {
 	if _, err := os.Stat(p); err != nil {
 		return
 	}
-	var dirs []int
-	var data [][]byte
+	dirs, data := plTCPPayloads(f, p, port)
+	if len(data) > 0 {
+		f.Add(plEncodeConversation(dirs, data), uint8(0))
+		f.Add(plEncodeConversation(dirs, data), uint8(6))
+	}
+}
+
+// plTCPPayloads returns the non-empty TCP payloads to or from port in the
+// capture at path, in capture order, with their direction (0 towards port, 1
+// from it); the shape plEncodeConversation takes.
+func plTCPPayloads(tb testing.TB, path string, port uint16) (dirs []int, data [][]byte) {
 	var fr frame
 	var tcp layers.TCP
-	for _, pk := range plLoad(f, p) {
+	for _, pk := range plLoad(tb, path) {
 		if decodeFrame(pk.data, pk.link, &fr) != decTCP || fr.fragment {
 			continue
 		}
@@ -240,10 +249,7 @@ func plSeedConversations(f *testing.F, name string, port uint16) {
 		}
 		data = append(data, bytes.Clone(tcp.Payload))
 	}
-	if len(data) > 0 {
-		f.Add(plEncodeConversation(dirs, data), uint8(0))
-		f.Add(plEncodeConversation(dirs, data), uint8(6))
-	}
+	return dirs, data
 }
 
 // plFuzzMaxInput bounds one FuzzWorker input (the seeds' first messages:
