@@ -239,15 +239,34 @@ def scen_atexec_smb1(a, sealed):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
-def scen_tcp(a, ndr64=False, level=RPC_C_AUTHN_LEVEL_CONNECT):
-    """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp, auth level CONNECT (or as given)."""
+def tcp_dce(a, level, krb=False):
+    """EPM ept_map on 135 for ITaskSchedulerService, then a connected (not yet
+    bound) ncacn_ip_tcp DCE/RPC at level: NTLM with the user's password, or
+    with krb Kerberos in SPNEGO (auth type 9), the TGT from the ccache named by
+    KRB5CCNAME. Returns the binding string and the connection."""
     binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
     rt = transport.DCERPCTransportFactory(binding)
-    rt.set_credentials(a.user, a.password, a.domain)
-    dce = rt.get_dce_rpc()
-    dce.set_credentials(a.user, a.password, a.domain)
+    if krb:
+        # The SPN is host/<remote name>: the DNS name, while the socket goes to the address.
+        rt.setRemoteName(a.server_name)
+        rt.setRemoteHost(a.target)
+        rt.set_credentials(a.user, "", a.realm)
+        rt.set_kerberos(True, a.kdc)
+        dce = rt.get_dce_rpc()
+        dce.set_credentials(*rt.get_credentials())
+        dce.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
+    else:
+        rt.set_credentials(a.user, a.password, a.domain)
+        dce = rt.get_dce_rpc()
+        dce.set_credentials(a.user, a.password, a.domain)
     dce.set_auth_level(level)
     dce.connect()
+    return binding, dce
+
+
+def scen_tcp(a, ndr64=False, level=RPC_C_AUTHN_LEVEL_CONNECT):
+    """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp, auth level CONNECT (or as given)."""
+    binding, dce = tcp_dce(a, level)
     if ndr64:
         dce.bind(tsch.MSRPC_UUID_TSCHS, transfer_syntax=("71710533-BEBA-4937-8319-B5DBEF9CCC36", "1.0"))
         if dce.transfer_syntax != DCERPC.NDR64Syntax:
@@ -300,13 +319,7 @@ def scen_tcp_interleaved(a):
     NetrServerGetInfo calls on context 1 come between the Task Scheduler calls
     on context 0, all sealed with one NTLM context, so a sensor that skips the
     srvsvc PDUs loses the RC4 stream of the later Task Scheduler calls."""
-    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
-    rt = transport.DCERPCTransportFactory(binding)
-    rt.set_credentials(a.user, a.password, a.domain)
-    dce = rt.get_dce_rpc()
-    dce.set_credentials(a.user, a.password, a.domain)
-    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-    dce.connect()
+    binding, dce = tcp_dce(a, RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
     dce.bind(tsch.MSRPC_UUID_TSCHS)
     alter_call = alter_context_add(dce, 1, srvs.MSRPC_UUID_SRVS)
     path = "\\Microsoft\\Windows\\TschLab\\Interleaved"
@@ -343,18 +356,7 @@ def scen_tcp_krb(a):
     """EPM ept_map on 135, then ITaskSchedulerService over ncacn_ip_tcp with
     Kerberos (SPNEGO, auth type 9) at packet privacy: the TGT comes from the
     ccache named by KRB5CCNAME, impacket asks the KDC for host/<server name>."""
-    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
-    rt = transport.DCERPCTransportFactory(binding)
-    # The SPN is host/<remote name>: the DNS name, while the socket goes to the address.
-    rt.setRemoteName(a.server_name)
-    rt.setRemoteHost(a.target)
-    rt.set_credentials(a.user, "", a.realm)
-    rt.set_kerberos(True, a.kdc)
-    dce = rt.get_dce_rpc()
-    dce.set_credentials(*rt.get_credentials())
-    dce.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
-    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-    dce.connect()
+    binding, dce = tcp_dce(a, RPC_C_AUTHN_LEVEL_PKT_PRIVACY, krb=True)
     dce.bind(tsch.MSRPC_UUID_TSCHS)
     path = "\\Microsoft\\Windows\\TschLab\\KrbUpdater"
     command = "powershell.exe"
@@ -403,22 +405,7 @@ def scen_tcp_fault(a, krb):
     between SchRpcRegisterTask and SchRpcRun: the lab (--seal-faults) answers
     nca_s_op_rng_error in a sealed fault, and the calls after it must still
     open (NTLM: the RC4 stream went through the fault's verifier)."""
-    binding = epm.hept_map(a.target, tsch.MSRPC_UUID_TSCHS, protocol="ncacn_ip_tcp")
-    rt = transport.DCERPCTransportFactory(binding)
-    if krb:
-        rt.setRemoteName(a.server_name)
-        rt.setRemoteHost(a.target)
-        rt.set_credentials(a.user, "", a.realm)
-        rt.set_kerberos(True, a.kdc)
-        dce = rt.get_dce_rpc()
-        dce.set_credentials(*rt.get_credentials())
-        dce.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
-    else:
-        rt.set_credentials(a.user, a.password, a.domain)
-        dce = rt.get_dce_rpc()
-        dce.set_credentials(a.user, a.password, a.domain)
-    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-    dce.connect()
+    binding, dce = tcp_dce(a, RPC_C_AUTHN_LEVEL_PKT_PRIVACY, krb=krb)
     dce.bind(tsch.MSRPC_UUID_TSCHS)
     path = "\\Microsoft\\Windows\\TschLab\\" + ("KrbFault" if krb else "Fault")
     command = "powershell.exe"
