@@ -20,6 +20,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/internal/syncbuf"
 	"github.com/tschsensor/tschsensor/internal/testpcap"
 	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
@@ -359,24 +360,6 @@ func TestLiveOrderManyChains(t *testing.T) {
 	}
 }
 
-// syncWriter lets a test read what the detector goroutine writes.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestLivePartialChainOnQuietLink: a chain that never completes (sealed,
 // no output read back) raises its alert when its window has passed on the
 // live clock, while the sensor runs and no packet arrives, not at
@@ -391,7 +374,7 @@ func TestLivePartialChainOnQuietLink(t *testing.T) {
 	}
 	var clock atomic.Int64 // the wall clock the test moves
 	clock.Store(start.UnixNano())
-	var out syncWriter
+	var out syncbuf.Buffer // the detector goroutine writes it
 	socks := make([][]ringSource, len(rings))
 	for i, r := range rings {
 		socks[i] = []ringSource{r}

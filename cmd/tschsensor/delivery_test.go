@@ -10,32 +10,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tschsensor/tschsensor/internal/syncbuf"
 	"github.com/tschsensor/tschsensor/internal/testpcap"
 )
-
-// syncBuffer is a bytes.Buffer a test can read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // downJetStream returns the address of a server that ran and stopped: the
 // port it chose itself, where nothing listens now.
@@ -146,7 +128,7 @@ func summaryCount(t *testing.T, summary, label string) int {
 func TestReplayNATSDownAtStart(t *testing.T) {
 	port, url := downJetStream(t)
 	files, _ := filepath.Glob(filepath.Join("..", "..", "pcaps", "*.pcap"))
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	args := append([]string{"replay", "--nats", url, "--spool-dir", t.TempDir(), "--nats-ack-timeout", "60s", "--observer", "down"}, files...)
 	rc := make(chan int, 1)
 	go func() { rc <- run(args, &out, &errb) }()
@@ -256,7 +238,7 @@ func TestReplayNATSRestartMidRun(t *testing.T) {
 	port, url := srv.Addr().(*net.TCPAddr).Port, srv.ClientURL()
 	capture := copiesOf(t, filepath.Join("..", "..", "pcaps", "impacket-atexec-smb2-clear.pcap"), 1000)
 
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	args := []string{"replay", "--nats", url, "--spool-dir", t.TempDir(), "--nats-ack-timeout", "60s", "--observer", "restart", capture}
 	rc := make(chan int, 1)
 	go func() { rc <- run(args, &out, &errb) }()

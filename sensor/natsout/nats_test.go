@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +28,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/tschsensor/tschsensor/internal/syncbuf"
 )
 
 // testServer starts an in-process nats-server on loopback. A zero Port
@@ -64,22 +65,9 @@ func serverPort(t testing.TB, srv *server.Server) int {
 }
 
 // testLog keeps what the sink logs, for asserting on warnings.
-type testLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type testLog struct{ syncbuf.Buffer }
 
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *testLog) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
+func (l *testLog) count(s string) int { return strings.Count(l.String(), s) }
 
 func newTestLog() (*slog.Logger, *testLog) {
 	tl := &testLog{}
@@ -778,28 +766,11 @@ func buildNATSServer(t testing.TB) string {
 
 type serverProc struct {
 	cmd  *exec.Cmd
-	out  syncBuf
+	out  syncbuf.Buffer
 	name string
 	// url is the client URL the server bound (read back from its ports
 	// file), cluster its route URL when clustered.
 	url, cluster string
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startServerConf runs nats-server with a configuration file. The server

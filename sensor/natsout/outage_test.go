@@ -64,7 +64,7 @@ func TestNATSSinkStartsWithoutServer(t *testing.T) {
 	checkDelivered(t, readStream(t, url, DefaultStream), recs, DefaultSubjectPrefix)
 	for _, msg := range []string{"server unreachable", "nats: connected", "created stream", "re-sent spooled records"} {
 		if tl.count(msg) == 0 {
-			t.Errorf("nothing logged about %q:\n%s", msg, tl.buf.String())
+			t.Errorf("nothing logged about %q:\n%s", msg, tl.String())
 		}
 	}
 }
