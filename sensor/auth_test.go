@@ -93,6 +93,20 @@ func readSealedFacts(t *testing.T, jsonPath, pcap string) *sealedFacts {
 // project's (NTLM and Kerberos) and the shared atexec-sealed-dev.
 func sealedCaptures(t *testing.T) []*sealedFacts {
 	t.Helper()
+	out := projectSealedCaptures(t)
+	const shared = "../../shared/pcaps/atexec-sealed-dev"
+	if _, err := os.Stat(shared + ".json"); err == nil {
+		out = append(out, readSealedFacts(t, shared+".json", shared+".pcap"))
+	} else {
+		t.Logf("../shared absent: atexec-sealed-dev not checked")
+	}
+	return out
+}
+
+// projectSealedCaptures returns the facts of the project's captures
+// (pcaps/*.json) that have sealed PDUs.
+func projectSealedCaptures(t *testing.T) []*sealedFacts {
+	t.Helper()
 	var out []*sealedFacts
 	files, _ := filepath.Glob("../pcaps/*.json")
 	for _, j := range files {
@@ -100,12 +114,6 @@ func sealedCaptures(t *testing.T) []*sealedFacts {
 		if f.sealed() > 0 {
 			out = append(out, f)
 		}
-	}
-	const shared = "../../shared/pcaps/atexec-sealed-dev"
-	if _, err := os.Stat(shared + ".json"); err == nil {
-		out = append(out, readSealedFacts(t, shared+".json", shared+".pcap"))
-	} else {
-		t.Logf("../shared absent: atexec-sealed-dev not checked")
 	}
 	return out
 }
@@ -356,18 +364,12 @@ func TestKerberosSealedCaptures(t *testing.T) {
 // secret its facts name (password or keytab) and compares the events with
 // pcaps/<name>.opened.jsonl; -update rewrites them.
 func TestGoldenOpened(t *testing.T) {
-	files, _ := filepath.Glob("../pcaps/*.json")
-	n := 0
-	for _, j := range files {
-		f := readSealedFacts(t, j, strings.TrimSuffix(j, ".json")+".pcap")
-		if f.sealed() == 0 {
-			continue
-		}
-		n++
+	caps := projectSealedCaptures(t)
+	for _, f := range caps {
 		t.Run(f.name, func(t *testing.T) {
 			opt, _ := f.secret(t)
 			got, _ := replayCounters(t, opt, f.pcap)
-			golden := strings.TrimSuffix(j, ".json") + ".opened.jsonl"
+			golden := strings.TrimSuffix(f.pcap, ".pcap") + ".opened.jsonl"
 			if *update {
 				if err := os.WriteFile(golden, []byte(strings.Join(got, "\n")+"\n"), 0o644); err != nil {
 					t.Fatal(err)
@@ -387,7 +389,7 @@ func TestGoldenOpened(t *testing.T) {
 			}
 		})
 	}
-	if n == 0 {
+	if len(caps) == 0 {
 		t.Fatal("no sealed capture with a secret in pcaps/")
 	}
 }

@@ -2,7 +2,6 @@ package sensor
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -10,9 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
-	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden event files in pcaps/")
@@ -20,23 +17,8 @@ var update = flag.Bool("update", false, "rewrite the golden event files in pcaps
 // replayLines replays files and returns the JSON lines.
 func replayLines(t *testing.T, opt Options, files ...string) []string {
 	t.Helper()
-	var buf bytes.Buffer
-	out := output.NewOutput(output.NewWriterSink(&buf, false))
-	res := Replay(context.Background(), ReplayConfig{Options: opt, Detect: detect.Options{Observer: "golden"}, Output: out}, files)
-	if err := out.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for _, err := range res.Errors {
-		t.Errorf("replay: %v", err)
-	}
-	if n := res.Stats.Anomalies[AnomalyPanic]; n > 0 {
-		t.Errorf("%d panics recovered at the worker boundary", n)
-	}
-	s := strings.TrimSpace(buf.String())
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
+	lines, _ := replayCounters(t, opt, files...)
+	return lines
 }
 
 // TestGolden replays every capture the project made (pcaps/*.pcap) and

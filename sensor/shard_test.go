@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -177,14 +176,8 @@ func TestShardFragments(t *testing.T) {
 // sealed project captures (passwords, keytabs): keys learned on one
 // connection and used on others must not depend on the number of workers.
 func TestReplayWorkersSameOutputOpened(t *testing.T) {
-	files, _ := filepath.Glob("../pcaps/*.json")
-	n := 0
-	for _, j := range files {
-		f := readSealedFacts(t, j, strings.TrimSuffix(j, ".json")+".pcap")
-		if f.sealed() == 0 {
-			continue
-		}
-		n++
+	caps := projectSealedCaptures(t)
+	for _, f := range caps {
 		t.Run(f.name, func(t *testing.T) {
 			opt, _ := f.secret(t)
 			run := func(workers int) []byte {
@@ -205,7 +198,7 @@ func TestReplayWorkersSameOutputOpened(t *testing.T) {
 			}
 		})
 	}
-	if n == 0 {
+	if len(caps) == 0 {
 		t.Fatal("no sealed capture with a secret in pcaps/")
 	}
 }
