@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
@@ -538,14 +537,7 @@ func TestSealedEarlyResponses(t *testing.T) {
 	if swapped < 4 {
 		t.Fatalf("only %d request/response pairs to swap", swapped)
 	}
-	c := &ocCapture{t: t, now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	fl := c.open(40003, 49667)
-	for _, m := range msgs {
-		fl.send(m.fromClient, m.b)
-	}
-	fl.close()
-	p := filepath.Join(t.TempDir(), "early.pcap")
-	c.write(p)
+	p := writeConn(t, msgs, 40003, 49667, "early.pcap")
 	lines, cnt := replayCounters(t, opt, p)
 	want := uint64(f.sealed())
 	if cnt.DCERPC != (DCERPCCounters{SealedPDUs: want, UnsealedPDUs: ByMechanism{NTLM: want}}) {

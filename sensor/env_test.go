@@ -155,23 +155,22 @@ func TestStateMachinesWithoutWorker(t *testing.T) {
 func records(t *testing.T, c *collect) []string {
 	t.Helper()
 	var out []string
-	for _, x := range c.calls {
-		y := *x
-		y.Seq = 0
-		b, err := json.Marshal(&y)
+	add := func(v any) {
+		b, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, string(b))
 	}
+	for _, x := range c.calls {
+		y := *x
+		y.Seq = 0
+		add(&y)
+	}
 	for _, x := range c.files {
 		y := *x
 		y.Seq = 0
-		b, err := json.Marshal(&y)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, string(b))
+		add(&y)
 	}
 	slices.Sort(out)
 	return out

@@ -116,13 +116,20 @@ func smb2At(m []byte) (cmd uint16, status uint32, response bool, ok bool) {
 // redrive writes msgs as one fresh TCP connection and returns the file.
 func redrive(t *testing.T, msgs []wireMsg) string {
 	t.Helper()
+	return writeConn(t, msgs, 40001, 445, "redriven.pcap")
+}
+
+// writeConn writes msgs as one TCP connection from cport to sport into a
+// capture named name in a temporary directory and returns its path.
+func writeConn(t *testing.T, msgs []wireMsg, cport, sport uint16, name string) string {
+	t.Helper()
 	c := &ocCapture{t: t, now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	f := c.open(40001, 445)
+	f := c.open(cport, sport)
 	for _, m := range msgs {
 		f.send(m.fromClient, m.b)
 	}
 	f.close()
-	p := filepath.Join(t.TempDir(), "redriven.pcap")
+	p := filepath.Join(t.TempDir(), name)
 	c.write(p)
 	return p
 }

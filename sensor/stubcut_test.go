@@ -14,6 +14,37 @@ import (
 	"github.com/tschsensor/tschsensor/dissect"
 )
 
+// stubEncoding is one transfer syntax and byte order a stub comes in.
+type stubEncoding struct {
+	name string
+	syn  dissect.Syntax
+	drep [4]byte
+}
+
+// stubEncodings are NDR and NDR64, little- and big-endian.
+func stubEncodings() []stubEncoding {
+	return []stubEncoding{
+		{"ndr20-le", dissect.SyntaxNDR, [4]byte{0x10}}, {"ndr20-be", dissect.SyntaxNDR, [4]byte{}},
+		{"ndr64-le", dissect.SyntaxNDR64, [4]byte{0x10}}, {"ndr64-be", dissect.SyntaxNDR64, [4]byte{}},
+	}
+}
+
+// marshal encodes m in e with go-msrpc, an encoder independent of the
+// dissector's; the copy keeps the stub from aliasing the encoder's buffer.
+func (e stubEncoding) marshal(t testing.TB, m ndr.Marshaler) []byte {
+	t.Helper()
+	rep := ndr.DataRepresentation(binary.LittleEndian.Uint32(e.drep[:]))
+	var w ndr.NDR = ndr.NDR20(nil, rep)
+	if e.syn == dissect.SyntaxNDR64 {
+		w = ndr.NDR64(nil, rep)
+	}
+	b, err := w.Marshal(context.Background(), m)
+	if err != nil {
+		t.Fatalf("%s: marshal %T: %v", e.name, m, err)
+	}
+	return append([]byte(nil), b...)
+}
+
 // TestCompactStub: a SchRpcRegisterTask whose XML and a NetrJobAdd whose
 // command are padded far past what is kept, cut to a head and a tail, join
 // back into stubs that decode with every field around the long string, in
@@ -26,26 +57,8 @@ func TestCompactStub(t *testing.T) {
 		Creds: []*tschitss.TaskUserCred{{UserID: `CORP\admin`, Password: "S3cret-Passw0rd", Flags: 1}}}
 	job := &tschatsvc.JobAddRequest{ServerName: `\\SRV01`, ATInfo: &gotsch.ATInfo{JobTime: 49020000, DaysOfWeek: 0x41,
 		Command: "cmd /c " + pad + " & whoami"}}
-	for _, enc := range []struct {
-		name string
-		syn  dissect.Syntax
-		drep [4]byte
-	}{
-		{"ndr20-le", dissect.SyntaxNDR, [4]byte{0x10}}, {"ndr20-be", dissect.SyntaxNDR, [4]byte{}},
-		{"ndr64-le", dissect.SyntaxNDR64, [4]byte{0x10}}, {"ndr64-be", dissect.SyntaxNDR64, [4]byte{}},
-	} {
-		rep := ndr.DataRepresentation(binary.LittleEndian.Uint32(enc.drep[:]))
-		marshal := func(m ndr.Marshaler) []byte {
-			var w ndr.NDR = ndr.NDR20(nil, rep)
-			if enc.syn == dissect.SyntaxNDR64 {
-				w = ndr.NDR64(nil, rep)
-			}
-			b, err := w.Marshal(context.Background(), m)
-			if err != nil {
-				t.Fatalf("%s: marshal %T: %v", enc.name, m, err)
-			}
-			return append([]byte(nil), b...)
-		}
+	for _, enc := range stubEncodings() {
+		marshal := func(m ndr.Marshaler) []byte { return enc.marshal(t, m) }
 		cut := func(stub []byte) ([]byte, []byte) { return stub[:100000], stub[len(stub)-stubTail:] }
 
 		stub := marshal(reg)

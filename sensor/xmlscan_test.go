@@ -1,14 +1,12 @@
 package sensor
 
 import (
-	"context"
 	"encoding/binary"
 	"strings"
 	"testing"
 	"unicode/utf16"
 
 	tschitss "github.com/oiweiwei/go-msrpc/msrpc/tsch/itaskschedulerservice/v1"
-	"github.com/oiweiwei/go-msrpc/ndr"
 
 	"github.com/tschsensor/tschsensor/dissect"
 )
@@ -50,24 +48,8 @@ func cutStream(stub []byte, max int, iface dissect.Iface, syn dissect.Syntax, dr
 // boundary), inside Description, and before the root element.
 func TestScanSplice(t *testing.T) {
 	reg := &tschitss.RegisterTaskRequest{Path: `\Updater`, XML: hiddenTaskXML(2 << 20), Flags: 0x6, LogonType: 5}
-	for _, enc := range []struct {
-		name string
-		syn  dissect.Syntax
-		drep [4]byte
-	}{
-		{"ndr20-le", dissect.SyntaxNDR, [4]byte{0x10}}, {"ndr20-be", dissect.SyntaxNDR, [4]byte{}},
-		{"ndr64-le", dissect.SyntaxNDR64, [4]byte{0x10}}, {"ndr64-be", dissect.SyntaxNDR64, [4]byte{}},
-	} {
-		rep := ndr.DataRepresentation(binary.LittleEndian.Uint32(enc.drep[:]))
-		var w ndr.NDR = ndr.NDR20(nil, rep)
-		if enc.syn == dissect.SyntaxNDR64 {
-			w = ndr.NDR64(nil, rep)
-		}
-		stub, err := w.Marshal(context.Background(), reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stub = append([]byte(nil), stub...)
+	for _, enc := range stubEncodings() {
+		stub := enc.marshal(t, reg)
 		for _, max := range []int{1 << 20, 1<<20 + 1, 4001, 600, 601, 100} {
 			joined, scan := cutStream(stub, max, dissect.IfaceITaskSchedulerService, enc.syn, enc.drep)
 			if joined == nil || scan == nil || scan.full {
