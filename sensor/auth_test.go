@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
 	"github.com/tschsensor/tschsensor/sensor/output"
-	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // sealedFacts is what a capture's facts file (pcaps/gen/facts.py, or the
@@ -475,26 +475,14 @@ func TestSignedPDUs(t *testing.T) {
 	}
 
 	// Change the byte before the request's sec_trailer padding and verifier.
-	src, err := source.OpenFile(name + ".pcap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	w := NewWorker(Options{Credentials: creds}, discardCalls{}, nil)
-	for frame := 1; ; frame++ {
-		data, ci, link, err := src.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, name+".pcap", func(frame int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 		if frame == firstReq {
 			data = append([]byte(nil), data...)
 			data[len(data)-16-8-1] ^= 0x01
 		}
 		w.Packet(data, ci, link)
-	}
+	})
 	w.Flush()
 	st := w.Stats()
 	if st.Auth.SignedPDUs != uint64(signed) || st.Auth.SignatureFailures != 1 || st.Anomalies["dcerpc_bad_signature"] != 1 {

@@ -3,7 +3,6 @@ package sensor
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-
-	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // soloBudget accounts framers' buffers without a worker's eviction: it
@@ -47,11 +44,6 @@ func (s *soloSeq) dropSeq(uint64)  { s.dropped++ }
 // order is stream order.
 func feedEnvOnly(t *testing.T, path string) (*collect, *Stats, *soloBudget) {
 	t.Helper()
-	src, err := source.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	opt := Options{}
 	opt.setDefaults()
 	st := newStats()
@@ -66,20 +58,11 @@ func feedEnvOnly(t *testing.T, path string) (*collect, *Stats, *soloBudget) {
 	}
 	conns := map[tuple]*conn{}
 	var order []*conn
-	var frame uint64
-	for {
-		data, ci, link, err := src.ReadPacket()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		frame++
+	eachPacket(t, path, func(frame int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 		pkt := gopacket.NewPacket(data, link, gopacket.Default)
 		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
 		if tcp == nil || pkt.NetworkLayer() == nil {
-			continue
+			return
 		}
 		nsrc, ndst := pkt.NetworkLayer().NetworkFlow().Endpoints()
 		s, _ := netip.AddrFromSlice(nsrc.Raw())
@@ -100,7 +83,7 @@ func feedEnvOnly(t *testing.T, path string) (*collect, *Stats, *soloBudget) {
 			conns[tuple{from, to}] = c
 			order = append(order, c)
 		}
-		c.frame, c.ci = frame, ci
+		c.frame, c.ci = uint64(frame), ci
 		switch {
 		case len(tcp.Payload) == 0:
 		case c.proto == protoUnknown:
@@ -108,7 +91,7 @@ func feedEnvOnly(t *testing.T, path string) (*collect, *Stats, *soloBudget) {
 		default:
 			c.half[dir].feed(c, dir, tcp.Payload)
 		}
-	}
+	})
 	for _, c := range order {
 		if c.app != nil {
 			c.app.close()
@@ -275,23 +258,12 @@ func TestFramerSegmentation(t *testing.T) {
 // clientStream is the payload sent to port in a capture, in capture order.
 func clientStream(t *testing.T, path string, port uint16) []byte {
 	t.Helper()
-	src, err := source.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	var out []byte
-	for {
-		data, _, link, err := src.ReadPacket()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, path, func(_ int, data []byte, _ gopacket.CaptureInfo, link layers.LinkType) {
 		pkt := gopacket.NewPacket(data, link, gopacket.Default)
 		if tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP); tcp != nil && uint16(tcp.DstPort) == port {
 			out = append(out, tcp.Payload...)
 		}
-	}
+	})
+	return out
 }

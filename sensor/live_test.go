@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,27 +81,15 @@ func flowShard(data []byte, link layers.LinkType, n int) int {
 // shardFile reads a capture into n rings, sharded by flow.
 func shardFile(t *testing.T, name string, n int) []*fileRing {
 	t.Helper()
-	src, err := source.OpenFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	rings := make([]*fileRing, n)
 	for i := range rings {
 		rings[i] = &fileRing{drained: make(chan struct{})}
 	}
-	for {
-		data, ci, link, err := src.ReadPacket()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, name, func(_ int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 		r := rings[flowShard(data, link, n)]
 		r.link = link
 		r.pkts = append(r.pkts, filePkt{slices.Clone(data), ci})
-	}
+	})
 	return rings
 }
 

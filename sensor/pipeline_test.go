@@ -99,21 +99,32 @@ type plPacket struct {
 // plLoad reads a whole capture into memory (copies: the source reuses its buffer).
 func plLoad(t testing.TB, name string) []plPacket {
 	t.Helper()
-	src, err := source.OpenFile(name)
+	var pkts []plPacket
+	eachPacket(t, name, func(_ int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+		pkts = append(pkts, plPacket{bytes.Clone(data), ci, link})
+	})
+	return pkts
+}
+
+// eachPacket calls fn with every packet of the capture at path in order,
+// frame counting from 1. data is valid only during the call: the source
+// reuses its buffer.
+func eachPacket(t testing.TB, path string, fn func(frame int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType)) {
+	t.Helper()
+	src, err := source.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	var pkts []plPacket
-	for {
+	for frame := 1; ; frame++ {
 		data, ci, link, err := src.ReadPacket()
-		if err == io.EOF {
-			return pkts
+		if errors.Is(err, io.EOF) {
+			return
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("%s: %v", path, err)
 		}
-		pkts = append(pkts, plPacket{bytes.Clone(data), ci, link})
+		fn(frame, data, ci, link)
 	}
 }
 

@@ -3,7 +3,6 @@ package sensor
 import (
 	"context"
 	"encoding/binary"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
 	"github.com/tschsensor/tschsensor/sensor/output"
-	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // sharedPcaps is the read-only capture corpus beside the repository.
@@ -44,22 +42,10 @@ func replayWorker(t *testing.T, path string) (*collect, *Stats) {
 	t.Helper()
 	rec := &collect{}
 	w := NewWorker(Options{}, rec, nil)
-	src, err := source.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	w.SetFile(filepath.Base(path))
-	for {
-		data, ci, link, err := src.ReadPacket()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, path, func(_ int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 		w.Packet(data, ci, link)
-	}
+	})
 	w.Flush()
 	return rec, w.Stats()
 }
@@ -235,25 +221,13 @@ type smbMsg struct {
 // It exposes the connection state a Worker keeps private.
 func feedSMB(t *testing.T, path string, edit func([]smbMsg) []smbMsg) (*smbState, *Stats) {
 	t.Helper()
-	src, err := source.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	var msgs []smbMsg
 	var client uint16
-	for {
-		data, _, link, err := src.ReadPacket()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, path, func(_ int, data []byte, _ gopacket.CaptureInfo, link layers.LinkType) {
 		pkt := gopacket.NewPacket(data, link, gopacket.Default)
 		tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
 		if tcp == nil || len(tcp.Payload) == 0 {
-			continue
+			return
 		}
 		sp, dp := uint16(tcp.SrcPort), uint16(tcp.DstPort)
 		if client == 0 && dp == portSMB {
@@ -265,7 +239,7 @@ func feedSMB(t *testing.T, path string, edit func([]smbMsg) []smbMsg) (*smbState
 		case client != 0 && dp == client && sp == portSMB:
 			msgs = append(msgs, smbMsg{1, append([]byte(nil), tcp.Payload...)})
 		}
-	}
+	})
 	if edit != nil {
 		msgs = edit(msgs)
 	}

@@ -2,8 +2,6 @@ package sensor
 
 import (
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,9 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
-	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // The SMB3 captures (pcaps/smb3-*.pcap) are Debian Samba's smbclient
@@ -90,28 +90,16 @@ func (r *smb3Recorder) File(f *detect.FileOp) { r.files = append(r.files, f) }
 // copy of each frame's bytes (frame numbers from 1) before the worker sees it.
 func smb3Replay(t *testing.T, opt Options, f *smb3Facts, mangle func(frame int, data []byte)) (*smb3Recorder, *Stats) {
 	t.Helper()
-	src, err := source.OpenFile("../pcaps/" + f.Pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	rec := &smb3Recorder{}
 	w := NewWorker(opt, rec, nil)
 	w.SetFile(f.Pcap)
-	for frame := 1; ; frame++ {
-		data, ci, link, err := src.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, "../pcaps/"+f.Pcap, func(frame int, data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 		if mangle != nil {
 			data = append([]byte(nil), data...)
 			mangle(frame, data)
 		}
 		w.Packet(data, ci, link)
-	}
+	})
 	w.Flush()
 	return rec, w.Stats()
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,7 +18,6 @@ import (
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
 	"github.com/tschsensor/tschsensor/sensor/output"
-	"github.com/tschsensor/tschsensor/sensor/source"
 )
 
 // wireMsg is one NBSS message of a capture and its direction.
@@ -47,29 +44,17 @@ func smbWireMessages(t *testing.T, path string) []wireMsg {
 // completed on the wire.
 func wireMessages(t *testing.T, path string, port layers.TCPPort, msgLen func([]byte) int) []wireMsg {
 	t.Helper()
-	src, err := source.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
 	var (
 		buf  [2][]byte
 		next [2]uint32
 		seen [2]bool
 		out  []wireMsg
 	)
-	for {
-		data, _, link, err := src.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachPacket(t, path, func(_ int, data []byte, _ gopacket.CaptureInfo, link layers.LinkType) {
 		p := gopacket.NewPacket(data, link, gopacket.NoCopy)
 		tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
 		if tcp == nil || (tcp.DstPort != port && tcp.SrcPort != port) {
-			continue
+			return
 		}
 		d := 0
 		if tcp.DstPort == port {
@@ -77,15 +62,15 @@ func wireMessages(t *testing.T, path string, port layers.TCPPort, msgLen func([]
 		}
 		if tcp.SYN {
 			next[d], seen[d] = tcp.Seq+1, true
-			continue
+			return
 		}
 		payload := tcp.Payload
 		if len(payload) == 0 || !seen[d] {
-			continue
+			return
 		}
 		if skip := int32(next[d] - tcp.Seq); skip > 0 {
 			if int(skip) >= len(payload) {
-				continue
+				return
 			}
 			payload = payload[skip:]
 		}
@@ -99,7 +84,7 @@ func wireMessages(t *testing.T, path string, port layers.TCPPort, msgLen func([]
 			out = append(out, wireMsg{fromClient: d == 1, b: append([]byte(nil), buf[d][:n]...)})
 			buf[d] = buf[d][n:]
 		}
-	}
+	})
 	return out
 }
 
