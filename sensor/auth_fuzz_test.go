@@ -60,29 +60,7 @@ func FuzzWorkerSecrets(f *testing.F) {
 		dirs, data := plConversation(in)
 		w := NewWorker(Options{PanicHook: func(r any) { panic(r) }, Credentials: creds, KerberosKeys: ks}, &plRecorder{}, nil)
 		w.SetFile("fuzz")
-		c := newTCPConv(135)
-		frames := 0
-		send := func(dir int, flags uint8, p []byte) {
-			b, ci := c.frame(dir, flags, p)
-			w.Packet(b, ci, layers.LinkTypeEthernet)
-			frames++
-		}
-		send(0, tcpSYN, nil)
-		send(1, tcpSYN|tcpACK, nil)
-		send(0, tcpACK, nil)
-		seg := int(split%64) + 1
-		if split >= 64 {
-			seg = 1460
-		}
-		for i, d := range data {
-			for len(d) > 0 {
-				n := min(seg, len(d))
-				send(dirs[i], tcpPSH|tcpACK, d[:n])
-				d = d[n:]
-			}
-		}
-		send(0, tcpFIN|tcpACK, nil)
-		send(1, tcpFIN|tcpACK, nil)
+		frames := plDrive(w, 135, dirs, data, split)
 		w.Flush()
 		st := w.Stats()
 		if st.Packets != uint64(frames) {

@@ -291,35 +291,43 @@ func FuzzWorker(f *testing.F) {
 			// A panic caught at the worker boundary is still a bug: fail.
 			w := NewWorker(Options{PanicHook: func(r any) { panic(r) }}, rec, nil)
 			w.SetFile("fuzz")
-			c := newTCPConv(port)
-			frames := 0
-			send := func(dir int, flags uint8, p []byte) {
-				b, ci := c.frame(dir, flags, p)
-				w.Packet(b, ci, layers.LinkTypeEthernet)
-				frames++
-			}
-			send(0, tcpSYN, nil)
-			send(1, tcpSYN|tcpACK, nil)
-			send(0, tcpACK, nil)
-			seg := int(split%64) + 1
-			if split >= 64 {
-				seg = 1460
-			}
-			for i, d := range data {
-				for len(d) > 0 {
-					n := min(seg, len(d))
-					send(dirs[i], tcpPSH|tcpACK, d[:n])
-					d = d[n:]
-				}
-			}
-			send(0, tcpFIN|tcpACK, nil)
-			send(1, tcpFIN|tcpACK, nil)
+			frames := plDrive(w, port, dirs, data, split)
 			w.Flush()
 			if st := w.Stats(); st.Packets != uint64(frames) || st.TCPPackets != uint64(frames) {
 				t.Fatalf("port %d: %d frames in, stats say %d packets, %d TCP", port, frames, st.Packets, st.TCPPackets)
 			}
 		}
 	})
+}
+
+// plDrive sends a conversation to w as one Ethernet/IPv4/TCP connection to
+// port: handshake, each message cut into segments of split%64+1 bytes (1460
+// when split >= 64), FINs. It returns the number of frames sent.
+func plDrive(w *Worker, port uint16, dirs []int, data [][]byte, split uint8) int {
+	c := newTCPConv(port)
+	frames := 0
+	send := func(dir int, flags uint8, p []byte) {
+		b, ci := c.frame(dir, flags, p)
+		w.Packet(b, ci, layers.LinkTypeEthernet)
+		frames++
+	}
+	send(0, tcpSYN, nil)
+	send(1, tcpSYN|tcpACK, nil)
+	send(0, tcpACK, nil)
+	seg := int(split%64) + 1
+	if split >= 64 {
+		seg = 1460
+	}
+	for i, d := range data {
+		for len(d) > 0 {
+			n := min(seg, len(d))
+			send(dirs[i], tcpPSH|tcpACK, d[:n])
+			d = d[n:]
+		}
+	}
+	send(0, tcpFIN|tcpACK, nil)
+	send(1, tcpFIN|tcpACK, nil)
+	return frames
 }
 
 // TestReplayCaptures replays every capture: no read error other than a cut
