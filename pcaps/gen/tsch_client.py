@@ -239,6 +239,16 @@ def scen_atexec_smb1(a, sealed):
                 op_sequence=["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"])
 
 
+def ps_task():
+    """The task the ncacn_ip_tcp scenarios register: hidden PowerShell with
+    the encoded script, run as LocalSystem. Returns command, arguments,
+    run-as SID and the task XML."""
+    command = "powershell.exe"
+    arguments = "-NoP -W Hidden -enc " + PS_ENC
+    run_as = "S-1-5-18"
+    return command, arguments, run_as, task_xml(command, arguments, run_as)
+
+
 def tcp_dce(a, level, krb=False):
     """EPM ept_map on 135 for ITaskSchedulerService, then a connected (not yet
     bound) ncacn_ip_tcp DCE/RPC at level: NTLM with the user's password, or
@@ -274,10 +284,7 @@ def scen_tcp(a, ndr64=False, level=RPC_C_AUTHN_LEVEL_CONNECT):
     else:
         dce.bind(tsch.MSRPC_UUID_TSCHS)
     path = "\\Microsoft\\Windows\\TschLab\\Updater" + ("64" if ndr64 else "") + ("Signed" if level == RPC_C_AUTHN_LEVEL_PKT_INTEGRITY else "")
-    command = "powershell.exe"
-    arguments = "-NoP -W Hidden -enc " + PS_ENC
-    run_as = "S-1-5-18"
-    xml = task_xml(command, arguments, run_as)
+    command, arguments, run_as, xml = ps_task()
     actual = register_sequence(dce, path, xml, tsch.TASK_LOGON_SERVICE_ACCOUNT)
     dce.disconnect()
     return dict(interface="ITaskSchedulerService", auth_level=level, transport=binding,
@@ -323,10 +330,7 @@ def scen_tcp_interleaved(a):
     dce.bind(tsch.MSRPC_UUID_TSCHS)
     alter_call = alter_context_add(dce, 1, srvs.MSRPC_UUID_SRVS)
     path = "\\Microsoft\\Windows\\TschLab\\Interleaved"
-    command = "powershell.exe"
-    arguments = "-NoP -W Hidden -enc " + PS_ENC
-    run_as = "S-1-5-18"
-    xml = task_xml(command, arguments, run_as)
+    command, arguments, run_as, xml = ps_task()
     ops = []
 
     def on(ctx, name, f):
@@ -359,10 +363,7 @@ def scen_tcp_krb(a):
     binding, dce = tcp_dce(a, RPC_C_AUTHN_LEVEL_PKT_PRIVACY, krb=True)
     dce.bind(tsch.MSRPC_UUID_TSCHS)
     path = "\\Microsoft\\Windows\\TschLab\\KrbUpdater"
-    command = "powershell.exe"
-    arguments = "-NoP -W Hidden -enc " + PS_ENC
-    run_as = "S-1-5-18"
-    xml = task_xml(command, arguments, run_as)
+    command, arguments, run_as, xml = ps_task()
     actual = register_sequence(dce, path, xml, tsch.TASK_LOGON_SERVICE_ACCOUNT)
     dce.disconnect()
     return dict(interface="ITaskSchedulerService", auth_level=6, auth_type=9, transport=binding,
@@ -408,10 +409,7 @@ def scen_tcp_fault(a, krb):
     binding, dce = tcp_dce(a, RPC_C_AUTHN_LEVEL_PKT_PRIVACY, krb=krb)
     dce.bind(tsch.MSRPC_UUID_TSCHS)
     path = "\\Microsoft\\Windows\\TschLab\\" + ("KrbFault" if krb else "Fault")
-    command = "powershell.exe"
-    arguments = "-NoP -W Hidden -enc " + PS_ENC
-    run_as = "S-1-5-18"
-    xml = task_xml(command, arguments, run_as)
+    command, arguments, run_as, xml = ps_task()
     r = tsch.hSchRpcRegisterTask(dce, path, xml, tsch.TASK_CREATE, NULL, tsch.TASK_LOGON_SERVICE_ACCOUNT)
     actual = r["pActualPath"]
     status, fault_auth_len = call_faulting_opnum(dce, not krb)
