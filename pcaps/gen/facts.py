@@ -33,20 +33,25 @@ def decrypt_opts(password, keytab=None):
     return ["-o", "ntlmssp.nt_password:" + password]
 
 
+def tshark_fields(pcap, opts, tcp_port, display_filter, fields):
+    """tshark's fields for each frame of pcap that display_filter passes, with
+    tcp_port decoded as DCE/RPC: one dict a frame, field name to its
+    occurrences joined with commas."""
+    cmd = ["tshark", "-n", "-r", pcap] + opts + ["-d", "tcp.port==%d,dcerpc" % tcp_port, "-Y", display_filter,
+                                                 "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+                                                 "-E", "separator=\t"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [dict(zip(fields, line.split("\t"))) for line in out.splitlines()]
+
+
 def kerberos_rows(pcap, keytab):
     """Every Kerberos AP-REQ tshark opens with the keytab: frame, client, service, enctypes."""
     fields = ["frame.number", "kerberos.msg_type", "kerberos.CNameString", "kerberos.crealm", "kerberos.SNameString",
               "kerberos.realm", "kerberos.etype", "kerberos.keytype", "kerberos.kvno"]
-    cmd = ["tshark", "-n", "-r", pcap] + decrypt_opts(None, keytab) + ["-d", "tcp.port==49667,dcerpc", "-Y",
-                                                                         "kerberos.msg_type == 14", "-T", "fields",
-                                                                         "-E", "occurrence=a", "-E", "aggregator=,",
-                                                                         "-E", "separator=\t"]
-    for f in fields:
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows = []
-    for line in out.splitlines():
-        col = dict(zip(fields, line.split("\t")))
+    for col in tshark_fields(pcap, decrypt_opts(None, keytab), 49667, "kerberos.msg_type == 14", fields):
         rows.append({"frame": int(col["frame.number"]), "cname": col["kerberos.CNameString"].split(",")[0] or None,
                      "crealm": col["kerberos.crealm"].split(",")[0] or None,
                      "sname": "/".join(x for x in col["kerberos.SNameString"].split(",")[:2] if x) or None,
@@ -58,14 +63,8 @@ def kerberos_rows(pcap, keytab):
 def tshark_rows(pcap, password, tcp_port, keytab=None):
     fields = ["frame.number", "ip.src", "tcp.srcport", "tcp.dstport", "tcp.stream", "dcerpc.pkt_type",
               "dcerpc.cn_call_id", "dcerpc.opnum", "dcerpc.auth_level", "dcerpc.cn_ctx_id", "smb.cmd", "smb2.cmd"]
-    cmd = ["tshark", "-n", "-r", pcap] + decrypt_opts(password, keytab) + ["-d", "tcp.port==%d,dcerpc" % tcp_port,
-           "-Y", "dcerpc", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=\t"]
-    for f in fields:
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     pdus = []
-    for line in out.splitlines():
-        col = dict(zip(fields, line.split("\t")))
+    for col in tshark_fields(pcap, decrypt_opts(password, keytab), tcp_port, "dcerpc", fields):
         types = col["dcerpc.pkt_type"].split(",")
         calls = col["dcerpc.cn_call_id"].split(",")
         opnums = [o for o in col["dcerpc.opnum"].split(",") if o]
