@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
+
+	"github.com/tschsensor/tschsensor/internal/csum"
 )
 
 // Packet is one Ethernet frame and its capture time.
@@ -185,7 +187,7 @@ func (g *gen) tcp(src, dst [4]byte, sp, dp uint16, seq, ack uint32, flags byte, 
 	ip[9] = 6
 	copy(ip[12:], src[:])
 	copy(ip[16:], dst[:])
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum(0, ip)))
+	binary.BigEndian.PutUint16(ip[10:], ^csum.Fold(csum.Add(0, ip)))
 	t := b[34:54]
 	binary.BigEndian.PutUint16(t[0:], sp)
 	binary.BigEndian.PutUint16(t[2:], dp)
@@ -196,32 +198,9 @@ func (g *gen) tcp(src, dst [4]byte, sp, dp uint16, seq, ack uint32, flags byte, 
 	binary.BigEndian.PutUint16(t[14:], 65535)
 	copy(b[54:], payload)
 	// TCP checksum over the pseudo-header and the segment.
-	s := sum(0, ip[12:20]) + 6 + uint32(20+len(payload))
-	binary.BigEndian.PutUint16(t[16:], ^fold(sum(s, b[34:])))
+	s := csum.Add(0, ip[12:20]) + 6 + uint32(20+len(payload))
+	binary.BigEndian.PutUint16(t[16:], ^csum.Fold(csum.Add(s, b[34:])))
 	ci := gopacket.CaptureInfo{Timestamp: g.t, CaptureLength: n, Length: n}
 	g.t = g.t.Add(Spacing)
 	g.err = g.sink(ci, b)
-}
-
-// sum adds b to a ones'-complement sum (RFC 1071), folding as it goes so
-// that a 64 KiB segment cannot overflow it.
-func sum(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		if s > 0xffff0000 {
-			s = s&0xffff + s>>16
-		}
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }

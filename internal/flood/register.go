@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"github.com/tschsensor/tschsensor/internal/csum"
 )
 
 // Registration rewrites a capture holding a SchRpcRegisterTask in one SMB2
@@ -198,13 +200,13 @@ func (g *gen) rebuild(p Packet, s seg, seq, ack uint32, payload []byte, shift ti
 	ihl := int(ip[0]&0x0f) * 4
 	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
 	binary.BigEndian.PutUint16(ip[10:], 0)
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum(0, ip[:ihl])))
+	binary.BigEndian.PutUint16(ip[10:], ^csum.Fold(csum.Add(0, ip[:ihl])))
 	t := ip[ihl:]
 	binary.BigEndian.PutUint32(t[4:], seq)
 	binary.BigEndian.PutUint32(t[8:], ack)
 	binary.BigEndian.PutUint16(t[16:], 0)
-	cs := sum(0, ip[12:20]) + 6 + uint32(len(t))
-	binary.BigEndian.PutUint16(t[16:], ^fold(sum(cs, t)))
+	cs := csum.Add(0, ip[12:20]) + 6 + uint32(len(t))
+	binary.BigEndian.PutUint16(t[16:], ^csum.Fold(csum.Add(cs, t)))
 	ci := p.CI
 	ci.Timestamp = ci.Timestamp.Add(shift)
 	ci.CaptureLength, ci.Length = len(b), len(b)

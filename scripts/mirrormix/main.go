@@ -23,6 +23,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"time"
+
+	"github.com/tschsensor/tschsensor/internal/csum"
 )
 
 // Options sizes the mix.
@@ -319,7 +321,7 @@ func (fl *flow) encode(b []byte, p pkt) []byte {
 	b = append(b, 0x45, 0, byte(tlen>>8), byte(tlen), byte(*id>>8), byte(*id), 0x40, 0, 64, 6, 0, 0)
 	b = append(b, src[:]...)
 	b = append(b, dst[:]...)
-	binary.BigEndian.PutUint16(b[ip+10:], ^fold(sum(0, b[ip:ip+20])))
+	binary.BigEndian.PutUint16(b[ip+10:], ^csum.Fold(csum.Add(0, b[ip:ip+20])))
 	*id++
 	tcp := len(b)
 	ackNum := ack
@@ -334,33 +336,14 @@ func (fl *flow) encode(b []byte, p pkt) []byte {
 	b = append(b, 5<<4, flags, 0xfa, 0xf0, 0, 0, 0, 0)
 	b = append(b, p.payload...)
 	// Pseudo-header: addresses, protocol, TCP length.
-	s := sum(0, src[:])
-	s = sum(s, dst[:])
+	s := csum.Add(0, src[:])
+	s = csum.Add(s, dst[:])
 	s += 6 + uint32(len(b)-tcp)
-	s = sum(s, b[tcp:])
-	binary.BigEndian.PutUint16(b[tcp+16:], ^fold(s))
+	s = csum.Add(s, b[tcp:])
+	binary.BigEndian.PutUint16(b[tcp+16:], ^csum.Fold(s))
 	*seq += uint32(len(p.payload))
 	if flags&(flagSYN|flagFIN) != 0 {
 		*seq++
 	}
 	return b
-}
-
-// sum adds b as big-endian 16-bit words to s (RFC 1071).
-func sum(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
