@@ -73,9 +73,13 @@ const (
 // bind) is learnt from the first PDU that verifies; until then both are
 // tried. The stub is decrypted whether or not the checksum verifies.
 func (c *KerberosContext) Unseal(fromClient bool, pdu, stub, authValue []byte) error {
-	parts, err := c.pduParts(pdu, stub)
+	parts, err := c.pduParts(pdu)
 	if err != nil {
 		return err
+	}
+	if len(parts.stub) != len(stub) || len(stub) > 0 && &parts.stub[0] != &stub[0] {
+		return fmt.Errorf("kerberos unseal: stub of %d bytes is not the PDU's %d-byte body: %w",
+			len(stub), len(parts.stub), ErrMalformed)
 	}
 	key := c.gssKey()
 	modes := c.signModes()
@@ -102,11 +106,7 @@ func (c *KerberosContext) Unseal(fromClient bool, pdu, stub, authValue []byte) e
 // Verify checks the MIC token of a DCE-RPC request or response at
 // PKT_INTEGRITY (RFC 4121 4.2.6.1, RFC 4757 7.2).
 func (c *KerberosContext) Verify(fromClient bool, pdu, authValue []byte) error {
-	body, err := dcerpcSignedBody(pdu)
-	if err != nil {
-		return err
-	}
-	parts, err := c.pduParts(pdu, body)
+	parts, err := c.pduParts(pdu)
 	if err != nil {
 		return err
 	}
@@ -154,19 +154,15 @@ func (p pduParts) forSign(headerSign bool) [][]byte {
 	return [][]byte{p.stub}
 }
 
-// pduParts splits pdu into header, stub (which must be the given stub:
-// same length, same bytes) and the 8-byte sec_trailer.
-func (c *KerberosContext) pduParts(pdu, stub []byte) (pduParts, error) {
+// pduParts splits pdu into header, stub (plus auth padding) and the 8-byte
+// sec_trailer.
+func (c *KerberosContext) pduParts(pdu []byte) (pduParts, error) {
 	if c == nil || len(c.gssKey().KeyValue) == 0 {
 		return pduParts{}, ErrKerberosNoContext
 	}
 	body, err := dcerpcSignedBody(pdu)
 	if err != nil {
 		return pduParts{}, err
-	}
-	if len(body) != len(stub) || len(stub) > 0 && &body[0] != &stub[0] {
-		return pduParts{}, fmt.Errorf("kerberos unseal: stub of %d bytes is not the PDU's %d-byte body: %w",
-			len(stub), len(body), ErrMalformed)
 	}
 	bodyOff := cap(pdu) - cap(body) // body is a sub-slice of pdu
 	end := bodyOff + len(body)
