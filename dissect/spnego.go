@@ -150,71 +150,26 @@ func FindNTLMSSP(blob []byte) []byte {
 
 // FindKerberos reports the Kerberos exchange in an SPNEGO or GSS-API blob:
 // for an AP-REQ the service ticket's realm and SPN. It returns nil when the
-// blob holds no Kerberos token.
+// blob holds no Kerberos token. The token is found as FindKerberosMessage
+// finds it.
 func FindKerberos(blob []byte) *KerberosInfo {
-	tok, ok := spnegoToken(blob)
-	if ok && tok == nil {
-		return nil
-	}
-	if !ok {
-		tok = blob
-	}
-	if oid, inner, wrapped := gssUnwrap(tok); wrapped {
-		if !oid.Equal(oidKerberos5) && !oid.Equal(oidMSKerberos) {
-			return nil
-		}
-		return krbInnerToken(inner)
-	}
-	// DCE-RPC's Kerberos (DCE style, MS-RPCE 3.3.1.5.2.1) puts a bare AP-REQ
-	// ([APPLICATION 14]) in the SPNEGO mechToken, without GSS framing.
-	if len(tok) > 0 && tok[0] == 0x6e {
-		if ki, ok := parseAPReq(tok); ok {
-			return ki
-		}
-	}
-	if ok {
-		return nil
-	}
-	// Fallback for encodings the strict DER parser refuses: find the OID and
-	// try the token that follows it.
-	// mechTypes lists the same OIDs, so try every occurrence.
-	for _, oid := range [][]byte{derKerberos5, derMSKerberos} {
-		for rest, i := blob, 0; i < maxSPNEGOElements; i++ {
-			at := bytes.Index(rest, oid)
-			if at < 0 {
-				break
-			}
-			rest = rest[at+len(oid):]
-			if ki := krbInnerToken(rest); ki != nil {
-				return ki
-			}
-		}
+	switch t, msg := FindKerberosMessage(blob); t {
+	case KerberosAPReq:
+		return APReqInfo(msg)
+	case KerberosAPRep, KerberosErrorMsg:
+		return &KerberosInfo{}
 	}
 	return nil
 }
 
-// krbInnerToken decodes the RFC 4121 4.1 inner token: a two-byte TOK_ID
-// then the Kerberos message. 01 00 is an AP-REQ, 02 00 an AP-REP, 03 00 a
-// KRB-ERROR.
-func krbInnerToken(b []byte) *KerberosInfo {
-	if len(b) < 2 || b[1] != 0 {
+// APReqInfo reports the service ticket's realm and SPN of an AP-REQ
+// message, as FindKerberosMessage returns it, or nil when it is malformed.
+func APReqInfo(msg []byte) *KerberosInfo {
+	ki, ok := parseAPReq(msg)
+	if !ok {
 		return nil
 	}
-	switch b[0] {
-	case 1:
-		ki, ok := parseAPReq(b[2:])
-		if !ok {
-			return nil
-		}
-		return ki
-	case 2, 3:
-		rv, _, ok := spnegoNext(b[2:])
-		if !ok || rv.Class != asn1.ClassApplication || (rv.Tag != 15 && rv.Tag != 30) {
-			return nil
-		}
-		return &KerberosInfo{}
-	}
-	return nil
+	return ki
 }
 
 // parseAPReq reads the ticket out of AP-REQ ::= [APPLICATION 14] SEQUENCE

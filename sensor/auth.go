@@ -113,12 +113,12 @@ func (a *secContext) token(blob []byte, fromClient bool, env authEnv) bool {
 		}
 		return false
 	}
-	switch typ, _ := dissect.FindKerberosMessage(blob); typ {
+	switch typ, msg := dissect.FindKerberosMessage(blob); typ {
 	case dissect.KerberosAPReq:
 		if !fromClient {
 			return false
 		}
-		k := dissect.FindKerberos(blob)
+		k := dissect.APReqInfo(msg)
 		if k == nil {
 			return false
 		}
