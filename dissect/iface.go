@@ -12,7 +12,11 @@ package dissect
 // for a case. To add an interface: an Iface constant, a file with its table,
 // and its entry in registry below.
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/oiweiwei/go-msrpc/ndr"
+)
 
 // Iface identifies the RPC interfaces the sensor decodes.
 type Iface uint8
@@ -58,6 +62,23 @@ func (o Op) String() string { return OpName(o.Iface(), o.Num()) }
 
 // stubDecoder decodes one operation's request or response stub into out.
 type stubDecoder func(d ndrDec, o TschOptions, out *TschInfo) error
+
+// decodeAs makes the stubDecoder that unmarshals the stub into go-msrpc's
+// message type T, then lets fill copy what it needs into out. Generic rather
+// than reflective: one closure per table row, built once at initialisation.
+func decodeAs[T any, P interface {
+	*T
+	ndr.Unmarshaler
+}](fill func(m P, o TschOptions, out *TschInfo)) stubDecoder {
+	return func(d ndrDec, o TschOptions, out *TschInfo) error {
+		var m T
+		if err := d.unmarshal(P(&m)); err != nil {
+			return err
+		}
+		fill(&m, o, out)
+		return nil
+	}
+}
 
 // Operation is one row of an interface's table.
 type Operation struct {

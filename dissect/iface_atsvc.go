@@ -22,71 +22,42 @@ var atsvcInterface = Interface{
 	Iface: IfaceATSVC, Name: "ATSVC", UUID: uuidATSVC, Major: 1, Minor: 0,
 	prepare: func(out *TschInfo) { out.job() },
 	Ops: []Operation{
-		{OpNetrJobAdd, "NetrJobAdd", atsvcJobAddRequest, atsvcJobAddResponse},
-		{OpNetrJobDel, "NetrJobDel", atsvcJobDelRequest, atsvcJobDelResponse},
-		{OpNetrJobEnum, "NetrJobEnum", atsvcJobEnumRequest, atsvcJobEnumResponse},
-		{OpNetrJobGetInfo, "NetrJobGetInfo", atsvcJobGetInfoRequest, atsvcJobGetInfoResponse},
+		{OpNetrJobAdd, "NetrJobAdd", decodeAs(atsvcJobAddRequest), decodeAs(atsvcJobAddResponse)},
+		{OpNetrJobDel, "NetrJobDel", decodeAs(atsvcJobDelRequest), decodeAs(atsvcJobDelResponse)},
+		{OpNetrJobEnum, "NetrJobEnum", decodeAs(atsvcJobEnumRequest), decodeAs(atsvcJobEnumResponse)},
+		{OpNetrJobGetInfo, "NetrJobGetInfo", decodeAs(atsvcJobGetInfoRequest), decodeAs(atsvcJobGetInfoResponse)},
 	},
 }
 
-func atsvcJobAddRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschatsvc.JobAddRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func atsvcJobAddRequest(req *tschatsvc.JobAddRequest, _ TschOptions, out *TschInfo) {
 	j := out.job()
 	j.ServerName = req.ServerName
 	if req.ATInfo != nil {
 		j.JobSchedule = jobSchedule(req.ATInfo.JobTime, req.ATInfo.DaysOfMonth, req.ATInfo.DaysOfWeek, req.ATInfo.Flags)
 		out.task().Command = req.ATInfo.Command
 	}
-	return nil
 }
 
-func atsvcJobAddResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschatsvc.JobAddResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func atsvcJobAddResponse(resp *tschatsvc.JobAddResponse, _ TschOptions, out *TschInfo) {
 	out.job().JobID = ptr(resp.JobID)
 	out.setWin32(resp.Return)
-	return nil
 }
 
-func atsvcJobDelRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschatsvc.JobDeleteRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func atsvcJobDelRequest(req *tschatsvc.JobDeleteRequest, _ TschOptions, out *TschInfo) {
 	j := out.job()
 	j.ServerName, j.MinJobID, j.MaxJobID = req.ServerName, ptr(req.MinJobID), ptr(req.MaxJobID)
-	return nil
 }
 
-func atsvcJobDelResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschatsvc.JobDeleteResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func atsvcJobDelResponse(resp *tschatsvc.JobDeleteResponse, _ TschOptions, out *TschInfo) {
 	out.setWin32(resp.Return)
-	return nil
 }
 
-func atsvcJobEnumRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschatsvc.JobEnumRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func atsvcJobEnumRequest(req *tschatsvc.JobEnumRequest, _ TschOptions, out *TschInfo) {
 	j := out.job()
 	j.ServerName, j.PreferredMaximumLength, j.ResumeHandle = req.ServerName, req.PreferredMaximumLength, ptr(req.Resume)
-	return nil
 }
 
-func atsvcJobEnumResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschatsvc.JobEnumResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func atsvcJobEnumResponse(resp *tschatsvc.JobEnumResponse, o TschOptions, out *TschInfo) {
 	j := out.job()
 	j.TotalEntries, j.ResumeHandle = ptr(resp.TotalEntries), ptr(resp.Resume)
 	if c := resp.EnumContainer; c != nil {
@@ -107,30 +78,19 @@ func atsvcJobEnumResponse(d ndrDec, o TschOptions, out *TschInfo) error {
 		}
 	}
 	out.setWin32(resp.Return)
-	return nil
 }
 
-func atsvcJobGetInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschatsvc.JobGetInfoRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func atsvcJobGetInfoRequest(req *tschatsvc.JobGetInfoRequest, _ TschOptions, out *TschInfo) {
 	j := out.job()
 	j.ServerName, j.JobID = req.ServerName, ptr(req.JobID)
-	return nil
 }
 
-func atsvcJobGetInfoResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschatsvc.JobGetInfoResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func atsvcJobGetInfoResponse(resp *tschatsvc.JobGetInfoResponse, _ TschOptions, out *TschInfo) {
 	if a := resp.ATInfo; a != nil {
 		out.job().JobSchedule = jobSchedule(a.JobTime, a.DaysOfMonth, a.DaysOfWeek, a.Flags)
 		out.task().Command = a.Command
 	}
 	out.setWin32(resp.Return)
-	return nil
 }
 
 var (

@@ -19,10 +19,10 @@ var sasecInterface = Interface{
 	Iface: IfaceSASec, Name: "SASec", UUID: uuidSASec, Major: 1, Minor: 0,
 	prepare: func(out *TschInfo) { out.account() },
 	Ops: []Operation{
-		{OpSASetAccountInformation, "SASetAccountInformation", sasecSetAccountRequest, sasecSetAccountResponse},
-		{OpSASetNSAccountInformation, "SASetNSAccountInformation", sasecSetNSAccountRequest, sasecSetNSAccountResponse},
-		{OpSAGetNSAccountInformation, "SAGetNSAccountInformation", sasecGetNSAccountRequest, sasecGetNSAccountResponse},
-		{OpSAGetAccountInformation, "SAGetAccountInformation", sasecGetAccountRequest, sasecGetAccountResponse},
+		{OpSASetAccountInformation, "SASetAccountInformation", decodeAs(sasecSetAccountRequest), decodeAs(sasecSetAccountResponse)},
+		{OpSASetNSAccountInformation, "SASetNSAccountInformation", decodeAs(sasecSetNSAccountRequest), decodeAs(sasecSetNSAccountResponse)},
+		{OpSAGetNSAccountInformation, "SAGetNSAccountInformation", decodeAs(sasecGetNSAccountRequest), decodeAs(sasecGetNSAccountResponse)},
+		{OpSAGetAccountInformation, "SAGetAccountInformation", decodeAs(sasecGetAccountRequest), decodeAs(sasecGetAccountResponse)},
 	},
 }
 
@@ -33,88 +33,48 @@ var sasecFlagNames = func() []string {
 	return n
 }()
 
-func sasecSetAccountRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschsasec.SetAccountInformationRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func sasecSetAccountRequest(req *tschsasec.SetAccountInformationRequest, _ TschOptions, out *TschInfo) {
 	a := out.account()
 	a.ServerName, a.JobName, a.AccountName = req.Handle, req.JobName, req.Account
 	a.Flags, a.FlagsNames = req.JobFlags, flagNames(req.JobFlags, sasecFlagNames)
 	t := out.task()
 	t.Path, t.RunAs = req.JobName, req.Account
-	return nil
 }
 
-func sasecSetAccountResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschsasec.SetAccountInformationResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func sasecSetAccountResponse(resp *tschsasec.SetAccountInformationResponse, _ TschOptions, out *TschInfo) {
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func sasecSetNSAccountRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschsasec.SetNSAccountInformationRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func sasecSetNSAccountRequest(req *tschsasec.SetNSAccountInformationRequest, _ TschOptions, out *TschInfo) {
 	a := out.account()
 	a.ServerName, a.AccountName = req.Handle, req.Account
-	return nil
 }
 
-func sasecSetNSAccountResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschsasec.SetNSAccountInformationResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func sasecSetNSAccountResponse(resp *tschsasec.SetNSAccountInformationResponse, _ TschOptions, out *TschInfo) {
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func sasecGetNSAccountRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschsasec.GetNSAccountInformationRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func sasecGetNSAccountRequest(req *tschsasec.GetNSAccountInformationRequest, _ TschOptions, out *TschInfo) {
 	out.account().ServerName = req.Handle
-	return nil
 }
 
-func sasecGetNSAccountResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschsasec.GetNSAccountInformationResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func sasecGetNSAccountResponse(resp *tschsasec.GetNSAccountInformationResponse, _ TschOptions, out *TschInfo) {
 	if resp.Buffer != "" {
 		out.account().AccountName = resp.Buffer
 	}
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func sasecGetAccountRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschsasec.GetAccountInformationRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func sasecGetAccountRequest(req *tschsasec.GetAccountInformationRequest, _ TschOptions, out *TschInfo) {
 	a := out.account()
 	a.ServerName, a.JobName = req.Handle, req.JobName
 	out.setPath(req.JobName)
-	return nil
 }
 
-func sasecGetAccountResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschsasec.GetAccountInformationResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func sasecGetAccountResponse(resp *tschsasec.GetAccountInformationResponse, _ TschOptions, out *TschInfo) {
 	if resp.Buffer != "" {
 		out.account().AccountName = resp.Buffer
 		out.task().RunAs = resp.Buffer
 	}
 	out.setHRESULT(resp.Return)
-	return nil
 }

@@ -48,26 +48,26 @@ const (
 var itssInterface = Interface{
 	Iface: IfaceITaskSchedulerService, Name: "ITaskSchedulerService", UUID: uuidITaskSchedulerService, Major: 1, Minor: 0,
 	Ops: []Operation{
-		{OpSchRpcHighestVersion, "SchRpcHighestVersion", itssHighestVersionRequest, itssHighestVersionResponse},
-		{OpSchRpcRegisterTask, "SchRpcRegisterTask", itssRegisterTaskRequest, itssRegisterTaskResponse},
-		{OpSchRpcRetrieveTask, "SchRpcRetrieveTask", itssRetrieveTaskRequest, itssRetrieveTaskResponse},
-		{OpSchRpcCreateFolder, "SchRpcCreateFolder", itssCreateFolderRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.CreateFolderResponse{}; return r, &r.Return })},
-		{OpSchRpcSetSecurity, "SchRpcSetSecurity", itssSetSecurityRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.SetSecurityResponse{}; return r, &r.Return })},
-		{OpSchRpcGetSecurity, "SchRpcGetSecurity", itssGetSecurityRequest, itssGetSecurityResponse},
-		{OpSchRpcEnumFolders, "SchRpcEnumFolders", itssEnumFoldersRequest, itssEnumFoldersResponse},
-		{OpSchRpcEnumTasks, "SchRpcEnumTasks", itssEnumTasksRequest, itssEnumTasksResponse},
-		{OpSchRpcEnumInstances, "SchRpcEnumInstances", itssEnumInstancesRequest, itssEnumInstancesResponse},
-		{OpSchRpcGetInstanceInfo, "SchRpcGetInstanceInfo", itssGetInstanceInfoRequest, itssGetInstanceInfoResponse},
-		{OpSchRpcStopInstance, "SchRpcStopInstance", itssStopInstanceRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.StopInstanceResponse{}; return r, &r.Return })},
-		{OpSchRpcStop, "SchRpcStop", itssStopRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.StopResponse{}; return r, &r.Return })},
-		{OpSchRpcRun, "SchRpcRun", itssRunRequest, itssRunResponse},
-		{OpSchRpcDelete, "SchRpcDelete", itssDeleteRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.DeleteResponse{}; return r, &r.Return })},
-		{OpSchRpcRename, "SchRpcRename", itssRenameRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.RenameResponse{}; return r, &r.Return })},
-		{OpSchRpcScheduledRuntimes, "SchRpcScheduledRuntimes", itssScheduledRuntimesRequest, itssScheduledRuntimesResponse},
-		{OpSchRpcGetLastRunInfo, "SchRpcGetLastRunInfo", itssGetLastRunInfoRequest, itssGetLastRunInfoResponse},
-		{OpSchRpcGetTaskInfo, "SchRpcGetTaskInfo", itssGetTaskInfoRequest, itssGetTaskInfoResponse},
-		{OpSchRpcGetNumberOfMissedRuns, "SchRpcGetNumberOfMissedRuns", itssGetNumberOfMissedRunsRequest, itssGetNumberOfMissedRunsResponse},
-		{OpSchRpcEnableTask, "SchRpcEnableTask", itssEnableTaskRequest, hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.EnableTaskResponse{}; return r, &r.Return })},
+		{OpSchRpcHighestVersion, "SchRpcHighestVersion", itssHighestVersionRequest, decodeAs(itssHighestVersionResponse)},
+		{OpSchRpcRegisterTask, "SchRpcRegisterTask", decodeAs(itssRegisterTaskRequest), decodeAs(itssRegisterTaskResponse)},
+		{OpSchRpcRetrieveTask, "SchRpcRetrieveTask", decodeAs(itssRetrieveTaskRequest), decodeAs(itssRetrieveTaskResponse)},
+		{OpSchRpcCreateFolder, "SchRpcCreateFolder", decodeAs(itssCreateFolderRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.CreateFolderResponse{}; return r, &r.Return })},
+		{OpSchRpcSetSecurity, "SchRpcSetSecurity", decodeAs(itssSetSecurityRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.SetSecurityResponse{}; return r, &r.Return })},
+		{OpSchRpcGetSecurity, "SchRpcGetSecurity", decodeAs(itssGetSecurityRequest), decodeAs(itssGetSecurityResponse)},
+		{OpSchRpcEnumFolders, "SchRpcEnumFolders", decodeAs(itssEnumFoldersRequest), decodeAs(itssEnumFoldersResponse)},
+		{OpSchRpcEnumTasks, "SchRpcEnumTasks", decodeAs(itssEnumTasksRequest), decodeAs(itssEnumTasksResponse)},
+		{OpSchRpcEnumInstances, "SchRpcEnumInstances", decodeAs(itssEnumInstancesRequest), decodeAs(itssEnumInstancesResponse)},
+		{OpSchRpcGetInstanceInfo, "SchRpcGetInstanceInfo", decodeAs(itssGetInstanceInfoRequest), decodeAs(itssGetInstanceInfoResponse)},
+		{OpSchRpcStopInstance, "SchRpcStopInstance", decodeAs(itssStopInstanceRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.StopInstanceResponse{}; return r, &r.Return })},
+		{OpSchRpcStop, "SchRpcStop", decodeAs(itssStopRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.StopResponse{}; return r, &r.Return })},
+		{OpSchRpcRun, "SchRpcRun", decodeAs(itssRunRequest), decodeAs(itssRunResponse)},
+		{OpSchRpcDelete, "SchRpcDelete", decodeAs(itssDeleteRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.DeleteResponse{}; return r, &r.Return })},
+		{OpSchRpcRename, "SchRpcRename", decodeAs(itssRenameRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.RenameResponse{}; return r, &r.Return })},
+		{OpSchRpcScheduledRuntimes, "SchRpcScheduledRuntimes", decodeAs(itssScheduledRuntimesRequest), decodeAs(itssScheduledRuntimesResponse)},
+		{OpSchRpcGetLastRunInfo, "SchRpcGetLastRunInfo", decodeAs(itssGetLastRunInfoRequest), decodeAs(itssGetLastRunInfoResponse)},
+		{OpSchRpcGetTaskInfo, "SchRpcGetTaskInfo", decodeAs(itssGetTaskInfoRequest), decodeAs(itssGetTaskInfoResponse)},
+		{OpSchRpcGetNumberOfMissedRuns, "SchRpcGetNumberOfMissedRuns", decodeAs(itssGetNumberOfMissedRunsRequest), decodeAs(itssGetNumberOfMissedRunsResponse)},
+		{OpSchRpcEnableTask, "SchRpcEnableTask", decodeAs(itssEnableTaskRequest), hresultOnly(func() (ndr.Unmarshaler, *int32) { r := &tschitss.EnableTaskResponse{}; return r, &r.Return })},
 	},
 }
 
@@ -135,21 +135,12 @@ func hresultOnly(newResp func() (ndr.Unmarshaler, *int32)) stubDecoder {
 // building a decoder matters when a flood repeats it.
 func itssHighestVersionRequest(ndrDec, TschOptions, *TschInfo) error { return nil }
 
-func itssHighestVersionResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.HighestVersionResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssHighestVersionResponse(resp *tschitss.HighestVersionResponse, _ TschOptions, out *TschInfo) {
 	out.Version = fmt.Sprintf("%d.%d", resp.Version>>16, resp.Version&0xffff)
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssRegisterTaskRequest(d ndrDec, o TschOptions, out *TschInfo) error {
-	var req tschitss.RegisterTaskRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssRegisterTaskRequest(req *tschitss.RegisterTaskRequest, o TschOptions, out *TschInfo) {
 	t := out.task()
 	t.Path = req.Path
 	setXML(o, t, req.XML)
@@ -170,14 +161,9 @@ func itssRegisterTaskRequest(d ndrDec, o TschOptions, out *TschInfo) error {
 		reg.CredentialUsers = append(reg.CredentialUsers, c.UserID)
 	}
 	out.Register = reg
-	return nil
 }
 
-func itssRegisterTaskResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.RegisterTaskResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssRegisterTaskResponse(resp *tschitss.RegisterTaskResponse, _ TschOptions, out *TschInfo) {
 	if out.Register == nil {
 		out.Register = &RegisterInfo{}
 	}
@@ -186,111 +172,60 @@ func itssRegisterTaskResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
 		out.Register.ErrorInfo = &XMLErrorInfo{Line: e.Line, Column: e.Column, Node: e.Node, Value: e.Value}
 	}
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssRetrieveTaskRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.RetrieveTaskRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssRetrieveTaskRequest(req *tschitss.RetrieveTaskRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
-	return nil
 }
 
-func itssRetrieveTaskResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschitss.RetrieveTaskResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssRetrieveTaskResponse(resp *tschitss.RetrieveTaskResponse, o TschOptions, out *TschInfo) {
 	if resp.XML != "" {
 		setXML(o, out.task(), resp.XML)
 	}
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssCreateFolderRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.CreateFolderRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssCreateFolderRequest(req *tschitss.CreateFolderRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
-	return nil
 }
 
-func itssSetSecurityRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.SetSecurityRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssSetSecurityRequest(req *tschitss.SetSecurityRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Security = &SecurityInfo{SDDL: req.SDDL, Flags: req.Flags}
-	return nil
 }
 
-func itssGetSecurityRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.GetSecurityRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssGetSecurityRequest(req *tschitss.GetSecurityRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Security = &SecurityInfo{SecurityInformation: req.SecurityInformation}
-	return nil
 }
 
-func itssGetSecurityResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.GetSecurityResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssGetSecurityResponse(resp *tschitss.GetSecurityResponse, _ TschOptions, out *TschInfo) {
 	if out.Security == nil {
 		out.Security = &SecurityInfo{}
 	}
 	out.Security.SDDL = resp.SDDL
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssEnumFoldersRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.EnumFoldersRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssEnumFoldersRequest(req *tschitss.EnumFoldersRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
 		StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
-	return nil
 }
 
-func itssEnumTasksRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.EnumTasksRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssEnumTasksRequest(req *tschitss.EnumTasksRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames),
 		StartIndex: ptr(req.StartIndex), RequestedCount: req.RequestedCount}
-	return nil
 }
 
-func itssEnumFoldersResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschitss.EnumFoldersResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssEnumFoldersResponse(resp *tschitss.EnumFoldersResponse, o TschOptions, out *TschInfo) {
 	setEnumNames(o, out, resp.Names, resp.StartIndex, resp.NamesCount, resp.Return)
-	return nil
 }
 
-func itssEnumTasksResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschitss.EnumTasksResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssEnumTasksResponse(resp *tschitss.EnumTasksResponse, o TschOptions, out *TschInfo) {
 	setEnumNames(o, out, resp.Names, resp.StartIndex, resp.NamesCount, resp.Return)
-	return nil
 }
 
 func setEnumNames(o TschOptions, out *TschInfo, names []string, start, count uint32, ret int32) {
@@ -303,21 +238,12 @@ func setEnumNames(o TschOptions, out *TschInfo, names []string, start, count uin
 	out.setHRESULT(ret)
 }
 
-func itssEnumInstancesRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.EnumInstancesRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssEnumInstancesRequest(req *tschitss.EnumInstancesRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Enum = &EnumInfo{Flags: req.Flags, FlagsNames: flagNames(req.Flags, enumFlagNames)}
-	return nil
 }
 
-func itssEnumInstancesResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschitss.EnumInstancesResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssEnumInstancesResponse(resp *tschitss.EnumInstancesResponse, o TschOptions, out *TschInfo) {
 	if out.Enum == nil {
 		out.Enum = &EnumInfo{}
 	}
@@ -325,23 +251,13 @@ func itssEnumInstancesResponse(d ndrDec, o TschOptions, out *TschInfo) error {
 	e.Count = ptr(resp.GUIDsCount)
 	e.Instances, e.Truncated = boundGUIDs(resp.GUIDs, o.listLimit())
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssGetInstanceInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.GetInstanceInfoRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssGetInstanceInfoRequest(req *tschitss.GetInstanceInfoRequest, _ TschOptions, out *TschInfo) {
 	out.Instance = &InstanceInfo{GUID: formatGUID(req.GUID)}
-	return nil
 }
 
-func itssGetInstanceInfoResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschitss.GetInstanceInfoResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssGetInstanceInfoResponse(resp *tschitss.GetInstanceInfoResponse, o TschOptions, out *TschInfo) {
 	if out.Instance == nil {
 		out.Instance = &InstanceInfo{}
 	}
@@ -350,90 +266,50 @@ func itssGetInstanceInfoResponse(d ndrDec, o TschOptions, out *TschInfo) error {
 	in.CurrentAction, in.Info, in.EnginePID = resp.CurrentAction, resp.Info, resp.EnginePID
 	in.GroupInstances, _ = boundGUIDs(resp.GroupInstances, o.listLimit())
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssStopInstanceRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.StopInstanceRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssStopInstanceRequest(req *tschitss.StopInstanceRequest, _ TschOptions, out *TschInfo) {
 	out.Instance = &InstanceInfo{GUID: formatGUID(req.GUID), Flags: req.Flags}
-	return nil
 }
 
-func itssStopRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.StopRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssStopRequest(req *tschitss.StopRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Flags = ptr(req.Flags)
-	return nil
 }
 
-func itssRunRequest(d ndrDec, o TschOptions, out *TschInfo) error {
-	var req tschitss.RunRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssRunRequest(req *tschitss.RunRequest, o TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	run := &RunInfo{ArgumentsCount: req.ArgsCount, Flags: req.Flags,
 		FlagsNames: flagNames(req.Flags, runFlagNames), SessionID: req.SessionID, User: req.User}
 	run.Arguments, run.ArgumentsTruncated = boundStrings(req.Args, o.listLimit())
 	out.Run = run
-	return nil
 }
 
-func itssRunResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.RunResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssRunResponse(resp *tschitss.RunResponse, _ TschOptions, out *TschInfo) {
 	if out.Run == nil {
 		out.Run = &RunInfo{}
 	}
 	out.Run.InstanceGUID = formatGUID(resp.GUID)
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssDeleteRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.DeleteRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssDeleteRequest(req *tschitss.DeleteRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Flags = ptr(req.Flags)
-	return nil
 }
 
-func itssRenameRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.RenameRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssRenameRequest(req *tschitss.RenameRequest, _ TschOptions, out *TschInfo) {
 	t := out.task()
 	t.Path, t.NewPath, out.Flags = req.Path, req.NewName, ptr(req.Flags)
-	return nil
 }
 
-func itssScheduledRuntimesRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.ScheduledRuntimesRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssScheduledRuntimesRequest(req *tschitss.ScheduledRuntimesRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Runtimes = &RuntimesInfo{Start: formatSystemTime(req.Start), End: formatSystemTime(req.End),
 		Flags: req.Flags, RequestedCount: req.RequestedCount}
-	return nil
 }
 
-func itssScheduledRuntimesResponse(d ndrDec, o TschOptions, out *TschInfo) error {
-	var resp tschitss.ScheduledRuntimesResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssScheduledRuntimesResponse(resp *tschitss.ScheduledRuntimesResponse, o TschOptions, out *TschInfo) {
 	if out.Runtimes == nil {
 		out.Runtimes = &RuntimesInfo{}
 	}
@@ -447,75 +323,39 @@ func itssScheduledRuntimesResponse(d ndrDec, o TschOptions, out *TschInfo) error
 		rt.Runtimes = append(rt.Runtimes, formatSystemTime(st))
 	}
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssGetLastRunInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.GetLastRunInfoRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssGetLastRunInfoRequest(req *tschitss.GetLastRunInfoRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
-	return nil
 }
 
-func itssGetLastRunInfoResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.GetLastRunInfoResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssGetLastRunInfoResponse(resp *tschitss.GetLastRunInfoResponse, _ TschOptions, out *TschInfo) {
 	out.LastRun = &LastRunInfo{Time: formatSystemTime(resp.LastRuntime), ReturnCode: resp.LastReturnCode,
 		ReturnCodeName: HRESULTName(resp.LastReturnCode)}
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssGetTaskInfoRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.GetTaskInfoRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssGetTaskInfoRequest(req *tschitss.GetTaskInfoRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
 	out.Flags = ptr(req.Flags)
-	return nil
 }
 
-func itssGetTaskInfoResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.GetTaskInfoResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssGetTaskInfoResponse(resp *tschitss.GetTaskInfoResponse, _ TschOptions, out *TschInfo) {
 	t := out.task()
 	t.Enabled, t.State = ptr(resp.Enabled != 0), enumName(resp.State, taskStateNames, "TASK_STATE")
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssGetNumberOfMissedRunsRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.GetNumberOfMissedRunsRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssGetNumberOfMissedRunsRequest(req *tschitss.GetNumberOfMissedRunsRequest, _ TschOptions, out *TschInfo) {
 	out.setPath(req.Path)
-	return nil
 }
 
-func itssGetNumberOfMissedRunsResponse(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var resp tschitss.GetNumberOfMissedRunsResponse
-	if err := d.unmarshal(&resp); err != nil {
-		return err
-	}
+func itssGetNumberOfMissedRunsResponse(resp *tschitss.GetNumberOfMissedRunsResponse, _ TschOptions, out *TschInfo) {
 	out.MissedRuns = ptr(resp.NumberOfMissedRuns)
 	out.setHRESULT(resp.Return)
-	return nil
 }
 
-func itssEnableTaskRequest(d ndrDec, _ TschOptions, out *TschInfo) error {
-	var req tschitss.EnableTaskRequest
-	if err := d.unmarshal(&req); err != nil {
-		return err
-	}
+func itssEnableTaskRequest(req *tschitss.EnableTaskRequest, _ TschOptions, out *TschInfo) {
 	t := out.task()
 	t.Path, t.Enabled = req.Path, ptr(req.Enabled != 0)
-	return nil
 }
