@@ -57,16 +57,22 @@ func (b *flushBuffer) release() {
 	if len(b.items) == 0 {
 		return
 	}
-	sortFlushItems(b.items)
-	for _, it := range b.items {
+	b.items = emitFlushItems(b.next, b.items)
+}
+
+// emitFlushItems hands items to next in flush order and returns the emptied
+// slice for reuse.
+func emitFlushItems(next Recorder, items []flushItem) []flushItem {
+	sortFlushItems(items)
+	for _, it := range items {
 		if it.call != nil {
-			b.next.Call(it.call)
+			next.Call(it.call)
 		} else {
-			b.next.File(it.file)
+			next.File(it.file)
 		}
 	}
-	clear(b.items)
-	b.items = b.items[:0]
+	clear(items)
+	return items[:0]
 }
 
 // sortFlushItems orders the records of one flush: time, endpoints, then

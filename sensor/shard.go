@@ -500,16 +500,7 @@ func (m *shardMerger) renumber(w int, seq uint64) uint64 {
 }
 
 func (m *shardMerger) releaseHeld() {
-	sortFlushItems(m.held)
-	for _, it := range m.held {
-		if it.call != nil {
-			m.next.Call(it.call)
-		} else {
-			m.next.File(it.file)
-		}
-	}
-	clear(m.held)
-	m.held = m.held[:0]
+	m.held = emitFlushItems(m.next, m.held)
 }
 
 // pipedWorker is replay's single worker: it runs on the reader's goroutine
