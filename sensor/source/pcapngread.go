@@ -12,7 +12,7 @@ import (
 )
 
 // Block reading of pcapng files, on the block reader of classic pcap:
-// records are sliced in place out of 4 MiB reads instead of being copied
+// records are sliced in place out of large block reads instead of being copied
 // through bufio into pcapgo's packet buffer. What packets it yields, with
 // which times and link types, follows pcapgo's NgReader (without mixed link
 // types): the interfaces of the first section fix the link type, packets of
