@@ -422,17 +422,10 @@ func (w *Worker) Tick(now time.Time) {
 // Flush ends every connection: calls still waiting for a response are
 // reported with outcome unknown.
 func (w *Worker) Flush() {
-	defer func() {
-		if r := recover(); r != nil {
-			w.stats.anomaly(AnomalyPanic)
-			if w.opt.PanicHook != nil {
-				w.opt.PanicHook(r)
-			}
-		}
-	}()
+	defer w.recoverPanic()
 	w.buf.hold()
-	defer w.buf.release()
 	w.asm.FlushAll()
+	w.buf.release()
 }
 
 func (w *Worker) nextSeq() uint64 {
