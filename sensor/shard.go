@@ -166,13 +166,13 @@ func (sw *shardWorker) run() {
 }
 
 // flushAt ends idle connections as a single worker would at capture time
-// now (see maybeFlush).
+// now (see flushClock).
 func (w *Worker) flushAt(now time.Time) {
 	defer w.recoverPanic()
 	if now.After(w.now) {
 		w.now = now
 	}
-	w.flushDue = w.now.Add(time.Second)
+	w.flush.next = w.now.Add(time.Second)
 	w.flushIdle()
 }
 
@@ -184,7 +184,7 @@ type shardDispatcher struct {
 	pos     uint64
 	frame   uint64
 	now     time.Time
-	flushT  time.Time
+	flush   flushClock
 	frags   map[fragKey]int
 }
 
@@ -252,14 +252,9 @@ func (d *shardDispatcher) Packet(data []byte, ci gopacket.CaptureInfo, link laye
 	if ci.Timestamp.After(d.now) {
 		d.now = ci.Timestamp
 	}
-	if d.now.Sub(d.flushT) < time.Second {
+	if !d.flush.due(d.now) {
 		return
 	}
-	if d.flushT.IsZero() {
-		d.flushT = d.now
-		return
-	}
-	d.flushT = d.now
 	for _, b := range d.cur {
 		b.in = append(b.in, shardIn{kind: inFlush, pos: d.pos, now: d.now, prev: prev})
 	}

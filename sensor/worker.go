@@ -187,10 +187,9 @@ type Worker struct {
 	tcp    layers.TCP
 	f      frame
 	now    time.Time
-	// flushDue is when maybeFlush next ends idle connections (zero before
-	// the first packet).
-	flushDue time.Time
-	epm      *EPMTable
+	// flush says when Packet next ends idle connections.
+	flush flushClock
+	epm   *EPMTable
 	// active counts connections the reassembler holds; pressure is set
 	// when it passed MaxConnections.
 	active   int
@@ -276,10 +275,12 @@ const AnomalyPanic = "bug_panic_recovered"
 func (w *Worker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
 	defer w.recoverPanic()
 	w.packet(data, ci, link)
-	if !w.external {
-		// After every packet, whatever it was: a dispatcher in front of
-		// several workers makes the same decision from capture time alone.
-		w.maybeFlush()
+	// Idle connections end on capture time, checked after every packet
+	// whatever it was; a dispatcher in front of several workers makes the
+	// same decision with a flushClock of its own. flush.due is called
+	// here rather than through a method of the worker: one call per packet.
+	if !w.external && w.flush.due(w.now) {
+		w.flushIdle()
 	}
 }
 
@@ -382,17 +383,23 @@ func (w *Worker) reassembleIPv4(ts time.Time) bool {
 	return true
 }
 
-// maybeFlush ends idle connections, on capture time, about once a second.
-func (w *Worker) maybeFlush() {
-	// Called for every packet: one comparison, no time arithmetic.
-	if w.now.Before(w.flushDue) {
-		return
+// flushClock schedules idle flushes on capture time, about once a second
+// and not at the first packet. A single worker and the dispatcher in front
+// of several take the same decisions with it, so that sharded replay ends
+// the same connections at the same packets.
+type flushClock struct {
+	next time.Time // zero before the first packet
+}
+
+// due says whether a flush is due at now and, if so, schedules the next.
+// Called for every packet: one comparison, no time arithmetic.
+func (c *flushClock) due(now time.Time) bool {
+	if now.Before(c.next) {
+		return false
 	}
-	first := w.flushDue.IsZero()
-	w.flushDue = w.now.Add(time.Second)
-	if !first {
-		w.flushIdle()
-	}
+	first := c.next.IsZero()
+	c.next = now.Add(time.Second)
+	return !first
 }
 
 // flushIdle ends connections idle at w.now and skips old gaps.
@@ -415,7 +422,9 @@ func (w *Worker) flushIdle() {
 func (w *Worker) Tick(now time.Time) {
 	if !w.now.IsZero() && now.After(w.now) {
 		w.now = now
-		w.maybeFlush()
+		if w.flush.due(w.now) {
+			w.flushIdle()
+		}
 	}
 }
 
