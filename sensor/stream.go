@@ -35,8 +35,8 @@ func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac 
 	src, dst := netFlow.Endpoints()
 	sp, dp := tcpFlow.Endpoints()
 	c.addr[0], c.addr[1] = addrOf(src), addrOf(dst)
-	c.port[0] = uint16(layers.TCPPort(beUint16(sp.Raw())))
-	c.port[1] = uint16(layers.TCPPort(beUint16(dp.Raw())))
+	c.port[0] = beUint16(sp.Raw())
+	c.port[1] = beUint16(dp.Raw())
 	// The SYN sender is the client; without a SYN, well-known ports and then
 	// message content decide (see setClient).
 	switch {
