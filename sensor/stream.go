@@ -54,7 +54,8 @@ func (f *streamFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac 
 	return c
 }
 
-func isServerPort(p uint16) bool { return p == portSMB || p == portNetBIOS || p == portEPM }
+// isServerPort: the well-known ports the flow table classifies by (portVerdict).
+func isServerPort(p uint16) bool { return portVerdict(p) != verdictUnknown }
 
 func beUint16(b []byte) uint16 {
 	if len(b) < 2 {
