@@ -17,6 +17,19 @@ import (
 	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
+// orderedWorker is one worker in front of the orderer, as replay ran
+// before pipedWorker (the reference the tests compare with): after each packet,
+// what the capture clock allows goes on to the detector.
+type orderedWorker struct {
+	*Worker
+	ord *orderer
+}
+
+func (o *orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
+	o.Worker.Packet(data, ci, link)
+	o.ord.Release(o.Worker.now)
+}
+
 // replayDirect replays files as one worker did before its back half had a
 // goroutine of its own: the worker hands each record straight to the
 // resolver and releases the orderer after every packet.

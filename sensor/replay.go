@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/sensor/output"
 	"github.com/tschsensor/tschsensor/sensor/source"
@@ -137,18 +134,6 @@ func (r *Replayer) Run(ctx context.Context, files []string) ReplayResult {
 	res.Detect = be.det.Stats()
 	res.Elapsed = time.Since(start)
 	return res
-}
-
-// orderedWorker is one worker in front of the orderer: after each packet,
-// what the capture clock allows goes on to the detector.
-type orderedWorker struct {
-	*Worker
-	ord *orderer
-}
-
-func (o *orderedWorker) Packet(data []byte, ci gopacket.CaptureInfo, link layers.LinkType) {
-	o.Worker.Packet(data, ci, link)
-	o.ord.Release(o.Worker.now)
 }
 
 // replayBatch is how many packets replay reads at a time.

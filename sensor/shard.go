@@ -504,9 +504,9 @@ func (m *shardMerger) releaseHeld() {
 // that decoding and reporting overlap on two cores. It is a shardWorker
 // without a dispatcher: the batches carry no packets, only records, each
 // with its packet's position and the capture clock before that packet (what
-// orderedWorker had released by then), so the merger makes the same calls
-// on the back half, in the same order, as the worker would have made
-// directly. The worker ends idle connections itself and orders what a flush
+// the tests' orderedWorker had released by then), so the merger makes the
+// same calls on the back half, in the same order, as the worker would have
+// made directly. The worker ends idle connections itself and orders what a flush
 // makes before handing it on, so no record is marked as a flush. At most
 // shardBatches batches are in flight: a slow back half holds the worker up
 // instead of growing a queue.
