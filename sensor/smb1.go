@@ -236,10 +236,10 @@ func (m *smb1State) writeRequest(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	}
 	if derr != nil {
 		s.c.anomaly("smb1_write_beyond_message")
-		f.pipe.half[s.c.client].lost()
+		f.pipe.lost(s.c.client)
 		return
 	}
-	f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, data)
+	f.pipe.feed(s.c.client, data)
 }
 
 // transRequest starts a TRANSACTION; TransactNmPipe data goes into the pipe.
@@ -261,7 +261,7 @@ func (m *smb1State) transRequest(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	req.transPipe, req.transFID, req.transIn = true, fid, len(t.Data)
 	f := s.file(uint64(h.UID), fid16(fid), uint32(h.TID), t.Data)
 	if f != nil && f.pipe != nil {
-		f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, t.Data)
+		f.pipe.feed(s.c.client, t.Data)
 	}
 }
 
@@ -290,10 +290,10 @@ func (m *smb1State) transSecondary(msg []byte, h *dissect.SMB1Header, key smb1Ke
 	}
 	if t.DataDisplacement != req.transIn {
 		s.c.anomaly("smb1_transaction_out_of_order")
-		f.pipe.half[s.c.client].lost()
+		f.pipe.lost(s.c.client)
 	}
 	req.transIn = t.DataDisplacement + len(t.Data)
-	f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, t.Data)
+	f.pipe.feed(s.c.client, t.Data)
 }
 
 func (m *smb1State) addPending(key smb1Key, req *smb1Req) {
@@ -490,10 +490,10 @@ func (m *smb1State) readResponse(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	}
 	if !inside {
 		s.c.anomaly("smb1_read_beyond_message")
-		f.pipe.half[1-s.c.client].lost()
+		f.pipe.lost(1 - s.c.client)
 		return
 	}
-	f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, data)
+	f.pipe.feed(1-s.c.client, data)
 }
 
 // transResponse feeds a TransactNmPipe response part into the pipe. It
@@ -522,10 +522,10 @@ func (m *smb1State) transResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 	}
 	if t.DataDisplacement != req.transOut {
 		s.c.anomaly("smb1_transaction_out_of_order")
-		f.pipe.half[1-s.c.client].lost()
+		f.pipe.lost(1 - s.c.client)
 	}
 	req.transOut = t.DataDisplacement + len(t.Data)
-	f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, t.Data)
+	f.pipe.feed(1-s.c.client, t.Data)
 	return len(t.Data) > 0 && req.transOut < t.TotalDataCount
 }
 
