@@ -199,7 +199,7 @@ func (m *smb1State) setupIdentity() *detect.Identity {
 		a.token(st.SecurityBlob, true, m.s.c.authEnv())
 		return a.identity()
 	}
-	id := &detect.Identity{User: st.Account, Domain: st.Domain, Mechanism: "NTLM", From: "smb_session"}
+	id := &detect.Identity{User: st.Account, Domain: st.Domain, Mechanism: "NTLM", From: fromSMBSession}
 	if st.Account == "" && len(st.UnicodePassword) == 0 && len(st.OEMPassword) <= 1 {
 		id.Mechanism = "anonymous"
 		return id
