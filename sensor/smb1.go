@@ -119,7 +119,7 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 				s.c.anomaly("smb1_bad_session_setup")
 				continue
 			}
-			op.user = m.setupIdentity()
+			op.user = m.setupIdentity(uint64(h.UID))
 		case dissect.SMB1TreeConnectAndX:
 			p, _, err := dissect.ParseSMB1TreeConnectRequest(msg, h, cmd)
 			if err != nil {
@@ -189,15 +189,16 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 	}
 }
 
-// setupIdentity is who a SESSION_SETUP_ANDX request logs on as: from the
-// NTLMSSP or Kerberos token with extended security, else from the account
-// and domain sent in clear beside the raw challenge responses.
-func (m *smb1State) setupIdentity() *detect.Identity {
+// setupIdentity is who a SESSION_SETUP_ANDX request of session uid logs
+// on as: from the NTLMSSP or Kerberos token with extended security, else
+// from the account and domain sent in clear beside the raw challenge
+// responses. The tokens of both directions go to the session's one
+// security context, as SMB2's do (a Kerberos AP-REP needs the ticket the
+// AP-REQ opened).
+func (m *smb1State) setupIdentity(uid uint64) *detect.Identity {
 	st := &m.setup
 	if st.Extended {
-		a := newSecContext(fromSMBSession)
-		a.token(st.SecurityBlob, true, m.s.c.authEnv())
-		return a.identity()
+		return m.setupToken(uid, st.SecurityBlob, true)
 	}
 	id := &detect.Identity{User: st.Account, Domain: st.Domain, Mechanism: "NTLM", From: fromSMBSession}
 	if st.Account == "" && len(st.UnicodePassword) == 0 && len(st.OEMPassword) <= 1 {
@@ -211,6 +212,22 @@ func (m *smb1State) setupIdentity() *detect.Identity {
 		id.NTLMv2 = &v2
 	}
 	return id
+}
+
+// setupToken hands a session setup's security token to session uid's
+// context and returns the identity the token names, nil when it names none
+// (first legs share uid 0: an earlier exchange's identity is not this one's).
+func (m *smb1State) setupToken(uid uint64, blob []byte, fromClient bool) *detect.Identity {
+	ss := m.s.session(uid)
+	if ss.auth == nil {
+		ss.auth = newSecContext(fromSMBSession)
+	}
+	before := ss.auth.identity()
+	ss.auth.token(blob, fromClient, m.s.c.authEnv())
+	if id := ss.auth.identity(); id != before {
+		return id
+	}
+	return nil
 }
 
 // writeRequest feeds pipe writes to the pipe's RPC channel and counts
@@ -423,10 +440,7 @@ func (m *smb1State) setupResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 	s := m.s
 	ss := s.session(uint64(h.UID))
 	if err := dissect.ParseSMB1SessionSetupResponse(msg, h, cmd, &m.setupR); err == nil && m.setupR.SecurityBlob != nil {
-		if ss.auth == nil {
-			ss.auth = newSecContext(fromSMBSession)
-		}
-		ss.auth.token(m.setupR.SecurityBlob, false, s.c.authEnv())
+		m.setupToken(uint64(h.UID), m.setupR.SecurityBlob, false)
 	}
 	if h.Status != 0 || op.user == nil {
 		return
