@@ -3,7 +3,6 @@ package sensor
 import (
 	"bufio"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -127,31 +126,17 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 		}
 	}
 	writeAuthMetrics(p, &m.Counters)
-	p.family("tschsensor_anomalies_total", "counter", "Anomalies by name (malformed or unsupported traffic, limits reached).")
-	for _, wm := range m.Workers {
-		names := make([]string, 0, len(wm.Anomalies))
-		for k := range wm.Anomalies {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			p.sample("tschsensor_anomalies_total", float64(wm.Anomalies[k]), "worker", strconv.Itoa(wm.Worker), "name", k)
-		}
-	}
 	labelled := func(name, typ, help, label string, get func(*WorkerMetric) map[string]uint64) {
 		p.family(name, typ, help)
 		for i := range m.Workers {
 			vals := get(&m.Workers[i])
-			names := make([]string, 0, len(vals))
-			for k := range vals {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, k := range names {
+			for _, k := range sortedKeys(vals) {
 				p.sample(name, float64(vals[k]), "worker", strconv.Itoa(m.Workers[i].Worker), label, k)
 			}
 		}
 	}
+	labelled("tschsensor_anomalies_total", "counter", "Anomalies by name (malformed or unsupported traffic, limits reached).", "name",
+		func(w *WorkerMetric) map[string]uint64 { return w.Anomalies })
 	labelled("tschsensor_flows_total", "counter", "TCP flows by the verdict of the flow table (unknown: not decided).", "verdict",
 		func(w *WorkerMetric) map[string]uint64 { return w.Flows })
 	labelled("tschsensor_flow_packets_total", "counter", "TCP packets by their flow's verdict when they came.", "verdict",

@@ -32,7 +32,7 @@ func (p *passTarget) take(b []byte) {
 	if p.left > 0 && len(b) > 0 {
 		k := min(p.left, len(b))
 		p.left -= k
-		p.pipe.half[p.dir].feed(p.pipe.rpc, p.dir, b[:k])
+		p.pipe.feed(p.dir, b[:k])
 	}
 }
 
@@ -40,7 +40,7 @@ func (p *passTarget) take(b []byte) {
 // loses sync too.
 func (p *passTarget) stop() {
 	if p.pipe != nil && !p.pipe.closed {
-		p.pipe.half[p.dir].lost()
+		p.pipe.lost(p.dir)
 	}
 	*p = passTarget{}
 }
@@ -63,7 +63,7 @@ func (s *smbState) pipeThroughAt(hdrLen, dir int, msg []byte, off, n int, f *smb
 	}
 	s.c.half[dir].pass = passTarget{pipe: f.pipe, dir: pdir, skip: max(0, off-len(msg)), left: n - len(avail)}
 	if len(avail) > 0 {
-		f.pipe.half[pdir].feed(f.pipe.rpc, pdir, avail)
+		f.pipe.feed(pdir, avail)
 	}
 	return true
 }

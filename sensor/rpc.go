@@ -117,6 +117,12 @@ type rpcCall struct {
 	scan     *xmlScan // the task XML dropped between head and tail (xmlscan.go)
 }
 
+// stubBytes is what the call holds against Options.MaxStubTotal: its
+// stubs, the kept request tail and the task XML kept from between.
+func (rc *rpcCall) stubBytes() int {
+	return len(rc.req) + len(rc.resp) + len(rc.reqTail) + rc.scan.held()
+}
+
 func newRPCChannel(c *conn, transport string, smb *detect.SMBContext) *rpcChannel {
 	return &rpcChannel{c: c, transport: transport, smb: smb, contexts: make(map[uint16]*presCtx),
 		offered: make(map[uint32][]dissect.ContextElem), calls: make(map[uint32]*rpcCall)}
@@ -520,7 +526,7 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	call := rc.call
 	delete(r.calls, call.CallID)
 	// The stubs leave the worker's budget here, decoded or handed on.
-	*r.c.env.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail) + rc.scan.held()
+	*r.c.env.stubBytes -= rc.stubBytes()
 	if rc.reqCut {
 		r.compact(rc)
 	}
@@ -722,7 +728,7 @@ func (r *rpcChannel) finishOldest() {
 // taken for a pipe turned out to be a file.
 func (r *rpcChannel) discard() {
 	for id, rc := range r.calls {
-		*r.c.env.stubBytes -= len(rc.req) + len(rc.resp) + len(rc.reqTail) + rc.scan.held()
+		*r.c.env.stubBytes -= rc.stubBytes()
 		delete(r.calls, id)
 	}
 	r.early, r.earlyBytes = nil, 0

@@ -128,6 +128,12 @@ type pipeState struct {
 	closed bool
 }
 
+// feed hands pipe bytes from direction dir to the pipe's DCE-RPC framer.
+func (p *pipeState) feed(dir int, b []byte) { p.half[dir].feed(p.rpc, dir, b) }
+
+// lost says bytes of direction dir never reached the framer: it resyncs.
+func (p *pipeState) lost(dir int) { p.half[dir].lost() }
+
 func newSMBState(c *conn) *smbState {
 	return &smbState{c: c, sessions: make(map[uint64]*smbSession), trees: make(map[treeKey]*smbTree),
 		pending: make(map[uint64]*smbReq), files: make(map[fileKey]*smbFile)}
@@ -491,7 +497,7 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 				s.c.anomaly("smb2_write_beyond_message")
 				return
 			}
-			f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, msg[off:off+n])
+			f.pipe.feed(s.c.client, msg[off:off+n])
 			return
 		}
 		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: fid})
@@ -517,7 +523,7 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 		fid := s.resolve(dir, s.ioctl.FileID, h)
 		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: fid, treeID: h.TreeID})
 		if f := s.file(h.SessionID, fid, h.TreeID, s.ioctl.Input); f != nil && f.pipe != nil {
-			f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, s.ioctl.Input)
+			f.pipe.feed(s.c.client, s.ioctl.Input)
 		}
 	case dissect.SMB2SetInfo:
 		if err := dissect.ParseSetInfo(msg, &s.setinfo); err != nil {
@@ -629,7 +635,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 				s.c.anomaly("smb2_read_beyond_message")
 				return
 			}
-			f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, msg[off:off+n])
+			f.pipe.feed(1-s.c.client, msg[off:off+n])
 			return
 		}
 		f.read += uint64(n)
@@ -643,7 +649,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 		}
 		f := s.file(h.SessionID, req.file, req.treeID, s.ioctl.Output)
 		if f != nil && f.pipe != nil {
-			f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, s.ioctl.Output)
+			f.pipe.feed(1-s.c.client, s.ioctl.Output)
 		}
 	case dissect.SMB2SetInfo:
 		if f := s.files[fileKey{h.SessionID, req.file}]; f != nil && ok {
@@ -957,8 +963,8 @@ func (f *smbFile) keepJobHead(data []byte) {
 func (s *smbState) gap(dir int) {
 	for _, f := range s.files {
 		if f.pipe != nil {
-			f.pipe.half[0].lost()
-			f.pipe.half[1].lost()
+			f.pipe.lost(0)
+			f.pipe.lost(1)
 		}
 	}
 }

@@ -119,7 +119,7 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 				s.c.anomaly("smb1_bad_session_setup")
 				continue
 			}
-			op.user = m.setupIdentity()
+			op.user = m.setupIdentity(uint64(h.UID))
 		case dissect.SMB1TreeConnectAndX:
 			p, _, err := dissect.ParseSMB1TreeConnectRequest(msg, h, cmd)
 			if err != nil {
@@ -189,17 +189,18 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 	}
 }
 
-// setupIdentity is who a SESSION_SETUP_ANDX request logs on as: from the
-// NTLMSSP or Kerberos token with extended security, else from the account
-// and domain sent in clear beside the raw challenge responses.
-func (m *smb1State) setupIdentity() *detect.Identity {
+// setupIdentity is who a SESSION_SETUP_ANDX request of session uid logs
+// on as: from the NTLMSSP or Kerberos token with extended security, else
+// from the account and domain sent in clear beside the raw challenge
+// responses. The tokens of both directions go to the session's one
+// security context, as SMB2's do (a Kerberos AP-REP needs the ticket the
+// AP-REQ opened).
+func (m *smb1State) setupIdentity(uid uint64) *detect.Identity {
 	st := &m.setup
 	if st.Extended {
-		a := newSecContext(fromSMBSession)
-		a.token(st.SecurityBlob, true, m.s.c.authEnv())
-		return a.identity()
+		return m.setupToken(uid, st.SecurityBlob, true)
 	}
-	id := &detect.Identity{User: st.Account, Domain: st.Domain, Mechanism: "NTLM", From: "smb_session"}
+	id := &detect.Identity{User: st.Account, Domain: st.Domain, Mechanism: "NTLM", From: fromSMBSession}
 	if st.Account == "" && len(st.UnicodePassword) == 0 && len(st.OEMPassword) <= 1 {
 		id.Mechanism = "anonymous"
 		return id
@@ -211,6 +212,22 @@ func (m *smb1State) setupIdentity() *detect.Identity {
 		id.NTLMv2 = &v2
 	}
 	return id
+}
+
+// setupToken hands a session setup's security token to session uid's
+// context and returns the identity the token names, nil when it names none
+// (first legs share uid 0: an earlier exchange's identity is not this one's).
+func (m *smb1State) setupToken(uid uint64, blob []byte, fromClient bool) *detect.Identity {
+	ss := m.s.session(uid)
+	if ss.auth == nil {
+		ss.auth = newSecContext(fromSMBSession)
+	}
+	before := ss.auth.identity()
+	ss.auth.token(blob, fromClient, m.s.c.authEnv())
+	if id := ss.auth.identity(); id != before {
+		return id
+	}
+	return nil
 }
 
 // writeRequest feeds pipe writes to the pipe's RPC channel and counts
@@ -236,10 +253,10 @@ func (m *smb1State) writeRequest(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	}
 	if derr != nil {
 		s.c.anomaly("smb1_write_beyond_message")
-		f.pipe.half[s.c.client].lost()
+		f.pipe.lost(s.c.client)
 		return
 	}
-	f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, data)
+	f.pipe.feed(s.c.client, data)
 }
 
 // transRequest starts a TRANSACTION; TransactNmPipe data goes into the pipe.
@@ -261,7 +278,7 @@ func (m *smb1State) transRequest(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	req.transPipe, req.transFID, req.transIn = true, fid, len(t.Data)
 	f := s.file(uint64(h.UID), fid16(fid), uint32(h.TID), t.Data)
 	if f != nil && f.pipe != nil {
-		f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, t.Data)
+		f.pipe.feed(s.c.client, t.Data)
 	}
 }
 
@@ -290,10 +307,10 @@ func (m *smb1State) transSecondary(msg []byte, h *dissect.SMB1Header, key smb1Ke
 	}
 	if t.DataDisplacement != req.transIn {
 		s.c.anomaly("smb1_transaction_out_of_order")
-		f.pipe.half[s.c.client].lost()
+		f.pipe.lost(s.c.client)
 	}
 	req.transIn = t.DataDisplacement + len(t.Data)
-	f.pipe.half[s.c.client].feed(f.pipe.rpc, s.c.client, t.Data)
+	f.pipe.feed(s.c.client, t.Data)
 }
 
 func (m *smb1State) addPending(key smb1Key, req *smb1Req) {
@@ -423,10 +440,7 @@ func (m *smb1State) setupResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 	s := m.s
 	ss := s.session(uint64(h.UID))
 	if err := dissect.ParseSMB1SessionSetupResponse(msg, h, cmd, &m.setupR); err == nil && m.setupR.SecurityBlob != nil {
-		if ss.auth == nil {
-			ss.auth = newSecContext(fromSMBSession)
-		}
-		ss.auth.token(m.setupR.SecurityBlob, false, s.c.authEnv())
+		m.setupToken(uint64(h.UID), m.setupR.SecurityBlob, false)
 	}
 	if h.Status != 0 || op.user == nil {
 		return
@@ -490,10 +504,10 @@ func (m *smb1State) readResponse(msg []byte, h *dissect.SMB1Header, cmd *dissect
 	}
 	if !inside {
 		s.c.anomaly("smb1_read_beyond_message")
-		f.pipe.half[1-s.c.client].lost()
+		f.pipe.lost(1 - s.c.client)
 		return
 	}
-	f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, data)
+	f.pipe.feed(1-s.c.client, data)
 }
 
 // transResponse feeds a TransactNmPipe response part into the pipe. It
@@ -522,10 +536,10 @@ func (m *smb1State) transResponse(msg []byte, h *dissect.SMB1Header, cmd *dissec
 	}
 	if t.DataDisplacement != req.transOut {
 		s.c.anomaly("smb1_transaction_out_of_order")
-		f.pipe.half[1-s.c.client].lost()
+		f.pipe.lost(1 - s.c.client)
 	}
 	req.transOut = t.DataDisplacement + len(t.Data)
-	f.pipe.half[1-s.c.client].feed(f.pipe.rpc, 1-s.c.client, t.Data)
+	f.pipe.feed(1-s.c.client, t.Data)
 	return len(t.Data) > 0 && req.transOut < t.TotalDataCount
 }
 
