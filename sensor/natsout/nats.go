@@ -1113,11 +1113,8 @@ func (s *NATSSink) resender(ctx context.Context) {
 					}
 					s.stats.errors.Add(1)
 					s.warn("setup", "nats: stream not usable yet, spooling and retrying", "stream", s.o.Stream, "err", err)
-					backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-					select {
-					case <-ctx.Done():
+					if !retryAfter(ctx, &backoff) {
 						return
-					case <-time.After(backoff):
 					}
 					continue
 				}
@@ -1142,16 +1139,25 @@ func (s *NATSSink) resender(ctx context.Context) {
 				}
 				s.sp.Rewind()
 				s.warn("resend", "nats: re-sending spooled records failed, will retry", "err", err)
-				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-				select {
-				case <-ctx.Done():
+				if !retryAfter(ctx, &backoff) {
 					return
-				case <-time.After(backoff):
 				}
 				continue
 			}
 			backoff = 0
 		}
+	}
+}
+
+// retryAfter doubles *backoff (100 ms to 5 s) and waits that long before
+// the resender tries again; false when ctx ended meanwhile.
+func retryAfter(ctx context.Context, backoff *time.Duration) bool {
+	*backoff = min(max(2**backoff, 100*time.Millisecond), 5*time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*backoff):
+		return true
 	}
 }
 
