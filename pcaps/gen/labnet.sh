@@ -6,6 +6,18 @@
 # tsch_lab.py flags, e.g. --seal-faults).
 # All traffic stays between the two namespaces this creates and removes.
 
+need_root() { # the namespaces and tcpdump need root
+	[ "$(id -u)" = 0 ] || { echo "${0##*/}: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
+}
+
+apt_ensure() { # apt_ensure PKG...: installs those of these Debian packages that are missing
+	local need=() p
+	for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+	[ ${#need[@]} -gt 0 ] || return 0
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
 stop_pid() { # stop_pid PID [SIG]: ends one process the script started, waits for it
 	local pid=$1 sig=${2:-TERM}
 	[ -n "$pid" ] || return 0

@@ -22,24 +22,14 @@ TCP_PORT=49667
 WORK=$(mktemp -d /tmp/tschgo.XXXXXX)
 LAB_PID= DUMP_PID=
 
-[ "$(id -u)" = 0 ] || { echo "make-gomsrpc-captures.sh: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
-
 install_deps() {
-	local need=()
-	dpkg -s python3-impacket >/dev/null 2>&1 || need+=(python3-impacket)
-	command -v tcpdump >/dev/null || need+=(tcpdump)
-	command -v ip >/dev/null || need+=(iproute2)
-	command -v tshark >/dev/null || need+=(tshark)
-	command -v ethtool >/dev/null || need+=(ethtool)
-	if [ ${#need[@]} -gt 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-	fi
+	apt_ensure python3-impacket tcpdump iproute2 tshark ethtool
 	command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
 }
 
 # shellcheck source=labnet.sh
 . "$HERE/labnet.sh"
+need_root
 cleanup() { labnet_cleanup "$LAB_PID"; }
 trap cleanup EXIT
 

@@ -36,22 +36,14 @@ WORK=$(mktemp -d /tmp/tschkrb.XXXXXX)
 KEYTAB="$OUT/keys/lab.keytab"
 LAB_PID= DUMP_PID= SAMBA_PID=
 
-[ "$(id -u)" = 0 ] || { echo "make-kerberos-captures.sh: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
-
 install_deps() {
-	local need=() p
-	for p in samba samba-ad-dc samba-ad-provision smbclient krb5-user ldb-tools python3-impacket tcpdump iproute2 tshark ethtool; do
-		dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-	done
-	if [ ${#need[@]} -gt 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-	fi
+	apt_ensure samba samba-ad-dc samba-ad-provision smbclient krb5-user ldb-tools python3-impacket tcpdump iproute2 tshark ethtool
 	command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
 }
 
 # shellcheck source=labnet.sh
 . "$HERE/labnet.sh"
+need_root
 cleanup() {
 	stop_pid "$SAMBA_PID"
 	# samba's own children, if its master left any: only processes in our namespace.

@@ -38,25 +38,13 @@ CAPTURES=(
 	"smb3-311-signed|SMB3_11|none"
 )
 
-[ "$(id -u)" = 0 ] || { echo "make-smb3-captures.sh: must run as root (network namespaces, tcpdump)" >&2; exit 1; }
-
 install_deps() {
-	local need=()
-	command -v smbd >/dev/null || need+=(samba)
-	command -v smbclient >/dev/null || need+=(smbclient)
-	[ -f "$NSS_LIB" ] || need+=(libnss-wrapper)
-	command -v tcpdump >/dev/null || need+=(tcpdump)
-	command -v ip >/dev/null || need+=(iproute2)
-	command -v tshark >/dev/null || need+=(tshark)
-	command -v ethtool >/dev/null || need+=(ethtool)
-	if [ ${#need[@]} -gt 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-	fi
+	apt_ensure samba smbclient libnss-wrapper tcpdump iproute2 tshark ethtool
 }
 
 # shellcheck source=labnet.sh
 . "$HERE/labnet.sh"
+need_root
 cleanup() { labnet_cleanup "$SMBD_PID"; }
 trap cleanup EXIT
 
