@@ -368,7 +368,6 @@ func (p *rulesParser) suppressions(n *yaml.Node) []*Suppression {
 			continue
 		}
 		s := &Suppression{Entry: i + 1, Line: e.Line, count: new(atomic.Uint64)}
-		conditions := 0
 		for j := 0; j+1 < len(e.Content); j += 2 {
 			k, v := e.Content[j], e.Content[j+1]
 			switch k.Value {
@@ -394,12 +393,10 @@ func (p *rulesParser) suppressions(n *yaml.Node) []*Suppression {
 				} else {
 					s.destination = ps
 				}
-				conditions++
 			case "user":
 				for _, u := range p.strings(v, "user") {
 					s.users = append(s.users, strings.ToLower(u))
 				}
-				conditions++
 			case "task_path", "command":
 				re, err := regexp.Compile(p.scalar(v, k.Value))
 				if err != nil {
@@ -411,16 +408,16 @@ func (p *rulesParser) suppressions(n *yaml.Node) []*Suppression {
 				} else {
 					s.command = re
 				}
-				conditions++
 			case "reason":
 				s.Reason = p.scalar(v, "reason")
 			default:
 				p.errorf(k, "suppress: unknown key %q (want rule, source, destination, user, task_path, command, reason)", k.Value)
 			}
 		}
-		if conditions == 0 && s.rules == nil {
+		if s.rules == nil && s.source == nil && s.destination == nil && s.users == nil && s.taskPath == nil && s.command == nil {
 			// An entry with no condition at all would silence everything:
-			// almost certainly a mistake.
+			// almost certainly a mistake. Read from what was parsed, not
+			// from the keys present: "source: []" restricts nothing.
 			p.errorf(e, "suppress entry matches every alert: give a rule or a condition")
 		}
 		s.key = s.matchKey()

@@ -139,6 +139,7 @@ func TestRulesErrors(t *testing.T) {
 	tests := []struct{ body, want string }{
 		{"suppress:\n  - rule: atexc\n", "test.yaml:2:11: unknown rule id"},
 		{"suppress:\n  - reason: everything\n", "test.yaml:2:5: suppress entry matches every alert"},
+		{"suppress:\n  - source: []\n    user: []\n", "test.yaml:2:5: suppress entry matches every alert"},
 		{"suppress:\n  - source: [10.0.0.0/40]\n", "test.yaml:2:13: source \"10.0.0.0/40\": not a CIDR"},
 		{"suppress:\n  - user: x\n    task_path: '('\n", "test.yaml:3:16: task_path: error parsing regexp"},
 		{"suppress:\n  - rule: atexec\n    sorce: [1.2.3.4]\n", "test.yaml:3:5: suppress: unknown key \"sorce\""},
