@@ -29,48 +29,24 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `,"product":`...)
 	dst = appendJSONString(dst, e.Observer.Product)
 	dst = append(dst, '}')
-	if e.Source != nil {
-		dst = e.Source.appendJSON(append(dst, `,"source":`...))
-	}
-	if e.Destination != nil {
-		dst = e.Destination.appendJSON(append(dst, `,"destination":`...))
-	}
-	if e.Network != nil {
-		dst = e.Network.appendJSON(append(dst, `,"network":`...))
-	}
-	if e.User != nil {
-		dst = e.User.appendJSON(append(dst, `,"user":`...))
-	}
-	if e.Rule != nil {
-		dst = e.Rule.appendJSON(append(dst, `,"rule":`...))
-	}
-	if e.Threat != nil {
-		dst = e.Threat.appendJSON(append(dst, `,"threat":`...))
-	}
-	if e.SMB != nil {
-		dst = e.SMB.appendJSON(append(dst, `,"smb":`...))
-	}
-	if e.DCERPC != nil {
-		dst = e.DCERPC.appendJSON(append(dst, `,"dcerpc":`...))
-	}
+	dst = appendObject(dst, `,"source":`, e.Source)
+	dst = appendObject(dst, `,"destination":`, e.Destination)
+	dst = appendObject(dst, `,"network":`, e.Network)
+	dst = appendObject(dst, `,"user":`, e.User)
+	dst = appendObject(dst, `,"rule":`, e.Rule)
+	dst = appendObject(dst, `,"threat":`, e.Threat)
+	dst = appendObject(dst, `,"smb":`, e.SMB)
+	dst = appendObject(dst, `,"dcerpc":`, e.DCERPC)
 	if e.Tsch != nil {
 		var err error
 		if dst, err = appendTsch(append(dst, `,"tsch":`...), e.Tsch); err != nil {
 			return dst, err
 		}
 	}
-	if e.File != nil {
-		dst = e.File.appendJSON(append(dst, `,"file":`...))
-	}
-	if e.AtExec != nil {
-		dst = e.AtExec.appendJSON(append(dst, `,"atexec":`...))
-	}
-	if e.Related != nil {
-		dst = e.Related.appendJSON(append(dst, `,"related":`...))
-	}
-	if e.Pcap != nil {
-		dst = e.Pcap.appendJSON(append(dst, `,"pcap":`...))
-	}
+	dst = appendObject(dst, `,"file":`, e.File)
+	dst = appendObject(dst, `,"atexec":`, e.AtExec)
+	dst = appendObject(dst, `,"related":`, e.Related)
+	dst = appendObject(dst, `,"pcap":`, e.Pcap)
 	if e.Metric != nil {
 		var err error
 		if dst, err = appendMarshal(append(dst, `,"metric":`...), e.Metric); err != nil {
@@ -81,6 +57,18 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 		dst = appendStrings(append(dst, `,"tags":`...), e.Tags)
 	}
 	return append(dst, '}'), nil
+}
+
+// appendObject writes key and v when v is set: the optional objects of an
+// event, each of which omits itself when nil.
+func appendObject[T any, P interface {
+	*T
+	appendJSON([]byte) []byte
+}](dst []byte, key string, v P) []byte {
+	if v == nil {
+		return dst
+	}
+	return v.appendJSON(append(dst, key...))
 }
 
 // appendMarshal is the fallback for values the encoder does not know.
