@@ -92,6 +92,12 @@ type Call struct {
 	Unresolved bool
 	Stubs      *RawStubs
 
+	// Flood is set on a record that stands for several calls that a
+	// flooded channel ended unanswered (see FloodSummary); the record's
+	// other fields are its first call's, but for the fragment and stub
+	// byte totals and the frames.
+	Flood *FloodSummary
+
 	PcapFile string
 	Frames   []uint64
 	// Seq orders the records of one worker (creation order); it is no part
@@ -111,6 +117,37 @@ func (c *Call) recordKey() RecordKey {
 		return c.Key
 	}
 	return CallKey(c)
+}
+
+// FloodSummary counts the calls that a channel holding the most calls it
+// may keep awaiting a response (--max-calls) ended unanswered within one
+// window of capture time, of operations that change nothing on the server
+// (dissect.Op.ChangesNothing).
+type FloodSummary struct {
+	Calls int // the first call included
+	// Last and LastCallID are the last call's request time and call id.
+	Last       time.Time
+	LastCallID uint32
+	// Opnums are the calls' distinct opnums in the order they came, at
+	// most MaxFloodOpnums.
+	Opnums []uint16
+}
+
+// MaxFloodOpnums bounds FloodSummary.Opnums: an attacker cycling through
+// all 65,536 opnums costs a summary no more.
+const MaxFloodOpnums = 32
+
+// AddOpnum notes opnum among the summary's.
+func (f *FloodSummary) AddOpnum(opnum uint16) {
+	if len(f.Opnums) >= MaxFloodOpnums {
+		return
+	}
+	for _, o := range f.Opnums {
+		if o == opnum {
+			return
+		}
+	}
+	f.Opnums = append(f.Opnums, opnum)
 }
 
 // RawStubs are a call's reassembled stubs, kept until its interface is known.

@@ -152,6 +152,17 @@ type DCERPCFields struct {
 	Fault          string          `json:"fault,omitempty"`
 	FaultCode      *uint32         `json:"fault_code,omitempty"`
 	DecodeError    string          `json:"decode_error,omitempty"`
+	Flood          *DCERPCFlood    `json:"flood,omitempty"`
+}
+
+// DCERPCFlood marks an event that stands for several unanswered calls
+// (FloodSummary): their number, the last one's call id and their opnums.
+// The event's other fields are the first call's, except fragments and
+// stub_length (totals over the calls) and event.end (the last request).
+type DCERPCFlood struct {
+	Calls      int      `json:"calls"`
+	LastCallID uint32   `json:"last_call_id"`
+	Opnums     []uint16 `json:"opnums"`
 }
 
 // DCERPCInterface names the interface a call's presentation context bound.
@@ -469,6 +480,8 @@ func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 	}
 	if c.Responded {
 		ev.Event.End = rfc3339(c.ResponseTime)
+	} else if c.Flood != nil {
+		ev.Event.End = rfc3339(c.Flood.Last)
 	}
 	d := &p.d
 	*d = DCERPCFields{
@@ -490,6 +503,9 @@ func callEvent(c *Call, observer string, addrs *addrStrings) *Event {
 	}
 	if d.Interface.Name == "" {
 		d.Interface.Name = "unknown"
+	}
+	if f := c.Flood; f != nil {
+		d.Flood = &DCERPCFlood{Calls: f.Calls, LastCallID: f.LastCallID, Opnums: f.Opnums}
 	}
 	if c.HasAuth {
 		d.Auth = &DCERPCAuth{Type: dissect.AuthTypeName(c.AuthType), TypeID: c.AuthType, Level: dissect.AuthLevelName(c.AuthLevel), LevelID: c.AuthLevel}

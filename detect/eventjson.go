@@ -306,6 +306,26 @@ func (d *DCERPCFields) appendJSON(dst []byte) []byte {
 	o.stringOmit("fault", d.Fault)
 	o.uint32Ptr("fault_code", d.FaultCode)
 	o.stringOmit("decode_error", d.DecodeError)
+	if f := d.Flood; f != nil {
+		o.key("flood")
+		fo := objectWriter{dst: o.dst}
+		fo.int("calls", int64(f.Calls))
+		fo.uint("last_call_id", uint64(f.LastCallID))
+		fo.key("opnums")
+		if f.Opnums == nil {
+			fo.dst = append(fo.dst, "null"...)
+		} else {
+			fo.dst = append(fo.dst, '[')
+			for i, n := range f.Opnums {
+				if i > 0 {
+					fo.dst = append(fo.dst, ',')
+				}
+				fo.dst = strconv.AppendUint(fo.dst, uint64(n), 10)
+			}
+			fo.dst = append(fo.dst, ']')
+		}
+		o.dst = fo.end()
+	}
 	return o.end()
 }
 

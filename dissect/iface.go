@@ -166,6 +166,24 @@ func (i Iface) operation(opnum uint16) *Operation {
 	return &in.Ops[opnum]
 }
 
+// ChangesNothing says whether a call of the operation leaves the server as
+// it was: it only reads (the task list, a task's definition, state,
+// security descriptor or run times, an AT job, a task's account name), or
+// its interface has no such opnum and the server rejects it (MS-RPCE:
+// nca_s_op_rng_error). An operation of an interface that is not decoded
+// is not known to change nothing.
+func (o Op) ChangesNothing() bool {
+	switch o {
+	case OpSchRpcHighestVersion, OpSchRpcRetrieveTask, OpSchRpcGetSecurity, OpSchRpcEnumFolders,
+		OpSchRpcEnumTasks, OpSchRpcEnumInstances, OpSchRpcGetInstanceInfo, OpSchRpcScheduledRuntimes,
+		OpSchRpcGetLastRunInfo, OpSchRpcGetTaskInfo, OpSchRpcGetNumberOfMissedRuns,
+		OpNetrJobEnum, OpNetrJobGetInfo,
+		OpSAGetNSAccountInformation, OpSAGetAccountInformation:
+		return true
+	}
+	return o.Iface().Decoded() && o.Iface() != IfaceEPM && o.Iface().operation(o.Num()) == nil
+}
+
 // OpName returns the specification's name of an operation, "" when the
 // interface has no such opnum.
 func OpName(i Iface, opnum uint16) string {

@@ -106,7 +106,10 @@ type CallCounters struct {
 	RPCPDUs uint64            `json:"rpc_pdus"`
 	Binds   map[string]uint64 `json:"binds"`
 	Tsch    uint64            `json:"tsch"`
-	FileOps uint64            `json:"file_ops"`
+	// TschSummarised: calls of Tsch without an event of their own, in a
+	// flood summary.
+	TschSummarised uint64 `json:"tsch_summarised"`
+	FileOps        uint64 `json:"file_ops"`
 }
 
 // OutputCounters: events and alerts written to the outputs (what was lost
@@ -133,7 +136,7 @@ func (s *Stats) Counters(out OutputCounters, del output.Delivery) Counters {
 			UnsealFailures: a.UnsealFailures},
 		Signatures: SignatureCounters{Checked: a.SignedPDUs, Failures: a.SignatureFailures},
 		Kerberos:   KerberosCounters{TicketsOpened: a.TicketsOpened, TicketsUnknownKey: a.TicketsUnknownKey, TicketsFailed: a.TicketsFailed},
-		Calls:      CallCounters{RPCPDUs: s.RPCPDUs, Binds: copyCounts(s.Binds), Tsch: s.TschCalls, FileOps: s.FileOps},
+		Calls:      CallCounters{RPCPDUs: s.RPCPDUs, Binds: copyCounts(s.Binds), Tsch: s.TschCalls, TschSummarised: s.TschSummarised, FileOps: s.FileOps},
 		Output:     out,
 		Delivery:   del,
 		Anomalies:  copyCounts(s.Anomalies),

@@ -104,14 +104,43 @@ func TestFloodUnansweredRequests(t *testing.T) {
 		if got := w.Stats().Anomalies["dcerpc_too_many_calls"]; got != n-64 {
 			t.Errorf("dcerpc_too_many_calls %d, want %d", got, n-64)
 		}
-		calls := 0
+		// Every request is reported: one event each for those still waiting at the
+		// end, the evicted ones in a summary (floodsummary_test.go).
+		calls, events := 0, 0
 		for _, l := range lines {
-			if strings.Contains(l, `"action":"SchRpcHighestVersion"`) {
+			if !strings.Contains(l, `"action":"SchRpcHighestVersion"`) {
+				continue
+			}
+			var e floodEvent
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatal(err)
+			}
+			events++
+			if f := e.DCERPC.Flood; f != nil {
+				calls += f.Calls
+			} else {
 				calls++
 			}
 		}
-		if calls != n {
-			t.Errorf("%d SchRpcHighestVersion events, want every request reported (%d)", calls, n)
+		if calls != n || events != 64+1 {
+			t.Errorf("SchRpcHighestVersion: %d events for %d calls, want %d calls in %d events", events, calls, n, 64+1)
+		}
+	})
+	t.Run(flood.RPCRuns, func(t *testing.T) {
+		// Calls that would change the server are never summarised.
+		lines, _ := floodRun(t, flood.RPCRuns, n, Options{MaxCalls: 64})
+		wantAtexec(t, flood.RPCRuns, lines)
+		runs := 0
+		for _, l := range lines {
+			if strings.Contains(l, `"action":"SchRpcRun"`) && strings.Contains(l, `"kind":"event"`) {
+				runs++
+				if strings.Contains(l, `"flood":`) {
+					t.Fatalf("SchRpcRun in a flood summary: %s", l)
+				}
+			}
+		}
+		if runs != n+1 {
+			t.Errorf("%d SchRpcRun events, want one per request (%d) and the atexec's", runs, n+1)
 		}
 	})
 	t.Run(flood.Creates, func(t *testing.T) {

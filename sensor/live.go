@@ -601,6 +601,7 @@ type WorkerMetric struct {
 	SMBConnections uint64            `json:"smb_connections"`
 	RPCConnections uint64            `json:"rpc_connections"`
 	TschCalls      uint64            `json:"tsch_calls"`
+	TschSummarised uint64            `json:"tsch_summarised"`
 	FileOps        uint64            `json:"file_ops"`
 	Gaps           uint64            `json:"tcp_gaps"`
 	Anomalies      map[string]uint64 `json:"anomalies,omitempty"`
@@ -654,6 +655,7 @@ func (l *Live) Metrics() LiveMetric {
 		wm.Packets, wm.Bytes, wm.TCPPackets = s.Packets, s.Bytes, s.TCPPackets
 		wm.Connections, wm.SMBConnections, wm.RPCConnections = s.Connections, s.SMBConnections, s.RPCConnections
 		wm.TschCalls, wm.FileOps, wm.Gaps = s.TschCalls, s.FileOps, s.Gaps
+		wm.TschSummarised = s.TschSummarised
 		if len(s.Anomalies) > 0 {
 			wm.Anomalies = make(map[string]uint64, len(s.Anomalies))
 			for k, v := range s.Anomalies {

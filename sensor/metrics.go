@@ -116,6 +116,7 @@ func WritePrometheus(w *bufio.Writer, m LiveMetric) {
 		{"tschsensor_smb_connections_total", "Connections recognised as SMB.", func(w *WorkerMetric) uint64 { return w.SMBConnections }},
 		{"tschsensor_rpc_connections_total", "Connections recognised as DCE-RPC over TCP.", func(w *WorkerMetric) uint64 { return w.RPCConnections }},
 		{"tschsensor_tsch_calls_total", "MS-TSCH calls decoded.", func(w *WorkerMetric) uint64 { return w.TschCalls }},
+		{"tschsensor_tsch_calls_summarised_total", "MS-TSCH calls without an event of their own: ended unanswered on a flooded channel, counted in a summary event.", func(w *WorkerMetric) uint64 { return w.TschSummarised }},
 		{"tschsensor_file_ops_total", "SMB file operations recorded.", func(w *WorkerMetric) uint64 { return w.FileOps }},
 		{"tschsensor_tcp_gaps_total", "Holes in reassembled TCP streams.", func(w *WorkerMetric) uint64 { return w.Gaps }},
 	}

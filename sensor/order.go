@@ -91,6 +91,9 @@ func (h *orderHeap) Pop() any {
 }
 
 func callEnd(c *detect.Call) time.Time {
+	if c.Flood != nil {
+		return c.Flood.Last
+	}
 	if c.Responded && c.ResponseTime.After(c.Time) {
 		return c.ResponseTime
 	}

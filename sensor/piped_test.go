@@ -99,9 +99,12 @@ func TestReplayOneWorkerPiped(t *testing.T) {
 		t.Log("../shared/pcaps absent: project captures and floods only")
 	}
 	files = append(files, shared...)
-	// Unanswered requests: one event per packet, more than the batches and
-	// the orderer hold; unanswered CREATEs: records from idle flushes.
-	files = append(files, writeFlood(t, flood.RPCRequests, 3*shardBatches*shardMaxPackets), writeFlood(t, flood.Creates, 20000))
+	// Unanswered requests that would change the server: one event per
+	// packet, more than the batches and the orderer hold; unanswered
+	// read-only requests: flood summaries; unanswered CREATEs: records from
+	// idle flushes.
+	files = append(files, writeFlood(t, flood.RPCRuns, 3*shardBatches*shardMaxPackets),
+		writeFlood(t, flood.RPCRequests, 3*shardBatches*shardMaxPackets), writeFlood(t, flood.Creates, 20000))
 	events := 0
 	check := func(t *testing.T, files ...string) {
 		want, ws := replayDirect(t, files...)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
@@ -44,6 +45,9 @@ type rpcChannel struct {
 	// age orders calls by arrival: the oldest is ended first when the
 	// channel holds MaxCalls, without sorting them.
 	age ageQueue
+	// flood is the open summary of calls evicted unanswered (see
+	// evictOldest), nil when there is none.
+	flood *detect.Call
 }
 
 // Bounds of responses held for their request.
@@ -444,7 +448,7 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	}
 	if len(r.calls) >= r.c.env.opt.MaxCalls {
 		r.c.anomaly("dcerpc_too_many_calls")
-		r.finishOldest()
+		r.evictOldest()
 	}
 	ep := r.c.endpoints()
 	call := &detect.Call{
@@ -523,8 +527,31 @@ func (r *rpcChannel) response(b []byte, prot pduProtection) {
 
 // finish decodes a call's stubs and hands it on.
 func (r *rpcChannel) finish(rc *rpcCall) {
+	if r.settle(rc) {
+		r.record(rc.call)
+	}
+}
+
+// record hands on a finished call.
+func (r *rpcChannel) record(call *detect.Call) {
+	r.c.env.stats.TschCalls++
+	if call.Flood != nil {
+		r.c.env.stats.TschCalls += uint64(call.Flood.Calls - 1)
+		r.c.env.stats.TschSummarised += uint64(call.Flood.Calls - 1)
+	}
+	call.Key = detect.CallKey(call)
+	call.Dup = r.c.disambiguate(call.Key)
+	r.c.env.rec.Call(call)
+}
+
+// settle takes a call off the channel, its stubs out of the budget, and
+// decodes them; it says whether the call is to be recorded (false: it was
+// recorded unresolved, learnt from, or dropped).
+func (r *rpcChannel) settle(rc *rpcCall) bool {
 	call := rc.call
-	delete(r.calls, call.CallID)
+	if r.calls[call.CallID] == rc {
+		delete(r.calls, call.CallID)
+	}
 	// The stubs leave the worker's budget here, decoded or handed on.
 	*r.c.env.stubBytes -= rc.stubBytes()
 	if rc.reqCut {
@@ -545,15 +572,15 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 				call.Key = detect.CallKey(call)
 				call.Dup = r.c.disambiguate(call.Key)
 				r.c.env.rec.Call(call)
-				return
+				return false
 			}
 			r.c.anomaly("dcerpc_call_unknown_context")
 			r.c.env.seq.dropSeq(call.Seq)
-			return
+			return false
 		}
 		if !pc.iface.Decoded() {
 			r.c.env.seq.dropSeq(call.Seq)
-			return
+			return false
 		}
 		call.Iface, call.IfaceUUID, call.IfaceVersion, call.Syntax = pc.iface, pc.uuid, pc.version, pc.syntax
 	}
@@ -568,15 +595,12 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	if rc.interested && call.Iface == dissect.IfaceEPM {
 		r.learnEPM(rc)
 		r.c.env.seq.dropSeq(call.Seq)
-		return
+		return false
 	}
 	if rc.interested && (!call.Encrypted || call.Decrypted) {
 		r.decode(rc)
 	}
-	r.c.env.stats.TschCalls++
-	call.Key = detect.CallKey(call)
-	call.Dup = r.c.disambiguate(call.Key)
-	r.c.env.rec.Call(call)
+	return true
 }
 
 // compact joins a cut request stub's head and tail where the operation's
@@ -707,11 +731,10 @@ func (r *rpcChannel) callLive(id, seq uint64) bool {
 	return rc != nil && rc.call.Seq == seq
 }
 
-// finishOldest ends the call that came first.
-func (r *rpcChannel) finishOldest() {
+// oldest returns the call that came first, nil when there is none.
+func (r *rpcChannel) oldest() *rpcCall {
 	if id, ok := r.age.oldest(r.callLive); ok {
-		r.finish(r.calls[uint32(id)])
-		return
+		return r.calls[uint32(id)]
 	}
 	// Every call is queued when it begins; this is a safety net.
 	ids := make([]uint32, 0, len(r.calls))
@@ -720,8 +743,105 @@ func (r *rpcChannel) finishOldest() {
 	}
 	sort.Slice(ids, func(i, j int) bool { return r.calls[ids[i]].call.Seq < r.calls[ids[j]].call.Seq })
 	if len(ids) > 0 {
-		r.finish(r.calls[ids[0]])
+		return r.calls[ids[0]]
 	}
+	return nil
+}
+
+// finishOldest ends the call that came first.
+func (r *rpcChannel) finishOldest() {
+	if rc := r.oldest(); rc != nil {
+		r.finish(rc)
+	}
+}
+
+// floodWindow is the capture time one flood summary covers (see
+// evictOldest): a flood that goes on gives one record per window, so that a
+// live SIEM hears of it while it lasts.
+const floodWindow = time.Second
+
+// evictOldest makes room for a call on a channel that holds MaxCalls
+// calls awaiting their response: no client waits for that many, so the
+// channel is flooded (or its responses are not captured). The oldest call
+// ends unanswered. When its operation changes nothing on the server (it
+// reads, or the interface has no such opnum: the server rejects it), or
+// nothing but its opnum is known (floodable), it is not reported as a
+// record of its own: it joins the channel's summary of
+// such calls — the first one's record, with the count, the opnums, the last
+// call and the totals of fragments and stub bytes — so that requests that
+// are never answered cannot turn into a flood of events and slow the sensor
+// down to the attacker's pace. One summary per channel, whatever the
+// operations, so that cycling through them gains nothing. Calls that change
+// tasks, jobs, folders, accounts or security are always reported one by one.
+func (r *rpcChannel) evictOldest() {
+	rc := r.oldest()
+	if rc == nil {
+		return
+	}
+	call := rc.call
+	if !floodable(rc) {
+		r.finish(rc)
+		return
+	}
+	if s := r.flood; s != nil {
+		if s.Iface == call.Iface && call.Time.Compare(s.Flood.Last) >= 0 && call.Time.Sub(s.Time) < floodWindow {
+			r.joinFlood(s, rc)
+			return
+		}
+		r.endFlood()
+	}
+	if !r.settle(rc) {
+		return
+	}
+	call.Flood = &detect.FloodSummary{Calls: 1, Last: call.Time, LastCallID: call.CallID, Opnums: []uint16{call.Opnum}}
+	r.flood = call
+}
+
+// floodable says whether a call ended unanswered may join a flood summary:
+// its operation changes nothing, or its interface is unknown (a context
+// whose bind was not captured, on \pipe\atsvc), so that the summary's opnums
+// say all its own event would have.
+func floodable(rc *rpcCall) bool {
+	call := rc.call
+	switch {
+	case rc.unresolved || call.ResponseFragments > 0:
+		return false
+	case call.Iface == dissect.IfaceUnknown:
+		return true
+	}
+	return rc.interested && dissect.OpOf(call.Iface, call.Opnum).ChangesNothing()
+}
+
+// joinFlood counts an evicted call into summary s; the call itself is not
+// reported.
+func (r *rpcChannel) joinFlood(s *detect.Call, rc *rpcCall) {
+	call := rc.call
+	if r.calls[call.CallID] == rc {
+		delete(r.calls, call.CallID)
+	}
+	*r.c.env.stubBytes -= rc.stubBytes()
+	r.c.env.seq.dropSeq(call.Seq)
+	f := s.Flood
+	f.Calls++
+	f.Last, f.LastCallID = call.Time, call.CallID
+	f.AddOpnum(call.Opnum)
+	s.RequestFragments += call.RequestFragments
+	s.RequestStubLen += call.RequestStubLen
+	s.Truncated = s.Truncated || call.Truncated
+	for _, fr := range call.Frames {
+		s.Frames = appendFrame(s.Frames, fr)
+	}
+}
+
+// endFlood reports the channel's summary; one that gathered a single call
+// is that call's ordinary record.
+func (r *rpcChannel) endFlood() {
+	s := r.flood
+	r.flood = nil
+	if s.Flood.Calls == 1 {
+		s.Flood = nil
+	}
+	r.record(s)
 }
 
 // discard forgets the channel's calls without reporting them: what was
@@ -729,9 +849,14 @@ func (r *rpcChannel) finishOldest() {
 func (r *rpcChannel) discard() {
 	for id, rc := range r.calls {
 		*r.c.env.stubBytes -= rc.stubBytes()
+		r.c.env.seq.dropSeq(rc.call.Seq)
 		delete(r.calls, id)
 	}
 	r.early, r.earlyBytes = nil, 0
+	if r.flood != nil {
+		r.c.env.seq.dropSeq(r.flood.Seq)
+		r.flood = nil
+	}
 }
 
 // close reports calls still waiting for their response (outcome unknown).
@@ -741,6 +866,9 @@ func (r *rpcChannel) close() {
 			r.c.anomaly("dcerpc_response_without_request")
 		}
 		delete(r.early, id)
+	}
+	if r.flood != nil {
+		r.endFlood()
 	}
 	for len(r.calls) > 0 {
 		r.finishOldest()

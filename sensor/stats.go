@@ -25,11 +25,14 @@ type Stats struct {
 	RPCPDUs         uint64
 	Binds           map[string]uint64 // interface name or uuid -> binds
 	TschCalls       uint64
-	FileOps         uint64
-	Gaps            uint64
-	GapBytes        uint64
-	Resyncs         uint64
-	Anomalies       map[string]uint64
+	// TschSummarised counts calls of TschCalls that have no event of
+	// their own: they are in a flood summary (rpcChannel.evictOldest).
+	TschSummarised uint64
+	FileOps        uint64
+	Gaps           uint64
+	GapBytes       uint64
+	Resyncs        uint64
+	Anomalies      map[string]uint64
 	// RecordsLate counts records that reached the detector after records
 	// finished later in capture time (see orderer).
 	RecordsLate         uint64
@@ -99,6 +102,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.SMBMessages += o.SMBMessages
 	s.RPCPDUs += o.RPCPDUs
 	s.TschCalls += o.TschCalls
+	s.TschSummarised += o.TschSummarised
 	s.FileOps += o.FileOps
 	s.Gaps += o.Gaps
 	s.GapBytes += o.GapBytes
@@ -158,6 +162,9 @@ func (s *Stats) WriteSummary(w io.Writer, elapsed time.Duration, events, alerts 
 		s.Connections, s.SMBConnections, s.RPCConnections, s.SMBSessions, s.SMBMessages, s.RPCPDUs)
 	fmt.Fprintf(w, "  MS-TSCH calls %d, events %d, alerts %d, file ops %d, dropped events %d\n",
 		s.TschCalls, events, alerts, s.FileOps, d.DroppedTotal)
+	if s.TschSummarised > 0 {
+		fmt.Fprintf(w, "  MS-TSCH calls in flood summaries (ended unanswered on a channel past --max-calls, no event each): %d\n", s.TschSummarised)
+	}
 	if d.DroppedTotal > 0 {
 		fmt.Fprintf(w, "  dropped: queue %d, encode %d, sink %d, spool %d, shutdown %d\n",
 			d.Dropped.Queue, d.Dropped.Encode, d.Dropped.Sink, d.Dropped.Spool, d.Dropped.Shutdown)

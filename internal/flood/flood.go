@@ -46,6 +46,10 @@ const (
 	// RPCRequests: one DCE-RPC channel bound to ITaskSchedulerService on
 	// a dynamic port carrying n requests that are never answered.
 	RPCRequests = "rpcreq"
+	// RPCRuns: as RPCRequests, but SchRpcRun requests (with an empty
+	// stub): calls that would change the server, which a sensor must
+	// report one by one.
+	RPCRuns = "rpcrun"
 	// Creates: one SMB2 connection carrying n CREATE requests (one per
 	// segment) that are never answered.
 	Creates = "creates"
@@ -54,7 +58,7 @@ const (
 // Kinds lists the shapes Generate knows (a new slice each call, so no
 // caller can change what another sees).
 func Kinds() []string {
-	return []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, Creates}
+	return []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, RPCRuns, Creates}
 }
 
 // Start is the capture time of the first flood frame.
@@ -87,7 +91,7 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 		span = time.Duration(3*n) * Spacing
 	case BigMessage:
 		span = time.Duration(n*(2+messageSize/segment)) * Spacing
-	case RPCRequests:
+	case RPCRequests, RPCRuns:
 		span = time.Duration(n/requestsPerSegment+4) * Spacing
 	case Creates:
 		span = time.Duration(n/createsPerSegment+4) * Spacing
@@ -120,7 +124,9 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 	case BigMessage:
 		g.bigMessages(n)
 	case RPCRequests:
-		g.rpcRequests(n)
+		g.rpcRequests(n, 0)
+	case RPCRuns:
+		g.rpcRequests(n, 12)
 	case Creates:
 		g.creates(n)
 	}

@@ -97,8 +97,8 @@ func setFragLen(pdu []byte) []byte {
 }
 
 // rpcRequests: a channel to a dynamic port, bound to ITaskSchedulerService,
-// then n SchRpcHighestVersion requests never answered.
-func (g *gen) rpcRequests(n int) {
+// then n requests of opnum never answered, with no stub.
+func (g *gen) rpcRequests(n int, opnum uint16) {
 	c, p, dp := [4]byte{10, 66, 250, 1}, uint16(50000), uint16(49667)
 	cs, ss := g.handshake(c, p, dp)
 	bind := rpcHeader(nil, 11, 1)
@@ -133,7 +133,7 @@ func (g *gen) rpcRequests(n int) {
 	var seg []byte
 	for i := range n {
 		req := rpcHeader(nil, 0, uint32(2+i))
-		req = append(req, 0, 0, 0, 0, 0, 0, 0, 0) // alloc hint, context 0, opnum 0
+		req = append(req, 0, 0, 0, 0, 0, 0, byte(opnum), byte(opnum>>8)) // alloc hint, context 0, opnum
 		seg = append(seg, setFragLen(req)...)
 		if (i+1)%requestsPerSegment == 0 || i == n-1 {
 			g.tcp(c, server(), p, dp, cs, ss, flagACK|flagPSH, seg)

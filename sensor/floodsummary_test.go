@@ -1,0 +1,226 @@
+package sensor
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+
+	"github.com/tschsensor/tschsensor/detect"
+)
+
+// floodEvent is what TestFloodSummaries reads of a call event.
+type floodEvent struct {
+	Event struct {
+		Kind, Action, Outcome, Start, End string
+	}
+	DCERPC *struct {
+		Opnum     uint16 `json:"opnum"`
+		CallID    uint32 `json:"call_id"`
+		Fragments struct {
+			Request int `json:"request"`
+		} `json:"fragments"`
+		Flood *struct {
+			Calls      int      `json:"calls"`
+			LastCallID uint32   `json:"last_call_id"`
+			Opnums     []uint16 `json:"opnums"`
+		} `json:"flood"`
+	} `json:"dcerpc"`
+}
+
+// floodEvents runs packets through a worker with maxCalls, the resolver and
+// the detector, and returns the call events and the worker's counters.
+func floodEvents(t *testing.T, maxCalls int, pkts []plPacket) ([]floodEvent, *Stats) {
+	t.Helper()
+	var evs []floodEvent
+	det := detect.New(detect.Options{}, func(ev *detect.Event) {
+		if ev.Event.Kind != "event" {
+			return
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fe floodEvent
+		if err := json.Unmarshal(b, &fe); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, fe)
+	})
+	res := NewResolver(directRecorder{det})
+	w := NewWorker(Options{MaxCalls: maxCalls, PanicHook: func(r any) { t.Fatalf("panic: %v", r) }}, res, nil)
+	w.SetFile("flood")
+	for _, p := range pkts {
+		w.Packet(p.data, p.ci, p.link)
+	}
+	w.Flush()
+	res.Flush()
+	det.Flush()
+	return evs, w.Stats()
+}
+
+// floodChannel: a bind to ITaskSchedulerService on a dynamic port, then one
+// unanswered request per opnum given (call ids from 2), one per segment,
+// 1 ms apart.
+func floodChannel(t *testing.T, maxCalls int, opnums []uint16) ([]floodEvent, *Stats) {
+	t.Helper()
+	var pkts []plPacket
+	c := newTCPConv(49700)
+	send := func(dir int, flags uint8, p []byte) {
+		b, ci := c.frame(dir, flags, p)
+		pkts = append(pkts, plPacket{append([]byte(nil), b...), ci, layers.LinkTypeEthernet})
+	}
+	send(0, tcpSYN, nil)
+	send(1, tcpSYN|tcpACK, nil)
+	send(0, tcpACK, nil)
+	ndr := ocSyntax(t, "8a885d04-1ceb-11c9-9fe8-08002b104860", 2, 0)
+	send(0, tcpPSH|tcpACK, ocBind(1, 4280, []ocCtxElem{{0, ocSyntax(t, "86d35949-83c9-4044-b424-db363231fd0c", 1, 0), [][]byte{ndr}}}))
+	send(1, tcpPSH|tcpACK, ocBindAck(1, 4280, "49700", []ocResult{{0, 0, ndr}}))
+	for i, op := range opnums {
+		for _, f := range ocRequest(uint32(2+i), 0, op, make([]byte, 8), 4096) {
+			send(0, tcpPSH|tcpACK, f)
+		}
+	}
+	return floodEvents(t, maxCalls, pkts)
+}
+
+// TestFloodSummaryPipe: on \pipe\atsvc, requests on a context whose bind
+// was not captured (interface unknown: only the opnum is known) are
+// summarised when evicted, whatever their opnum; each SMB2 WRITE carrying
+// one is answered, the DCE-RPC request never is.
+func TestFloodSummaryPipe(t *testing.T) {
+	const maxCalls, n = 16, 300
+	c := &ocCapture{t: t, now: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}
+	f := c.open(50123, 445)
+	s := &ocSMB{f: f}
+	s.negotiate()
+	s.treeConnect(`\\srv\IPC$`)
+	fid := s.create("atsvc", 1)
+	for i := range n {
+		s.write(fid, ocRequest(uint32(2+i), 0, uint16(i%3), make([]byte, 8), 4096)[0])
+	}
+	pkts := make([]plPacket, len(c.pkts))
+	for i, p := range c.pkts {
+		pkts[i] = plPacket{p.data, p.ci, layers.LinkTypeEthernet}
+	}
+	evs, st := floodEvents(t, maxCalls, pkts)
+	calls, summaries := 0, 0
+	for _, e := range evs {
+		if e.DCERPC == nil {
+			continue
+		}
+		if e.DCERPC.Flood == nil {
+			calls++
+			continue
+		}
+		summaries++
+		calls += e.DCERPC.Flood.Calls
+		if !slices.Equal(e.DCERPC.Flood.Opnums, []uint16{0, 1, 2}) {
+			t.Errorf("summary's opnums %v, want [0 1 2]", e.DCERPC.Flood.Opnums)
+		}
+	}
+	if calls != n || summaries != 1 || st.TschSummarised != n-maxCalls-1 {
+		t.Errorf("%d calls in %d summaries, %d summarised; want %d in 1, %d", calls, summaries, st.TschSummarised, n, n-maxCalls-1)
+	}
+	if st.Anomalies["dcerpc_call_without_bind"] == 0 {
+		t.Errorf("anomalies %v: want dcerpc_call_without_bind", st.Anomalies)
+	}
+}
+
+func repeatOp(op uint16, n int) []uint16 {
+	s := make([]uint16, n)
+	for i := range s {
+		s[i] = op
+	}
+	return s
+}
+
+// TestFloodSummaries: calls a channel past --max-calls ends unanswered are
+// summarised when their operation changes nothing on the server (one event
+// per operation and second of capture time, counting them), and reported
+// one by one otherwise; every call is accounted for, in the events and in
+// the counters.
+func TestFloodSummaries(t *testing.T) {
+	const maxCalls = 16
+	mixed := repeatOp(0, 300)
+	mixed[50] = 12 // SchRpcRun: it changes the server, so it stands alone
+	var cycle []uint16
+	for i := range 600 {
+		cycle = append(cycle, []uint16{0, 2, 5, 6, 7, 8}[i%6])
+	}
+	var many []uint16 // an attacker cycling through every opnum
+	for i := range 3000 {
+		many = append(many, uint16(20+i))
+	}
+	for _, tc := range []struct {
+		name   string
+		opnums []uint16
+		// summaries expected, the calls they hold and the opnums of the
+		// first
+		summaries, summarised int
+		first                 []uint16
+	}{
+		{"read-only", repeatOp(0, 300), 1, 300 - maxCalls, []uint16{0}},
+		{"read-only over three windows", repeatOp(0, 2500), 3, 2500 - maxCalls, []uint16{0}},
+		{"changes the server", repeatOp(12, 300), 0, 0, nil},
+		{"no such opnum", repeatOp(99, 300), 1, 300 - maxCalls, []uint16{99}},
+		{"one change in a read flood", mixed, 1, 300 - maxCalls - 1, []uint16{0}},
+		{"six operations in turn", cycle, 1, 600 - maxCalls, []uint16{0, 2, 5, 6, 7, 8}},
+		{"every opnum", many, 3, 3000 - maxCalls, many[:detect.MaxFloodOpnums]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs, st := floodChannel(t, maxCalls, tc.opnums)
+			calls, summaries, summarised := 0, 0, 0
+			perOp := map[uint16]int{}
+			for _, e := range evs {
+				if e.DCERPC == nil {
+					t.Fatalf("event without dcerpc: %+v", e)
+				}
+				perOp[e.DCERPC.Opnum]++
+				if e.Event.Outcome != "unknown" {
+					t.Errorf("outcome %q, want unknown (no response)", e.Event.Outcome)
+				}
+				f := e.DCERPC.Flood
+				if f == nil {
+					calls++
+					continue
+				}
+				if summaries == 0 && !slices.Equal(f.Opnums, tc.first) {
+					t.Errorf("first summary's opnums %v, want %v", f.Opnums, tc.first)
+				}
+				summaries++
+				summarised += f.Calls
+				calls += f.Calls
+				start, err1 := time.Parse(time.RFC3339Nano, e.Event.Start)
+				end, err2 := time.Parse(time.RFC3339Nano, e.Event.End)
+				if err1 != nil || err2 != nil || end.Sub(start) >= time.Second || f.Calls < 2 ||
+					end.Sub(start) < time.Duration(f.Calls-1)*time.Millisecond {
+					t.Errorf("summary %+v from %s to %s: want ≥ 2 calls, 1 ms apart, within one second", f, e.Event.Start, e.Event.End)
+				}
+				if e.DCERPC.Fragments.Request != f.Calls {
+					t.Errorf("summary of %d calls has %d request fragments, want their total", f.Calls, e.DCERPC.Fragments.Request)
+				}
+				if f.LastCallID <= e.DCERPC.CallID {
+					t.Errorf("summary: call ids %d..%d", e.DCERPC.CallID, f.LastCallID)
+				}
+			}
+			if calls != len(tc.opnums) {
+				t.Errorf("events account for %d calls, want all %d", calls, len(tc.opnums))
+			}
+			if summarised != tc.summarised || summaries != tc.summaries {
+				t.Errorf("%d summaries of %d calls, want %d of %d", summaries, summarised, tc.summaries, tc.summarised)
+			}
+			if tc.name == "one change in a read flood" && perOp[12] != 1 {
+				t.Errorf("SchRpcRun: %d events, want its own", perOp[12])
+			}
+			if st.TschCalls != uint64(len(tc.opnums)) || st.TschSummarised != uint64(summarised-summaries) {
+				t.Errorf("counters: %d calls, %d summarised; want %d, %d", st.TschCalls, st.TschSummarised, len(tc.opnums), summarised-summaries)
+			}
+			if got := st.Anomalies["dcerpc_too_many_calls"]; got != uint64(len(tc.opnums)-maxCalls) {
+				t.Errorf("dcerpc_too_many_calls %d, want %d", got, len(tc.opnums)-maxCalls)
+			}
+		})
+	}
+}
