@@ -9,6 +9,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/internal/flood"
 )
 
 // floodEvent is what TestFloodSummaries reads of a call event.
@@ -63,7 +64,8 @@ func floodEvents(t *testing.T, maxCalls int, pkts []plPacket) ([]floodEvent, *St
 
 // floodChannel: a bind to ITaskSchedulerService on a dynamic port, then one
 // unanswered request per opnum given (call ids from 2), one per segment,
-// 1 ms apart.
+// 1 ms apart; opnum 12 (SchRpcRun) carries a valid stub, 112 stands for a
+// SchRpcRun whose stub does not decode.
 func floodChannel(t *testing.T, maxCalls int, opnums []uint16) ([]floodEvent, *Stats) {
 	t.Helper()
 	var pkts []plPacket
@@ -79,7 +81,14 @@ func floodChannel(t *testing.T, maxCalls int, opnums []uint16) ([]floodEvent, *S
 	send(0, tcpPSH|tcpACK, ocBind(1, 4280, []ocCtxElem{{0, ocSyntax(t, "86d35949-83c9-4044-b424-db363231fd0c", 1, 0), [][]byte{ndr}}}))
 	send(1, tcpPSH|tcpACK, ocBindAck(1, 4280, "49700", []ocResult{{0, 0, ndr}}))
 	for i, op := range opnums {
-		for _, f := range ocRequest(uint32(2+i), 0, op, make([]byte, 8), 4096) {
+		stub := make([]byte, 8) // what every read-only operation accepts
+		switch op {
+		case 12: // SchRpcRun, valid
+			stub = flood.RunStub()
+		case 112: // SchRpcRun, a stub no server accepts
+			op = 12
+		}
+		for _, f := range ocRequest(uint32(2+i), 0, op, stub, 4096) {
 			send(0, tcpPSH|tcpACK, f)
 		}
 	}
@@ -166,6 +175,7 @@ func TestFloodSummaries(t *testing.T) {
 		{"read-only over three windows", repeatOp(0, 2500), 3, 2500 - maxCalls, []uint16{0}},
 		{"changes the server", repeatOp(12, 300), 0, 0, nil},
 		{"no such opnum", repeatOp(99, 300), 1, 300 - maxCalls, []uint16{99}},
+		{"changes the server, malformed", repeatOp(112, 300), 1, 300 - maxCalls, []uint16{12}},
 		{"one change in a read flood", mixed, 1, 300 - maxCalls - 1, []uint16{0}},
 		{"six operations in turn", cycle, 1, 600 - maxCalls, []uint16{0, 2, 5, 6, 7, 8}},
 		{"every opnum", many, 3, 3000 - maxCalls, many[:detect.MaxFloodOpnums]},

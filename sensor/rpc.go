@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -118,6 +119,7 @@ type rpcCall struct {
 	reqTotal int
 	reqTail  []byte
 	joined   bool     // the request stub was joined from head and tail
+	decoded  bool     // decode ran (floodable may run it before settle)
 	scan     *xmlScan // the task XML dropped between head and tail (xmlscan.go)
 }
 
@@ -597,7 +599,7 @@ func (r *rpcChannel) settle(rc *rpcCall) bool {
 		r.c.env.seq.dropSeq(call.Seq)
 		return false
 	}
-	if rc.interested && (!call.Encrypted || call.Decrypted) {
+	if rc.interested && !rc.decoded && (!call.Encrypted || call.Decrypted) {
 		r.decode(rc)
 	}
 	return true
@@ -624,8 +626,10 @@ func (r *rpcChannel) compact(rc *rpcCall) {
 }
 
 // decode runs the MS-TSCH stub decoders on a finished call.
-func (r *rpcChannel) decode(rc *rpcCall) {
-	if err := decodeCall(r.c.env.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep); err != nil {
+func (r *rpcChannel) decode(rc *rpcCall) error {
+	rc.decoded = true
+	err := decodeCall(r.c.env.opt.Tsch, rc.call, rc.req, rc.resp, rc.drep)
+	if err != nil {
 		r.c.anomaly("tsch_stub_decode_error")
 	}
 	if xmlMalformed(rc.call) {
@@ -641,6 +645,7 @@ func (r *rpcChannel) decode(rc *rpcCall) {
 		}
 		r.c.anomaly("tsch_task_xml_oversized")
 	}
+	return err
 }
 
 func xmlMalformed(c *detect.Call) bool {
@@ -779,7 +784,7 @@ func (r *rpcChannel) evictOldest() {
 		return
 	}
 	call := rc.call
-	if !floodable(rc) {
+	if !r.floodable(rc) {
 		r.finish(rc)
 		return
 	}
@@ -798,18 +803,30 @@ func (r *rpcChannel) evictOldest() {
 }
 
 // floodable says whether a call ended unanswered may join a flood summary:
-// its operation changes nothing, or its interface is unknown (a context
-// whose bind was not captured, on \pipe\atsvc), so that the summary's opnums
-// say all its own event would have.
-func floodable(rc *rpcCall) bool {
+// its operation changes nothing; or its request is no valid encoding of the
+// operation's parameters, which the server's stub refuses before the
+// operation runs (MS-RPCE 3.3.3.5: a fault, nca_s_fault_ndr or
+// rpc_x_bad_stub_data); or its interface is unknown (a context whose bind
+// was not captured, on \pipe\atsvc), so that the summary's opnums say all its
+// own event would have. A request cut by the sensor's own bounds, sealed
+// and not opened, or refused by a bound of the decoder rather than by its
+// encoding may have been valid: it stays an event of its own.
+func (r *rpcChannel) floodable(rc *rpcCall) bool {
 	call := rc.call
 	switch {
 	case rc.unresolved || call.ResponseFragments > 0:
 		return false
 	case call.Iface == dissect.IfaceUnknown:
 		return true
+	case !rc.interested || call.Iface == dissect.IfaceEPM:
+		return false
+	case dissect.OpOf(call.Iface, call.Opnum).ChangesNothing():
+		return true
+	case !rc.reqDone || rc.reqCut || call.Truncated || call.Encrypted && !call.Decrypted:
+		return false
 	}
-	return rc.interested && dissect.OpOf(call.Iface, call.Opnum).ChangesNothing()
+	err := r.decode(rc)
+	return err != nil && !errors.Is(err, dissect.ErrLimit)
 }
 
 // joinFlood counts an evicted call into summary s; the call itself is not

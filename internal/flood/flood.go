@@ -46,9 +46,9 @@ const (
 	// RPCRequests: one DCE-RPC channel bound to ITaskSchedulerService on
 	// a dynamic port carrying n requests that are never answered.
 	RPCRequests = "rpcreq"
-	// RPCRuns: as RPCRequests, but SchRpcRun requests (with an empty
-	// stub): calls that would change the server, which a sensor must
-	// report one by one.
+	// RPCRuns: as RPCRequests, but SchRpcRun requests (a valid stub):
+	// calls that would change the server, which a sensor must report one
+	// by one.
 	RPCRuns = "rpcrun"
 	// Creates: one SMB2 connection carrying n CREATE requests (one per
 	// segment) that are never answered.
@@ -124,9 +124,9 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 	case BigMessage:
 		g.bigMessages(n)
 	case RPCRequests:
-		g.rpcRequests(n, 0)
+		g.rpcRequests(n, 0, nil)
 	case RPCRuns:
-		g.rpcRequests(n, 12)
+		g.rpcRequests(n, 12, runStub)
 	case Creates:
 		g.creates(n)
 	}

@@ -96,9 +96,23 @@ func setFragLen(pdu []byte) []byte {
 	return pdu
 }
 
+// runStub is a SchRpcRun request (MS-TSCH 3.2.5.4.13) in NDR: path
+// "\\x", no arguments, flags 0, session 0, no user.
+var runStub = []byte{
+	3, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, '\\', 0, 'x', 0, 0, 0, 0, 0, // path: max count, offset, count, UTF-16, pad
+	0, 0, 0, 0, // cArgs
+	0, 0, 0, 0, // pArgs: null
+	0, 0, 0, 0, // flags
+	0, 0, 0, 0, // sessionId
+	0, 0, 0, 0, // user: null
+}
+
+// RunStub returns a valid SchRpcRun request stub (NDR) for tests.
+func RunStub() []byte { return append([]byte(nil), runStub...) }
+
 // rpcRequests: a channel to a dynamic port, bound to ITaskSchedulerService,
-// then n requests of opnum never answered, with no stub.
-func (g *gen) rpcRequests(n int, opnum uint16) {
+// then n requests of opnum carrying stub, never answered.
+func (g *gen) rpcRequests(n int, opnum uint16, stub []byte) {
 	c, p, dp := [4]byte{10, 66, 250, 1}, uint16(50000), uint16(49667)
 	cs, ss := g.handshake(c, p, dp)
 	bind := rpcHeader(nil, 11, 1)
@@ -133,8 +147,9 @@ func (g *gen) rpcRequests(n int, opnum uint16) {
 	var seg []byte
 	for i := range n {
 		req := rpcHeader(nil, 0, uint32(2+i))
-		req = append(req, 0, 0, 0, 0, 0, 0, byte(opnum), byte(opnum>>8)) // alloc hint, context 0, opnum
-		seg = append(seg, setFragLen(req)...)
+		req = binary.LittleEndian.AppendUint32(req, uint32(len(stub))) // alloc hint
+		req = append(req, 0, 0, byte(opnum), byte(opnum>>8))           // context 0, opnum
+		seg = append(seg, setFragLen(append(req, stub...))...)
 		if (i+1)%requestsPerSegment == 0 || i == n-1 {
 			g.tcp(c, server(), p, dp, cs, ss, flagACK|flagPSH, seg)
 			cs += uint32(len(seg))
