@@ -86,8 +86,13 @@ func TestFloodConnections(t *testing.T) {
 			if w.flows.n > flows || s.Evictions[evictFullHalfOpen]+s.Evictions[evictFullUndecide] == 0 || s.Evictions[evictFullActive] != 0 {
 				t.Errorf("%d table entries (bound %d), evictions %v", w.flows.n, flows, s.Evictions)
 			}
-			if s.Connections != 1 {
-				t.Errorf("%d connections reassembled, want only the atexec's", s.Connections)
+			// A flood flow whose half-open entry made room for one of the
+			// atexec's (the table's seed is random, so now and then one is
+			// a neighbour) and then sends data to 445 is followed
+			// mid-stream: a new connection to 445 is always admitted.
+			if s.Connections < 1 || s.Connections > 1+s.Evictions[evictFullHalfOpen] {
+				t.Errorf("%d connections reassembled, want only the atexec's (and at most one per half-open entry evicted: %d)",
+					s.Connections, s.Evictions[evictFullHalfOpen])
 			}
 		})
 	}
