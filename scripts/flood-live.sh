@@ -43,7 +43,7 @@ ip netns exec "$ns" tcpreplay -K --topspeed -i tx0 "$cap" >"$work/replay" 2>&1
 sleep 1
 kill -TERM "$spid"; wait "$spid" || true; spid=""
 grep -E '^(Actual|Rated):' "$work/replay"
-grep -E 'kernel:|^tschsensor: [0-9]+ packets|memory:|evictions:' "$work/err" || true
+grep -E 'kernel:|^tschsensor: [0-9]+ packets|memory:|evictions:|MS-TSCH calls|dropped' "$work/err" || true
 reg=$(grep '"kind":"event"' "$work/out" | grep '"action":"SchRpcRegisterTask"' | grep -c '"command":"cmd.exe"' || true)
 alert=$(grep -c '"rule":{"id":"atexec"' "$work/out" || true)
 echo "registration with command: $reg, atexec alert: $alert"

@@ -7,7 +7,7 @@ import (
 	"github.com/tschsensor/tschsensor/sensor/output"
 )
 
-// emitBatch and emitBatches bound replay's output stage: at most
+// emitBatch and emitBatches bound the output stage: at most
 // emitBatches batches of emitBatch events wait between the detector and
 // the encoder, so a slow sink holds the detector up instead of growing a
 // queue.
@@ -16,14 +16,16 @@ const (
 	emitBatches = 4
 )
 
-// emitQueue is replay's output stage: the detector hands it the events it
-// builds, in order, and a goroutine of its own encodes them and writes them
-// to the sinks (Output.Emit), so that building events and encoding them
-// overlap on two cores, above all when the orderer hands on everything it
-// held at the end of input. Output.Emit sees the same events in the same
-// order as when the detector called it directly. An event is not changed
-// once emitted (rules only read it), so the encoder may read it while the
-// detector goes on.
+// emitQueue is the output stage of replay and live: the detector hands it
+// the events it builds, in order, and a goroutine of its own encodes them
+// and writes them to the sinks (Output.Emit), so that building events and
+// encoding them overlap on two cores, above all when many come at once (a
+// burst of calls, the orderer handing on what it held). Output.Emit sees
+// the same events in the same order as when the detector called it
+// directly. An event is not changed once emitted (rules only read it), so
+// the encoder may read it while the detector goes on. Live hands on a
+// batch as soon as it has nothing else to do (flush), so an event waits for
+// no others.
 type emitQueue struct {
 	out  *output.Output
 	b    []*detect.Event
@@ -34,6 +36,8 @@ type emitQueue struct {
 	// AnomalyPanic; hook sees what the panic carried.
 	panics atomic.Uint64
 	hook   func(any)
+	// written, when set, runs on the output goroutine after each batch.
+	written func()
 }
 
 func newEmitQueue(out *output.Output, hook func(any)) *emitQueue {
@@ -61,6 +65,17 @@ func (q *emitQueue) Emit(ev *detect.Event) {
 	}
 }
 
+// flush hands on the events queued so far without waiting for a full
+// batch; it waits only when every batch is in flight (a slow sink holds
+// the detector up).
+func (q *emitQueue) flush() {
+	if len(q.b) == 0 {
+		return
+	}
+	q.full <- q.b
+	q.b = <-q.free
+}
+
 // close hands on what is queued and returns once every event is written
 // to the sinks (not closed: the caller closes the Output).
 func (q *emitQueue) close() {
@@ -78,6 +93,9 @@ func (q *emitQueue) run() {
 		for i, ev := range b {
 			q.emit(ev)
 			b[i] = nil
+		}
+		if q.written != nil {
+			q.written()
 		}
 		q.free <- b[:0]
 	}

@@ -308,7 +308,11 @@ type LiveResult struct {
 // Run captures until ctx ends or every worker failed, then flushes: calls
 // still open are reported with outcome unknown.
 func (l *Live) Run(ctx context.Context) LiveResult {
-	be := newBackend(l.cfg.Options, l.cfg.Detect, l.cfg.Output)
+	// Events are encoded and written on a goroutine of their own, which
+	// publishes the counts it wrote.
+	q := newEmitQueue(l.cfg.Output, l.cfg.Options.PanicHook)
+	q.written = l.syncCounts
+	be := newBackendEmit(l.cfg.Options, l.cfg.Detect, l.cfg.Output, q.Emit)
 	be.budget = l.budget
 	var wg sync.WaitGroup
 	allDone := make(chan struct{})
@@ -338,8 +342,9 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 		<-allDone
 		close(l.records)
 	}()
-	l.detect(be)
+	l.detect(be, q)
 	l.capturing.Store(false)
+	be.panics += q.panics.Load()
 
 	var res LiveResult
 	var errs []error
@@ -366,20 +371,24 @@ func (l *Live) Run(ctx context.Context) LiveResult {
 	return res
 }
 
-// detect runs the detector and the output on one goroutine: both are
-// single-threaded, and cross-connection correlation needs every worker's
-// records in one place. Records go through the resolver, then are put in
-// capture-time order (orderer) up to the watermark all workers reached.
-func (l *Live) detect(be *backend) {
+// syncCounts publishes the output's counts for Metrics; it runs where the
+// output runs (the output stage's goroutine, or after it ended).
+func (l *Live) syncCounts() {
+	l.events.Store(l.cfg.Output.Events)
+	l.alerts.Store(l.cfg.Output.Alerts)
+}
+
+// detect runs the detector on one goroutine: it is single-threaded, and
+// cross-connection correlation needs every worker's records in one place.
+// Records go through the resolver, then are put in capture-time order
+// (orderer) up to the watermark all workers reached. Events go to the
+// output stage q, handed on whenever the detector has nothing else to do,
+// so that none waits for a batch to fill.
+func (l *Live) detect(be *backend, q *emitQueue) {
 	tick := time.NewTicker(l.cfg.StatsInterval)
 	defer tick.Stop()
 	otick := time.NewTicker(orderEvery)
 	defer otick.Stop()
-	out := l.cfg.Output
-	sync := func() {
-		l.events.Store(out.Events)
-		l.alerts.Store(out.Alerts)
-	}
 	res, ord, det := be.res, be.ord, be.det
 	handle := func(r liveRecord) {
 		switch {
@@ -412,8 +421,12 @@ func (l *Live) detect(be *backend) {
 	}
 	finish := func() {
 		be.flush()
-		out.Emit(l.metricEvent())
-		sync()
+		// The last metric line counts every event: written after the
+		// output stage wrote the rest and ended.
+		q.close()
+		l.syncCounts()
+		l.cfg.Output.Emit(l.metricEvent())
+		l.syncCounts()
 	}
 	res.MaxHeldBytes = int(l.budget.held)
 	for {
@@ -424,16 +437,18 @@ func (l *Live) detect(be *backend) {
 				return
 			}
 			handle(r)
-			sync()
+			if len(l.records) == 0 {
+				q.flush()
+			}
 		case <-otick.C:
 			if !catchUp() {
 				finish()
 				return
 			}
-			sync()
+			q.flush()
 		case <-tick.C:
-			out.Emit(l.metricEvent())
-			sync()
+			q.Emit(l.metricEvent())
+			q.flush()
 		}
 	}
 }
