@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -65,7 +66,8 @@ func floodEvents(t *testing.T, maxCalls int, pkts []plPacket) ([]floodEvent, *St
 // floodChannel: a bind to ITaskSchedulerService on a dynamic port, then one
 // unanswered request per opnum given (call ids from 2), one per segment,
 // 1 ms apart; opnum 12 (SchRpcRun) carries a valid stub, 112 stands for a
-// SchRpcRun whose stub does not decode.
+// SchRpcRun whose stub does not decode, 212 for one that does not decode
+// and differs from the others.
 func floodChannel(t *testing.T, maxCalls int, opnums []uint16) ([]floodEvent, *Stats) {
 	t.Helper()
 	var pkts []plPacket
@@ -87,6 +89,9 @@ func floodChannel(t *testing.T, maxCalls int, opnums []uint16) ([]floodEvent, *S
 			stub = flood.RunStub()
 		case 112: // SchRpcRun, a stub no server accepts
 			op = 12
+		case 212: // the same, its bytes different each time
+			op = 12
+			binary.LittleEndian.PutUint32(stub[4:], uint32(i))
 		}
 		for _, f := range ocRequest(uint32(2+i), 0, op, stub, 4096) {
 			send(0, tcpPSH|tcpACK, f)
@@ -159,6 +164,10 @@ func TestFloodSummaries(t *testing.T) {
 	for i := range 600 {
 		cycle = append(cycle, []uint16{0, 2, 5, 6, 7, 8}[i%6])
 	}
+	var alternate []uint16 // valid and malformed SchRpcRun: the valid stay events
+	for i := range 300 {
+		alternate = append(alternate, []uint16{12, 112}[i%2])
+	}
 	var many []uint16 // an attacker cycling through every opnum
 	for i := range 3000 {
 		many = append(many, uint16(20+i))
@@ -176,6 +185,8 @@ func TestFloodSummaries(t *testing.T) {
 		{"changes the server", repeatOp(12, 300), 0, 0, nil},
 		{"no such opnum", repeatOp(99, 300), 1, 300 - maxCalls, []uint16{99}},
 		{"changes the server, malformed", repeatOp(112, 300), 1, 300 - maxCalls, []uint16{12}},
+		{"changes the server, malformed each its own way", repeatOp(212, 300), 1, 300 - maxCalls, []uint16{12}},
+		{"valid and malformed in turn", alternate, 1, (300 - maxCalls) / 2, []uint16{12}},
 		{"one change in a read flood", mixed, 1, 300 - maxCalls - 1, []uint16{0}},
 		{"six operations in turn", cycle, 1, 600 - maxCalls, []uint16{0, 2, 5, 6, 7, 8}},
 		{"every opnum", many, 3, 3000 - maxCalls, many[:detect.MaxFloodOpnums]},

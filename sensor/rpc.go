@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -49,6 +50,8 @@ type rpcChannel struct {
 	// flood is the open summary of calls evicted unanswered (see
 	// evictOldest), nil when there is none.
 	flood *detect.Call
+	// verdict remembers the last evicted request judged by floodable.
+	verdict stubVerdict
 }
 
 // Bounds of responses held for their request.
@@ -825,8 +828,34 @@ func (r *rpcChannel) floodable(rc *rpcCall) bool {
 	case !rc.reqDone || rc.reqCut || call.Truncated || call.Encrypted && !call.Decrypted:
 		return false
 	}
+	// A flood repeats its request: the verdict on the last stub judged
+	// here stands for the same bytes, which saves decoding each copy.
+	v := &r.verdict
+	if v.set && v.iface == call.Iface && v.opnum == call.Opnum && v.syntax == call.Syntax && v.drep == rc.drep &&
+		bytes.Equal(v.stub, rc.req) {
+		return v.malformed
+	}
 	err := r.decode(rc)
-	return err != nil && !errors.Is(err, dissect.ErrLimit)
+	bad := err != nil && !errors.Is(err, dissect.ErrLimit)
+	if len(rc.req) <= maxVerdictStub {
+		*v = stubVerdict{set: true, iface: call.Iface, opnum: call.Opnum, syntax: call.Syntax, drep: rc.drep,
+			stub: append(v.stub[:0], rc.req...), malformed: bad}
+	}
+	return bad
+}
+
+// maxVerdictStub bounds the request stub floodable remembers its verdict on.
+const maxVerdictStub = 256
+
+// stubVerdict is whether a request stub failed to decode (rpcChannel.floodable).
+type stubVerdict struct {
+	set       bool
+	iface     dissect.Iface
+	opnum     uint16
+	syntax    dissect.Syntax
+	drep      [4]byte
+	stub      []byte
+	malformed bool
 }
 
 // joinFlood counts an evicted call into summary s; the call itself is not
