@@ -30,6 +30,8 @@ make hsheader-1m -kind hsheader -n 1000000
 make bigmsg-500 -kind bigmsg -n 500
 make bigmsg-2000 -kind bigmsg -n 2000
 make rpcreq-100k -kind rpcreq -n 100000
+make rpcjunk-100k -kind rpcjunk -n 100000
+make rpcrun-100k -kind rpcrun -n 100000
 make creates-200k -kind creates -n 200000
 make register-1write -kind register -n 600000
 make register-xml-2.2m -kind register -n 2200000 -frags-per-write 1
@@ -40,7 +42,7 @@ make register-hidden-4m -kind register -n 2097152 -after 2097152 -decoy '<Action
 	"$work/flood" -kind register -n 600000 -splice "$root/pcaps/impacket-atexec-smb1-clear.pcap" "$dir/register-smb1-1write.pcap"
 
 printf '%-20s %8s %8s %12s %9s  %s\n' capture packets "wall s" packets/s "peak RSS" "registration (command, outcome) / atexec alert"
-for f in syn-1m handshake1-1m ooo-1m hsheader-1m bigmsg-500 bigmsg-2000 rpcreq-100k creates-200k register-1write register-xml-2.2m register-hidden-4m register-smb1-1write; do
+for f in syn-1m handshake1-1m ooo-1m hsheader-1m bigmsg-500 bigmsg-2000 rpcreq-100k rpcjunk-100k rpcrun-100k creates-200k register-1write register-xml-2.2m register-hidden-4m register-smb1-1write; do
 	/usr/bin/time -v -o "$work/time" "$work/tschsensor" replay "$dir/$f.pcap" >"$work/out" 2>"$work/err"
 	pk=$(sed -n 's/^tschsensor: \([0-9]*\) packets.*/\1/p' "$work/err")
 	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + p[j]; print s }' "$work/time")

@@ -50,6 +50,9 @@ const (
 	// calls that would change the server, which a sensor must report one
 	// by one.
 	RPCRuns = "rpcrun"
+	// RPCJunk: as RPCRuns, but with an empty stub, which no server
+	// accepts: calls that change nothing.
+	RPCJunk = "rpcjunk"
 	// Creates: one SMB2 connection carrying n CREATE requests (one per
 	// segment) that are never answered.
 	Creates = "creates"
@@ -58,7 +61,7 @@ const (
 // Kinds lists the shapes Generate knows (a new slice each call, so no
 // caller can change what another sees).
 func Kinds() []string {
-	return []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, RPCRuns, Creates}
+	return []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, RPCRuns, RPCJunk, Creates}
 }
 
 // Start is the capture time of the first flood frame.
@@ -91,7 +94,7 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 		span = time.Duration(3*n) * Spacing
 	case BigMessage:
 		span = time.Duration(n*(2+messageSize/segment)) * Spacing
-	case RPCRequests, RPCRuns:
+	case RPCRequests, RPCRuns, RPCJunk:
 		span = time.Duration(n/requestsPerSegment+4) * Spacing
 	case Creates:
 		span = time.Duration(n/createsPerSegment+4) * Spacing
@@ -127,6 +130,8 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 		g.rpcRequests(n, 0, nil)
 	case RPCRuns:
 		g.rpcRequests(n, 12, runStub)
+	case RPCJunk:
+		g.rpcRequests(n, 12, nil)
 	case Creates:
 		g.creates(n)
 	}
