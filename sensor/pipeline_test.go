@@ -289,7 +289,9 @@ func FuzzWorker(f *testing.F) {
 		for _, port := range []uint16{445, 135, 49700} {
 			rec := &plRecorder{}
 			// A panic caught at the worker boundary is still a bug: fail.
-			w := NewWorker(Options{PanicHook: func(r any) { panic(r) }}, rec, nil)
+			// Few calls per channel, so that inputs this short reach the
+			// eviction and flood-summary paths too.
+			w := NewWorker(Options{MaxCalls: 4, PanicHook: func(r any) { panic(r) }}, rec, nil)
 			w.SetFile("fuzz")
 			frames := plDrive(w, port, dirs, data, split)
 			w.Flush()
