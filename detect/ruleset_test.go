@@ -185,7 +185,7 @@ func TestRulesExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs.Suppressions()) != 3 || rs.CustomRules() != 3 || rs.Overrides() != 2 {
+	if len(rs.Suppressions()) != 3 || rs.CustomRules() != 4 || rs.Overrides() != 2 {
 		t.Errorf("%d suppressions, %d custom rules, %d overrides", len(rs.Suppressions()), rs.CustomRules(), rs.Overrides())
 	}
 	// The backup-agent entry hides the agent's own registration; the
@@ -196,6 +196,18 @@ func TestRulesExample(t *testing.T) {
 	}
 	if c := rs.Suppressions()[2]; c.Count != 1 || c.Reason != "backup agent tasks" {
 		t.Errorf("backup agent entry: %+v", c)
+	}
+	// The flood rule: a summary of 5,000 unanswered calls, not one of 999.
+	flood := func(n int) callOpt {
+		return func(c *Call) {
+			c.Responded = false
+			c.Flood = &FloodSummary{Calls: n, Last: c.Time.Add(time.Duration(n) * time.Microsecond), LastCallID: c.CallID + uint32(n), Opnums: []uint16{0}}
+		}
+	}
+	r, _ = runRules(t, rs, newCall(0, dissect.IfaceITaskSchedulerService, 0, overTCP(), flood(5000)),
+		newCall(time.Second, dissect.IfaceITaskSchedulerService, 0, overTCP(), flood(999)))
+	if a := r.alerts("rpc_request_flood"); len(a) != 1 || a[0].DCERPC == nil || a[0].DCERPC.Flood == nil || a[0].DCERPC.Flood.Calls != 5000 {
+		t.Errorf("rpc_request_flood alerts %v", r.ruleIDs())
 	}
 	// The file rule: a .job that runs cmd.exe, not one that runs an agent.
 	r, _ = runRules(t, rs, jobWrite(0, "ADMIN$", `Tasks\a.job`, jobBytes(`C:\Windows\System32\CMD.EXE`, "/c x")),
