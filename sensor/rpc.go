@@ -47,9 +47,9 @@ type rpcChannel struct {
 	// age orders calls by arrival: the oldest is ended first when the
 	// channel holds MaxCalls, without sorting them.
 	age ageQueue
-	// flood is the open summary of calls evicted unanswered (see
-	// evictOldest), nil when there is none.
-	flood *detect.Call
+	// flood holds the open summaries of calls evicted unanswered (see
+	// evictOldest), at most one per interface, oldest first.
+	flood []*detect.Call
 	// verdict remembers the last evicted request judged by floodable.
 	verdict stubVerdict
 }
@@ -778,9 +778,10 @@ const floodWindow = time.Second
 // such calls — the first one's record, with the count, the opnums, the last
 // call and the totals of fragments and stub bytes — so that requests that
 // are never answered cannot turn into a flood of events and slow the sensor
-// down to the attacker's pace. One summary per channel, whatever the
-// operations, so that cycling through them gains nothing. Calls that change
-// tasks, jobs, folders, accounts or security are always reported one by one.
+// down to the attacker's pace. One summary per channel and interface,
+// whatever the operations, so that cycling through them gains nothing.
+// Calls that change tasks, jobs, folders, accounts or security are always
+// reported one by one.
 func (r *rpcChannel) evictOldest() {
 	rc := r.oldest()
 	if rc == nil {
@@ -791,18 +792,22 @@ func (r *rpcChannel) evictOldest() {
 		r.finish(rc)
 		return
 	}
-	if s := r.flood; s != nil {
-		if s.Iface == call.Iface && call.Time.Compare(s.Flood.Last) >= 0 && call.Time.Sub(s.Time) < floodWindow {
+	for i, s := range r.flood {
+		if s.Iface != call.Iface {
+			continue
+		}
+		if call.Time.Sub(s.Time) < floodWindow {
 			r.joinFlood(s, rc)
 			return
 		}
-		r.endFlood()
+		r.endFlood(i)
+		break
 	}
 	if !r.settle(rc) {
 		return
 	}
 	call.Flood = &detect.FloodSummary{Calls: 1, Last: call.Time, LastCallID: call.CallID, Opnums: []uint16{call.Opnum}}
-	r.flood = call
+	r.flood = append(r.flood, call)
 }
 
 // floodable says whether a call ended unanswered may join a flood summary:
@@ -869,7 +874,10 @@ func (r *rpcChannel) joinFlood(s *detect.Call, rc *rpcCall) {
 	r.c.env.seq.dropSeq(call.Seq)
 	f := s.Flood
 	f.Calls++
-	f.Last, f.LastCallID = call.Time, call.CallID
+	f.LastCallID = call.CallID
+	if call.Time.After(f.Last) {
+		f.Last = call.Time
+	}
 	f.AddOpnum(call.Opnum)
 	s.RequestFragments += call.RequestFragments
 	s.RequestStubLen += call.RequestStubLen
@@ -879,11 +887,11 @@ func (r *rpcChannel) joinFlood(s *detect.Call, rc *rpcCall) {
 	}
 }
 
-// endFlood reports the channel's summary; one that gathered a single call
+// endFlood reports the summary flood[i]; one that gathered a single call
 // is that call's ordinary record.
-func (r *rpcChannel) endFlood() {
-	s := r.flood
-	r.flood = nil
+func (r *rpcChannel) endFlood(i int) {
+	s := r.flood[i]
+	r.flood = append(r.flood[:i], r.flood[i+1:]...)
 	if s.Flood.Calls == 1 {
 		s.Flood = nil
 	}
@@ -899,10 +907,10 @@ func (r *rpcChannel) discard() {
 		delete(r.calls, id)
 	}
 	r.early, r.earlyBytes = nil, 0
-	if r.flood != nil {
-		r.c.env.seq.dropSeq(r.flood.Seq)
-		r.flood = nil
+	for _, s := range r.flood {
+		r.c.env.seq.dropSeq(s.Seq)
 	}
+	r.flood = nil
 }
 
 // close reports calls still waiting for their response (outcome unknown).
@@ -913,8 +921,8 @@ func (r *rpcChannel) close() {
 		}
 		delete(r.early, id)
 	}
-	if r.flood != nil {
-		r.endFlood()
+	for len(r.flood) > 0 {
+		r.endFlood(0)
 	}
 	for len(r.calls) > 0 {
 		r.finishOldest()
