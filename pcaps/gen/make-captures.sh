@@ -52,9 +52,9 @@ capture() { # capture NAME EXTRA_JSON CLIENT-ARGS...
 	echo "   $(stat -c %s "$pcap") bytes, facts in pcaps/$name.json"
 }
 
-client_capture() { # client_capture NAME SCENARIO EXTRA_JSON: one tsch_client.py scenario
-	capture "$1" "$3" "$PY" "$HERE/tsch_client.py" "$2" --target "$IP_S" --user "$USER_" --domain "$DOMAIN" \
-		--password "$PASSWORD"
+client_capture() { # client_capture NAME SCENARIO EXTRA_JSON: one tsch_client.py scenario (PY_CLIENT, ATEXEC_ARG: another impacket's)
+	capture "$1" "$3" "${PY_CLIENT:-$PY}" "$HERE/tsch_client.py" "$2" --target "$IP_S" --user "$USER_" --domain "$DOMAIN" \
+		--password "$PASSWORD" ${ATEXEC_ARG:+--atexec "$ATEXEC_ARG"}
 }
 
 atexec_sealed() {
@@ -64,28 +64,80 @@ atexec_sealed() {
 	CLIENT_IS_JSON=0 capture_atexec "$name" "${cmdline[@]}"
 }
 
+# capture_atexec NAME PYTHON ATEXEC.PY [OPTIONS...] TARGET COMMAND...: one run of an atexec.py as a program.
+# ATEXEC_TOOL names it in the facts (default: Debian's). The target is the argument holding '@'.
 capture_atexec() {
 	local name=$1; shift
+	ATEXEC_TOOL=${ATEXEC_TOOL:-"impacket examples/atexec.py (Debian python3-impacket, unmodified, run as a program)"} \
 	"$PY" - "$WORK/client.json" "$@" <<-'EOF'
-	import json, sys, hashlib
-	argv = sys.argv[2:]
-	src = "/usr/share/doc/python3-impacket/examples/atexec.py"
-	json.dump({"tool": "impacket examples/atexec.py (Debian python3-impacket, unmodified, run as a program)",
-	           "atexec_sha256": hashlib.sha256(open(src, "rb").read()).hexdigest(),
-	           "argv": ["atexec.py"] + argv[2:], "auth_level": 6, "transport": "ncacn_np:\\pipe\\atsvc",
-	           "interface": "ITaskSchedulerService", "user": argv[2].split("/")[1].split(":")[0],
-	           "domain": argv[2].split("/")[0], "operator_command": " ".join(argv[3:]),
-	           "op_sequence": ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]},
-	          open(sys.argv[1], "w"))
+	import json, os, sys, hashlib
+	src, argv = sys.argv[3], sys.argv[3:]
+	t = next(i for i, x in enumerate(argv) if "@" in x)
+	opts, target, command = argv[1:t], argv[t], argv[t + 1:]
+	desc = {"tool": os.environ["ATEXEC_TOOL"], "atexec_sha256": hashlib.sha256(open(src, "rb").read()).hexdigest(),
+	        "argv": ["atexec.py"] + argv[1:], "auth_level": 6, "transport": "ncacn_np:\\pipe\\atsvc",
+	        "interface": "ITaskSchedulerService", "user": target.split("/")[1].split(":")[0],
+	        "domain": target.split("/")[0], "operator_command": " ".join(command), "options": opts,
+	        "op_sequence": ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]}
+	if "-silentcommand" in opts or "-session-id" in opts:
+	    # atexec then runs the first word as the command, the rest as its arguments: no cmd.exe, no output file.
+	    desc.update(expect_command=command[0], expect_arguments=" ".join(command[1:]), output_file=None)
+	json.dump(desc, open(sys.argv[1], "w"))
 	EOF
 	CLIENT_IS_JSON=0 capture "$name" '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed"}' "$@"
 	"$PY" - "$OUT/$name.json" "$WORK/client.out" <<-'EOF'
 	import json, sys
 	f = json.load(open(sys.argv[1]))
 	f["client"]["client_printed_output"] = open(sys.argv[2]).read()
+	c = f["client"]
+	reg = next(x for x in f["calls"] if x["op"] == "SchRpcRegisterTask")
+	problems = []
+	if "expect_command" in c and (reg["command"], reg["arguments"]) != (c["expect_command"], c["expect_arguments"]):
+	    problems.append("server decoded %r %r, atexec meant %r %r" % (reg["command"], reg["arguments"],
+	                                                              c["expect_command"], c["expect_arguments"]))
+	if "expect_command" not in c and "tsch_lab fake output" not in c["client_printed_output"]:
+	    problems.append("atexec did not print the output file it read back")
+	f["problems"] += problems
 	json.dump(f, open(sys.argv[1], "w"), indent=2, sort_keys=True)
 	open(sys.argv[1], "a").write("\n")
+	if problems:
+	    sys.exit("\n".join(problems))
 	EOF
+}
+
+# Impacket 0.13.1 (the newest release), run unmodified from a virtualenv next to Debian's 0.10: the venv sees
+# Debian's python modules (impacket's dependencies) and installs only impacket itself, pinned, with --no-deps.
+# Where the package registry cannot be reached, IMPACKET_SRC=<a git clone of fortra/impacket> installs the
+# release commit from it instead (setup.py says 0.13.1 there; the version is checked either way).
+IMP013_VERSION=0.13.1
+IMP013_COMMIT=427f44ce1bda982316271233481c0262a6125784 # "About to tag v0.13.1 release"
+IMP013=
+imp013_ensure() {
+	[ -z "$IMP013" ] || return 0
+	apt_ensure python3-venv python3-wheel python3-setuptools python3-pyasn1 python3-pyasn1-modules python3-pycryptodome \
+		python3-openssl python3-six python3-ldap3 python3-ldapdomaindump python3-flask python3-charset-normalizer
+	IMP013=$WORK/impacket-$IMP013_VERSION
+	"$PY" -m venv --system-site-packages "$IMP013"
+	if ! "$IMP013/bin/pip" install -q --no-deps --no-build-isolation "impacket==$IMP013_VERSION" >"$WORK/pip.log" 2>&1; then
+		[ -n "${IMPACKET_SRC:-}" ] || { cat "$WORK/pip.log" >&2; echo "impacket $IMP013_VERSION not installable; set IMPACKET_SRC" >&2; exit 1; }
+		mkdir -p "$WORK/impacket-src"
+		git -C "$IMPACKET_SRC" archive "$IMP013_COMMIT" | tar -x -C "$WORK/impacket-src"
+		"$IMP013/bin/pip" install -q --no-deps --no-build-isolation --no-index "$WORK/impacket-src" >>"$WORK/pip.log" 2>&1 ||
+			{ cat "$WORK/pip.log" >&2; exit 1; }
+		IMP013_FROM="git $IMP013_COMMIT"
+	fi
+	local got
+	got=$("$IMP013/bin/python" -c 'import impacket, importlib.metadata as m; assert impacket.__file__.startswith(__import__("sys").prefix), impacket.__file__; print(m.version("impacket"))')
+	[ "$got" = "$IMP013_VERSION" ] || { echo "venv has impacket $got, want $IMP013_VERSION" >&2; exit 1; }
+	[ -f "$IMP013/bin/atexec.py" ] || { echo "atexec.py missing from impacket $IMP013_VERSION" >&2; exit 1; }
+	echo "impacket $IMP013_VERSION in $IMP013 (from ${IMP013_FROM:-the package registry})" >&2
+}
+
+atexec013() { # atexec013 NAME [ATEXEC OPTIONS...]: impacket 0.13.1's atexec.py, unmodified, run as a program
+	local name=$1; shift
+	imp013_ensure
+	ATEXEC_TOOL="impacket $IMP013_VERSION examples/atexec.py (virtualenv, from ${IMP013_FROM:-the package registry}, unmodified, run as a program)" \
+		capture_atexec "$name" "$IMP013/bin/python" "$IMP013/bin/atexec.py" "$@" "$DOMAIN/$USER_:$PASSWORD@$IP_S" whoami /all
 }
 
 note_transact_frames() { # note_transact_frames NAME: records which frames carry RPC in SMB1 TransactNmPipe
@@ -166,6 +218,14 @@ main() {
 	fi
 	if want impacket-legacy-job-smb1 ; then
 		client_capture impacket-legacy-job-smb1 legacy-job-smb1 '{"rpc_auth": "NTLMSSP, auth_level 2 (connect)", "smb_file_commands": "NT_CREATE_ANDX, WRITE_ANDX, CLOSE on ADMIN$ (SMB1, NT LM 0.12)"}'
+	fi
+	if want impacket013-atexec-smb2 ; then atexec013 impacket013-atexec-smb2; fi
+	if want impacket013-atexec-smb2-silent ; then atexec013 impacket013-atexec-smb2-silent -silentcommand; fi
+	if want impacket013-atexec-smb2-session ; then atexec013 impacket013-atexec-smb2-session -session-id 1; fi
+	if want impacket013-atexec-smb1 ; then
+		# 0.13.1's atexec.py has no SMB1 option: its own TSCH_EXEC with the transport forced to SMB1, as for 0.10.
+		imp013_ensure
+		PY_CLIENT="$IMP013/bin/python" ATEXEC_ARG="$IMP013/bin/atexec.py" client_capture impacket013-atexec-smb1 atexec-smb1 '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed", "smb_rpc_commands": "Write AndX / Read AndX"}'
 	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }

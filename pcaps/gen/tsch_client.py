@@ -179,7 +179,7 @@ def run_atexec(a, seed, level=None, dialect=None):
     import io
     import contextlib
     import types
-    spec = importlib.util.spec_from_file_location("atexec", ATEXEC)
+    spec = importlib.util.spec_from_file_location("atexec", a.atexec)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     if level is not None:
@@ -598,6 +598,15 @@ def scen_log_evasion(a):
                 task_xml=xml, op_sequence=["SchRpcRegisterTask"])
 
 
+def library():
+    """Which impacket this python loaded: Debian's, or another one (a venv's)."""
+    import impacket
+    if impacket.__file__.startswith("/usr/lib/python3/"):
+        return "Debian python3-impacket"
+    from importlib.metadata import version
+    return "impacket %s (%s)" % (version("impacket"), impacket.__file__.rsplit("/impacket/", 1)[0])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=["atexec-clear", "tsch-smb2-clear", "tcp", "tcp-ndr64", "at-smb1", "sasec-smb2", "nbss139",
@@ -612,6 +621,9 @@ def main():
     p.add_argument("--kdc", help="KDC address (tcp-krb)")
     p.add_argument("--server-name", help="the server's DNS name, for its SPN (tcp-krb)")
     p.add_argument("--task-password", default="Run-As-Secret-7")
+    p.add_argument("--atexec", default=ATEXEC,
+                   help="the examples/atexec.py whose TSCH_EXEC the atexec scenarios run (another impacket's, run "
+                        "with that impacket's python)")
     a = p.parse_args()
     if a.scenario == "atexec-clear":
         out = scen_atexec_clear(a)
@@ -652,7 +664,9 @@ def main():
     else:
         out = scen_sasec(a)
     out.update(user=a.user, domain=a.domain, client="pcaps/gen/tsch_client.py " + a.scenario,
-               library="Debian python3-impacket")
+               library=library())
+    if a.scenario.startswith("atexec") and a.atexec != ATEXEC:
+        out.update(atexec=a.atexec, atexec_sha256=hashlib.sha256(open(a.atexec, "rb").read()).hexdigest())
     json.dump(out, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
