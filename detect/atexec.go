@@ -6,6 +6,7 @@ package detect
 // Options.MaxPairs, and closed on capture time.
 
 import (
+	"fmt"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/tschsensor/tschsensor/dissect"
 )
+
+// taskRunUseSessionID is SchRpcRun's TASK_RUN_USE_SESSION_ID flag (MS-TSCH
+// 3.2.5.4.13): run the task in the given terminal server session.
+const taskRunUseSessionID = 0x4
 
 // atExec is the stateful AtExec rule. Its methods keep the receiver name d
 // of the detector they came from.
@@ -51,6 +56,12 @@ type chain struct {
 	// nothing of their own.
 	expectOutput bool
 	raised       bool
+	// loggedOff: the SMB session that carried the registration ended
+	// before any output was read: no output will come on it.
+	loggedOff bool
+	// runSession is SchRpcRun's session id when the run asked for one
+	// (TASK_RUN_USE_SESSION_ID: atexec -session-id), 0 otherwise.
+	runSession uint32
 }
 
 type pairState struct {
@@ -177,6 +188,9 @@ func (d *atExec) tschCall(p *pairState, c *Call, ev *Event, op dissect.Op) {
 			switch op {
 			case dissect.OpSchRpcRun:
 				ch.ran = true
+				if c.Tsch != nil && c.Tsch.Run != nil && c.Tsch.Run.Flags&taskRunUseSessionID != 0 {
+					ch.runSession = c.Tsch.Run.SessionID
+				}
 			case dissect.OpSchRpcGetLastRunInfo:
 				ch.polled = true
 			case dissect.OpSchRpcDelete:
@@ -266,6 +280,27 @@ func (d *atExec) File(_ *Alerts, f *FileOp) {
 	}
 }
 
+// logoff closes the chains registered on the SMB session that ended: atexec
+// reads its output back on the session it registered the task on, before it
+// logs off, so a chain run and deleted that is still waiting for its output
+// (-silentcommand and -session-id write none; sealed stubs hide the action)
+// is complete now rather than when its window ends.
+func (d *atExec) logoff(f *FileOp) {
+	p := d.pairs[pairKey{f.Client, f.Server}]
+	if p == nil {
+		return
+	}
+	for _, ch := range p.chains {
+		r := ch.register
+		if ch.raised || !ch.ran || !ch.delete || r.SMB == nil || r.SMB.SessionID != f.SMB.SessionID ||
+			r.ClientPort != f.ClientPort || r.ServerPort != f.ServerPort {
+			continue
+		}
+		ch.loggedOff = !ch.outputRead
+		d.closeChain(ch)
+	}
+}
+
 // maybeComplete raises the AtExec alert at the step that completes the
 // chain: the task run and deleted and, when the action writes output to be
 // read back, that output read and deleted. Partial chains wait for their
@@ -290,6 +325,9 @@ func (d *atExec) closeChain(ch *chain) {
 	ch.raised = true
 	var why []string
 	why = append(why, "registered over \\pipe\\atsvc", "run on demand")
+	if ch.runSession != 0 {
+		why = append(why, fmt.Sprintf("in session %d (TASK_RUN_USE_SESSION_ID)", ch.runSession))
+	}
 	if ch.polled {
 		why = append(why, "last run info polled")
 	}
@@ -302,8 +340,15 @@ func (d *atExec) closeChain(ch *chain) {
 	if ch.outputDeleted {
 		why = append(why, "output file deleted")
 	}
+	if ch.loggedOff {
+		why = append(why, "SMB session logged off without reading output")
+	}
 	if ch.sealed {
-		why = append(why, "stubs sealed: matched on operations and file names")
+		if ch.outputFile != "" {
+			why = append(why, "stubs sealed: matched on operations and file names")
+		} else {
+			why = append(why, "stubs sealed: matched on operations")
+		}
 	}
 	c := ch.register
 	ev := CallEvent(c, d.opt.Observer)

@@ -156,13 +156,18 @@ type RawStubs struct {
 	DRep              [4]byte
 }
 
+// FileOpLogoff is the Op of the record that ends an SMB session (LOGOFF):
+// no file of it, only the session (SMB.SessionID) on its connection. It goes
+// to the AtExec correlation alone, neither to file rules nor to custom rules.
+const FileOpLogoff = "logoff"
+
 // FileOp is an SMB operation on a file of a disk share (not a pipe), the
 // part of SMB that the AtExec output retrieval and task-file rules read.
 type FileOp struct {
 	Time time.Time
 	Endpoints
 	SMB  SMBContext
-	Op   string // "open", "read", "write", "delete", "close"
+	Op   string // "open", "read", "write", "delete", "close", or FileOpLogoff
 	Path string // share-relative, as sent ("Temp\\x.tmp")
 	// Share is the share name without the server ("ADMIN$").
 	Share  string

@@ -111,6 +111,10 @@ func (d *Detector) Call(c *Call) {
 // File takes an SMB file operation on a disk share.
 func (d *Detector) File(f *FileOp) {
 	d.begin(f.Time)
+	if f.Op == FileOpLogoff {
+		d.atexec.logoff(f)
+		return
+	}
 	d.stats.FileOps++
 	for _, r := range d.files {
 		r.File(d.alerts, f)

@@ -99,6 +99,9 @@ type smbReq struct {
 	frame   uint64
 	setup   *sessionSetup
 	seq     uint64 // arrival order, for pendAge
+	// session is a LOGOFF request's SessionId: some servers (impacket's)
+	// answer with SessionId 0.
+	session uint64
 }
 
 type smbFile struct {
@@ -542,7 +545,7 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 		}
 		s.addPending(h.MessageID, &smbReq{cmd: h.Command, file: s.resolve(dir, fid, h)})
 	case dissect.SMB2Negotiate, dissect.SMB2Logoff, dissect.SMB2TreeDisconnect:
-		s.addPending(h.MessageID, &smbReq{cmd: h.Command, treeID: h.TreeID})
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, treeID: h.TreeID, session: h.SessionID})
 	}
 }
 
@@ -660,10 +663,17 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.closeFile(f, ok)
 		}
 	case dissect.SMB2Logoff:
+		session := h.SessionID
+		if session == 0 {
+			session = req.session
+		}
 		for k, f := range s.files {
-			if k.session == h.SessionID {
+			if k.session == session {
 				s.closeFile(f, false)
 			}
+		}
+		if ok {
+			s.logoff(session)
 		}
 	}
 }
@@ -936,6 +946,23 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 			}
 		}
 	}
+	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
+	env.rec.File(fo)
+}
+
+// logoff tells the detector that an SMB session ended (MS-SMB2 3.3.5.6: the
+// server closes its opens and trees): nothing more is read on it, so an
+// AtExec chain still waiting for its output file on that session is
+// complete. The record is not a file operation and is not counted as one.
+func (s *smbState) logoff(session uint64) {
+	env := s.c.env
+	var user *detect.Identity
+	if ss := s.sessions[session]; ss != nil {
+		user = ss.user
+	}
+	fo := &detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(),
+		SMB: detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: session},
+		Op:  detect.FileOpLogoff, User: user, PcapFile: *env.file, Frames: []uint64{s.c.frame}, Seq: env.seq.nextSeq()}
 	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
 	env.rec.File(fo)
 }

@@ -47,6 +47,7 @@ type smb1Req struct {
 	seq   uint64
 	frame uint64
 	tid   uint16
+	uid   uint16 // the request's: a LOGOFF_ANDX response may carry UID 0
 	ops   []smb1Op
 
 	transPipe bool
@@ -108,7 +109,7 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 		m.transSecondary(msg, h, key)
 		return
 	}
-	req := &smb1Req{frame: s.c.frame, tid: h.TID}
+	req := &smb1Req{frame: s.c.frame, tid: h.TID, uid: h.UID}
 	m.chain.Start(msg, h)
 	cmd := &m.cmd
 	for m.chain.Next(cmd) {
@@ -409,10 +410,16 @@ func (m *smb1State) response(msg []byte, h *dissect.SMB1Header) {
 				s.fileOp(&smbFile{name: op.name, tree: tree, treeID: uint32(req.tid), session: uid, firstFrame: req.frame}, "delete", 0)
 			}
 		case dissect.SMB1LogoffAndX:
+			if uid == 0 {
+				uid = uint64(req.uid)
+			}
 			for k, f := range s.files {
 				if k.session == uid {
 					s.closeFile(f, false)
 				}
+			}
+			if ok {
+				s.logoff(uid)
 			}
 		}
 	}
