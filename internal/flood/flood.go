@@ -61,7 +61,7 @@ const (
 // Kinds lists the shapes Generate knows (a new slice each call, so no
 // caller can change what another sees).
 func Kinds() []string {
-	return []string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, RPCRuns, RPCJunk, Creates}
+	return append([]string{SYN, Handshake1, OutOfOrder, HandshakeHeader, BigMessage, RPCRequests, RPCRuns, RPCJunk, Creates}, variantKinds...)
 }
 
 // Start is the capture time of the first flood frame.
@@ -79,6 +79,7 @@ type gen struct {
 	next   int
 	buf    []byte
 	err    error
+	vlan   uint16 // 802.1Q tag of flood frames (0: none)
 }
 
 // Generate writes n units of flood kind to sink; splice (a real capture) is
@@ -99,7 +100,13 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 	case Creates:
 		span = time.Duration(n/createsPerSegment+4) * Spacing
 	default:
-		return fmt.Errorf("flood: unknown kind %q (want one of %v)", kind, Kinds())
+		// A variant: its frames are counted by a dry run.
+		frames := 0
+		dry := &gen{sink: func(gopacket.CaptureInfo, []byte) error { frames++; return nil }}
+		if !dry.variant(kind, n) {
+			return fmt.Errorf("flood: unknown kind %q (want one of %v)", kind, Kinds())
+		}
+		span = time.Duration(frames) * Spacing
 	}
 	if len(splice) > 0 {
 		g.at = Start().Add(span / 2)
@@ -134,6 +141,8 @@ func Generate(kind string, n int, splice []Packet, sink Sink) error {
 		g.rpcRequests(n, 12, nil)
 	case Creates:
 		g.creates(n)
+	default:
+		g.variant(kind, n)
 	}
 	for g.next < len(g.splice) && g.err == nil {
 		g.emitSplice()
@@ -173,33 +182,68 @@ func (g *gen) emitSplice() {
 	g.next++
 }
 
-// tcp emits one Ethernet/IPv4/TCP frame with valid checksums.
+// tcp emits one Ethernet/IPv4/TCP frame with valid checksums (802.1Q
+// tagged when g.vlan is set).
 func (g *gen) tcp(src, dst [4]byte, sp, dp uint16, seq, ack uint32, flags byte, payload []byte) {
+	g.frame(src[:], dst[:], sp, dp, seq, ack, flags, payload)
+}
+
+// frame emits one Ethernet/IPv4 or IPv6 (16-byte addresses)/TCP frame with
+// valid checksums.
+func (g *gen) frame(src, dst []byte, sp, dp uint16, seq, ack uint32, flags byte, payload []byte) {
 	if g.err != nil {
 		return
 	}
 	for g.next < len(g.splice) && !g.spliceTime(g.next).After(g.t) {
 		g.emitSplice()
 	}
-	n := 14 + 20 + 20 + len(payload)
+	eth := 14
+	if g.vlan != 0 {
+		eth = 18
+	}
+	iph := 20
+	if len(src) == 16 {
+		iph = 40
+	}
+	n := eth + iph + 20 + len(payload)
 	if cap(g.buf) < n {
 		g.buf = make([]byte, n, max(n, 2048))
 	}
 	b := g.buf[:n]
-	clear(b[:54])
+	clear(b[:eth+iph+20])
 	copy(b[0:6], []byte{2, 0, 0, 0, 0, 2})
 	copy(b[6:12], []byte{2, 0, 0, 0, 0, 1})
-	binary.BigEndian.PutUint16(b[12:], 0x0800)
-	ip := b[14:34]
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(min(20+20+len(payload), 0xffff)))
-	ip[6] = 0x40
-	ip[8] = 64
-	ip[9] = 6
-	copy(ip[12:], src[:])
-	copy(ip[16:], dst[:])
-	binary.BigEndian.PutUint16(ip[10:], ^csum.Fold(csum.Add(0, ip)))
-	t := b[34:54]
+	etype := uint16(0x0800)
+	if iph == 40 {
+		etype = 0x86dd
+	}
+	if g.vlan != 0 {
+		binary.BigEndian.PutUint16(b[12:], 0x8100)
+		binary.BigEndian.PutUint16(b[14:], g.vlan&0xfff)
+	}
+	binary.BigEndian.PutUint16(b[eth-2:], etype)
+	ip := b[eth : eth+iph]
+	var s uint32
+	if iph == 20 {
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(min(20+20+len(payload), 0xffff)))
+		ip[6] = 0x40
+		ip[8] = 64
+		ip[9] = 6
+		copy(ip[12:], src)
+		copy(ip[16:], dst)
+		binary.BigEndian.PutUint16(ip[10:], ^csum.Fold(csum.Add(0, ip)))
+		s = csum.Add(0, ip[12:20])
+	} else {
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(min(20+len(payload), 0xffff)))
+		ip[6] = 6
+		ip[7] = 64
+		copy(ip[8:], src)
+		copy(ip[24:], dst)
+		s = csum.Add(0, ip[8:40])
+	}
+	t := b[eth+iph : eth+iph+20]
 	binary.BigEndian.PutUint16(t[0:], sp)
 	binary.BigEndian.PutUint16(t[2:], dp)
 	binary.BigEndian.PutUint32(t[4:], seq)
@@ -207,10 +251,10 @@ func (g *gen) tcp(src, dst [4]byte, sp, dp uint16, seq, ack uint32, flags byte, 
 	t[12] = 5 << 4
 	t[13] = flags
 	binary.BigEndian.PutUint16(t[14:], 65535)
-	copy(b[54:], payload)
+	copy(b[eth+iph+20:], payload)
 	// TCP checksum over the pseudo-header and the segment.
-	s := csum.Add(0, ip[12:20]) + 6 + uint32(20+len(payload))
-	binary.BigEndian.PutUint16(t[16:], ^csum.Fold(csum.Add(s, b[34:])))
+	s += 6 + uint32(20+len(payload))
+	binary.BigEndian.PutUint16(t[16:], ^csum.Fold(csum.Add(s, b[eth+iph:])))
 	ci := gopacket.CaptureInfo{Timestamp: g.t, CaptureLength: n, Length: n}
 	g.t = g.t.Add(Spacing)
 	g.err = g.sink(ci, b)
