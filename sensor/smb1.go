@@ -22,6 +22,10 @@ type smb1State struct {
 	s       *smbState
 	pending map[smb1Key]*smb1Req
 	seq     uint64
+	// pendAge orders pending requests by arrival for eviction: a scan
+	// for the oldest per request made a flood of unanswered requests cost
+	// MaxPending steps each.
+	pendAge ageQueue
 
 	hdr     dissect.SMB1Header
 	chain   dissect.SMB1Chain
@@ -319,18 +323,25 @@ func (m *smb1State) addPending(key smb1Key, req *smb1Req) {
 	if len(m.pending) >= s.c.env.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
 		// The oldest request is the most likely to have lost its response.
-		var oldest smb1Key
-		low := ^uint64(0)
-		for k, r := range m.pending {
-			if r.seq < low {
-				oldest, low = k, r.seq
-			}
+		if old, ok := m.pendAge.oldest(m.pendingLive); ok {
+			delete(m.pending, smb1KeyOf(old))
 		}
-		delete(m.pending, oldest)
 	}
 	m.seq++
 	req.seq = m.seq
 	m.pending[key] = req
+	m.pendAge.push(key.id(), req.seq)
+	m.pendAge.compact(len(m.pending), m.pendingLive)
+}
+
+// id packs a key into the age queue's id.
+func (k smb1Key) id() uint64 { return uint64(k.pid)<<16 | uint64(k.mid) }
+
+func smb1KeyOf(id uint64) smb1Key { return smb1Key{pid: uint32(id >> 16), mid: uint16(id)} }
+
+func (m *smb1State) pendingLive(id, seq uint64) bool {
+	r := m.pending[smb1KeyOf(id)]
+	return r != nil && r.seq == seq
 }
 
 // op finds the request's op answered by a response block of command cmd;
