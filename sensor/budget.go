@@ -29,14 +29,19 @@ func MemoryLimit(budget int64) int64 {
 
 // Shares of a worker's budget.
 const (
-	flowShare  = 8 // 1/8: the flow table
-	pageShare  = 8 // 1/8: out-of-order TCP data held by the reassembler
-	stubShare  = 4 // 1/4: call stubs in flight
-	heldShare  = 8 // 1/8 of the sensor's budget: calls the resolver holds
-	pageCost   = 2048
-	connCost   = 2048 // a reassembly connection, its conn and SMB/RPC state
-	flowCost   = int64(unsafe.Sizeof(flowEntry{}))
-	bulkBuffer = 64 << 10 // buffers this large are evicted oldest first
+	flowShare = 8 // 1/8: the flow table
+	pageShare = 8 // 1/8: out-of-order TCP data held by the reassembler
+	stubShare = 4 // 1/4: call stubs in flight
+	heldShare = 8 // 1/8 of the sensor's budget: calls the resolver holds
+	pageCost  = 2048
+	connCost  = 2048 // a reassembly connection, its conn and SMB/RPC state
+	flowCost  = int64(unsafe.Sizeof(flowEntry{}))
+	// Buffers this large are evicted oldest first. Small enough that what
+	// stays unevictable (MaxConnections halves just under it) is a small
+	// part of a worker's share: at 64 KiB, 10,000 connections each holding
+	// most of a 65,000-byte DCE-RPC fragment (the largest there is) took
+	// 650 MB that nothing could evict.
+	bulkBuffer = 1 << 10
 )
 
 // Eviction reason of buffered data.
@@ -102,20 +107,29 @@ func (w *Worker) settle(h *half) {
 }
 
 // evictBuffer gives up what a half buffered: the rest of its message is
-// skipped, as a message too large would be.
+// skipped, as a message too large would be. A half between messages only
+// gives up the capacity it kept for the next one: nothing is lost.
 func (w *Worker) evictBuffer(h *half) {
-	w.stats.Evictions[evictBufferedMessage]++
-	w.stats.anomaly("budget_message_evicted")
-	if h.want > 0 {
+	switch {
+	case h.want == 0 && len(h.buf) == 0:
+		h.buf = nil
+	case h.want > 0:
+		w.evictCount()
 		h.skip = h.want - len(h.buf)
 		h.buf, h.want, h.offered = nil, 0, false
-	} else {
+	default:
+		w.evictCount()
 		h.buf = nil
 		h.lost()
 	}
 	w.mem.msgs -= h.charged
 	h.charged = 0
 	w.mem.unlink(h)
+}
+
+func (w *Worker) evictCount() {
+	w.stats.Evictions[evictBufferedMessage]++
+	w.stats.anomaly("budget_message_evicted")
 }
 
 // release drops a half's account when its owner ends.
