@@ -37,6 +37,11 @@ type smbState struct {
 	// held the request back in the reassembler), by message id.
 	held      map[uint64][]byte
 	heldBytes int
+	// nextReqID is one past the highest request message id seen: a
+	// response below it without a pending request answers a request
+	// seen but not tracked (a pipe WRITE, an ECHO) or lost, and holding
+	// it would only fill the held table for nothing.
+	nextReqID uint64
 	// keyed is set once a session of the connection has SMB3 keys.
 	keyed bool
 	// pendAge orders pending requests by arrival for eviction.
@@ -456,6 +461,9 @@ func (s *smbState) realFID(f dissect.FileID) dissect.FileID {
 }
 
 func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
+	if h.MessageID != ^uint64(0) && h.MessageID >= s.nextReqID {
+		s.nextReqID = h.MessageID + 1
+	}
 	tree := s.trees[treeKey{h.SessionID, h.TreeID}]
 	switch h.Command {
 	case dissect.SMB2Negotiate:
@@ -555,7 +563,9 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 	}
 	req := s.pending[h.MessageID]
 	if req == nil {
-		s.hold(h.MessageID, msg)
+		if h.MessageID >= s.nextReqID {
+			s.hold(h.MessageID, msg)
+		}
 		// Mid-stream: responses still carry the data; READ needs its request.
 		if h.Command == dissect.SMB2Create && h.Status == 0 {
 			if fid, _, err := dissect.CreateResponseFileID(msg); err == nil {
