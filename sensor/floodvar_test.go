@@ -1,0 +1,234 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/internal/flood"
+)
+
+// Variants of the floods (internal/flood/variants.go): the same attacks as
+// flood_test.go's, carried another way, must meet the same bounds and
+// leave the atexec beside them reported.
+
+// TestFloodVariantConnections: SYN floods to 135 and 139, 802.1Q tagged,
+// over IPv6 and from every source port of a few addresses cost table
+// entries, not connections, and do not hide the atexec.
+func TestFloodVariantConnections(t *testing.T) {
+	for _, kind := range []string{flood.SYN135, flood.SYN139, flood.SYNVLAN, flood.SYN6, flood.SYNPorts} {
+		t.Run(kind, func(t *testing.T) {
+			const flows = 4096
+			lines, w := floodRun(t, kind, 5*flows, Options{MaxFlows: flows})
+			wantAtexec(t, kind, lines)
+			s := w.Stats()
+			if w.flows.n > flows || s.Evictions[evictFullHalfOpen] == 0 || s.Evictions[evictFullActive] != 0 {
+				t.Errorf("%d table entries (bound %d), evictions %v", w.flows.n, flows, s.Evictions)
+			}
+			if s.Connections != 1 {
+				t.Errorf("%d connections reassembled, want only the atexec's", s.Connections)
+			}
+		})
+	}
+}
+
+// TestFloodVariantRequests: unanswered requests on one channel carried by
+// an SMB2 pipe's WRITEs (each answered) or transceive IOCTLs, by SMB1
+// WRITE_ANDX and 60 to a TCP segment stay within --max-calls, every
+// request is reported, and the atexec beside them is too. The answered
+// pipe WRITEs are not held as responses without a request: they answer
+// requests the sensor saw and does not track (100,000 held-response
+// anomalies before, and a held table full of them).
+func TestFloodVariantRequests(t *testing.T) {
+	const n = 20000
+	for _, kind := range []string{flood.PipeRequests, flood.IoctlRequests, flood.SMB1PipeRequests, flood.RPCRequestsBatched} {
+		t.Run(kind, func(t *testing.T) {
+			lines, w := floodRun(t, kind, n, Options{MaxCalls: 64, MaxPending: 128})
+			wantAtexec(t, kind, lines)
+			s := w.Stats()
+			if got := s.Anomalies["dcerpc_too_many_calls"]; got != n-64 {
+				t.Errorf("dcerpc_too_many_calls %d, want %d", got, n-64)
+			}
+			calls := 0
+			for _, l := range lines {
+				if strings.Contains(l, `"action":"SchRpcHighestVersion"`) {
+					calls++
+				}
+			}
+			if calls != n {
+				t.Errorf("%d SchRpcHighestVersion events, want every request reported (%d)", calls, n)
+			}
+			// Only the IOCTLs wait for an SMB answer.
+			want := uint64(0)
+			if kind == flood.IoctlRequests {
+				want = n - 128
+			}
+			if got := s.Anomalies["smb_too_many_pending"]; got != want {
+				t.Errorf("smb_too_many_pending %d, want %d", got, want)
+			}
+			if got := s.Anomalies["smb2_held_response_dropped"]; got != 0 {
+				t.Errorf("smb2_held_response_dropped %d: answers to requests seen were held", got)
+			}
+		})
+	}
+}
+
+// TestFloodVariantCreates: unanswered CREATEs ten to a segment, compounded
+// ten to a message, and SMB1 NT_CREATE_ANDX stay within --max-pending.
+func TestFloodVariantCreates(t *testing.T) {
+	const n = 20000
+	for _, kind := range []string{flood.CreatesBatched, flood.CreatesCompound, flood.SMB1Creates} {
+		t.Run(kind, func(t *testing.T) {
+			lines, w := floodRun(t, kind, n, Options{MaxPending: 128})
+			wantAtexec(t, kind, lines)
+			if got := w.Stats().Anomalies["smb_too_many_pending"]; got != n-128 {
+				t.Errorf("smb_too_many_pending %d, want %d", got, n-128)
+			}
+		})
+	}
+}
+
+// TestSMB1PendingAgeQueue: SMB1 requests never answered are evicted oldest
+// first through the age queue (a scan of the pending map per request made
+// 200,000 of them take 7.6 s), the queue stays a small multiple of what
+// is pending, and message ids that wrap replace what they reuse.
+func TestSMB1PendingAgeQueue(t *testing.T) {
+	const n, bound = 70000, 128 // past 65,536: MIDs wrap
+	w := NewWorker(Options{MaxPending: bound}, &discardRecorder{}, nil)
+	c := &conn{w: w, env: &w.env, client: -1}
+	smb := newSMBState(c)
+	c.setApp(smb)
+	frame := uint64(0)
+	most := 0
+	err := flood.Generate(flood.SMB1Creates, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		dir, payload := tcpPayload(data)
+		if len(payload) == 0 {
+			return nil
+		}
+		frame++
+		c.frame = frame
+		c.half[dir].feed(c, dir, payload)
+		if m := smb.smb1; m != nil {
+			most = max(most, len(m.pendAge.q)-m.pendAge.head)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := smb.smb1
+	if m == nil || len(m.pending) != bound {
+		t.Fatalf("SMB1 state %v, want %d pending", m != nil, bound)
+	}
+	if most > 2*bound+64 {
+		t.Errorf("age queue reached %d entries for %d pending", most, bound)
+	}
+	// The flood's requests carry MIDs 2, 3, ... (the tree connect has 1):
+	// the last bound of them remain, oldest first.
+	for i := n - bound; i < n; i++ {
+		id, ok := m.pendAge.oldest(m.pendingLive)
+		if k := smb1KeyOf(id); !ok || k.mid != uint16(2+i) {
+			t.Fatalf("oldest pending: MID %d (%v), want %d", k.mid, ok, uint16(2+i))
+		}
+		delete(m.pending, smb1KeyOf(id))
+	}
+	if st := w.Stats(); st.Anomalies["smb_too_many_pending"] != n-bound {
+		t.Errorf("anomalies %v", st.Anomalies)
+	}
+}
+
+// tcpPayload returns an untagged Ethernet/IPv4/TCP frame's payload and its
+// direction (0: to port 445).
+func tcpPayload(frame []byte) (int, []byte) {
+	ip := frame[14:]
+	tcp := ip[int(ip[0]&15)*4:]
+	dir := 1
+	if binary.BigEndian.Uint16(tcp[2:]) == portSMB {
+		dir = 0
+	}
+	return dir, tcp[int(tcp[12]>>4)*4:]
+}
+
+// TestFloodVariantBuffers: connections each holding most of a 65,000-byte
+// DCE-RPC fragment (on 135 and on a port the endpoint mapper never named),
+// or an unfinished 1 MiB message on 139, cannot take the worker past its
+// budget. Fragments are under 64 KiB, and only buffers from 64 KiB up
+// could be evicted: 400 of them took 28.7 MiB of a 24 MiB budget. Tiny
+// out-of-order and overlapping segments cost reassembly pages within
+// their bound.
+func TestFloodVariantBuffers(t *testing.T) {
+	const budget = 24 << 20
+	for _, tc := range []struct {
+		kind  string
+		n     int
+		evict bool
+	}{
+		{flood.BigFragment135, 400, true},
+		{flood.BigFragmentDyn, 400, true},
+		{flood.BigMessage139, 40, true},
+		{flood.TinyOutOfOrder, 20000, false},
+		{flood.Overlap, 20000, false},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			lines, w := floodRun(t, tc.kind, tc.n, Options{MemoryBudget: budget})
+			wantAtexec(t, tc.kind, lines)
+			s := w.Stats()
+			if s.Memory.Peak > budget+DefaultMaxMessage/4 {
+				t.Errorf("peak %d bytes accounted, budget %d", s.Memory.Peak, budget)
+			}
+			if ev := s.Evictions[evictBufferedMessage]; (ev > 0) != tc.evict || s.Anomalies["budget_message_evicted"] != ev {
+				t.Errorf("evictions %v, anomalies %v: want buffered messages evicted %v, and counted", s.Evictions, s.Anomalies, tc.evict)
+			}
+			if w.mem.msgs != 0 || w.mem.head != nil {
+				t.Errorf("%d buffered bytes still accounted after every connection ended", w.mem.msgs)
+			}
+		})
+	}
+}
+
+// TestBudgetIdleBufferEvicted: a half between messages that kept the
+// capacity of its last one gives that up under pressure without counting
+// a loss or hunting for its next message.
+func TestBudgetIdleBufferEvicted(t *testing.T) {
+	w := NewWorker(Options{}, &discardRecorder{}, nil)
+	h := &half{buf: make([]byte, 0, 8<<10)}
+	w.settle(h)
+	if !h.listed || w.mem.msgs != 8<<10 {
+		t.Fatalf("an 8 KiB buffer: listed %v, %d accounted", h.listed, w.mem.msgs)
+	}
+	w.evictBuffer(h)
+	if h.buf != nil || h.unsynced || w.mem.msgs != 0 || h.listed {
+		t.Errorf("after eviction: buffer kept %v, unsynced %v, %d accounted, listed %v", h.buf != nil, h.unsynced, w.mem.msgs, h.listed)
+	}
+	if s := w.Stats(); s.Evictions[evictBufferedMessage] != 0 || s.Anomalies["budget_message_evicted"] != 0 {
+		t.Errorf("a loss counted: %v %v", s.Evictions, s.Anomalies)
+	}
+}
+
+// BenchmarkFloodSMB1Creates: 10,000 unanswered NT_CREATE_ANDX through a
+// worker.
+func BenchmarkFloodSMB1Creates(b *testing.B) {
+	var pkts []plPacket
+	err := flood.Generate(flood.SMB1Creates, 10000, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		pkts = append(pkts, plPacket{append([]byte(nil), data...), ci, layers.LinkTypeEthernet})
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		det := detect.New(detect.Options{}, func(*detect.Event) {})
+		w := NewWorker(Options{}, NewResolver(directRecorder{det}), nil)
+		for i := range pkts {
+			w.Packet(pkts[i].data, pkts[i].ci, pkts[i].link)
+		}
+		w.Flush()
+		det.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/request")
+}
