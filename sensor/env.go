@@ -18,6 +18,8 @@ type connEnv struct {
 	stats *Stats
 	// stubBytes is what the calls in flight hold against opt.MaxStubTotal.
 	stubBytes *int
+	// stubAge orders the calls holding stub bytes (stubage.go).
+	stubAge *stubAge
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -56,7 +58,7 @@ type recordSeq interface {
 
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"encoding/json"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func floodRun(t *testing.T, kind string, n int, opt Options) ([]string, *Worker)
 		}
 		lines = append(lines, string(b))
 	})
-	opt.PanicHook = func(r any) { t.Fatalf("panic: %v", r) }
+	opt.PanicHook = func(r any) { t.Fatalf("panic: %v\n%s", r, debug.Stack()) }
 	res := NewResolver(directRecorder{det})
 	w := NewWorker(opt, res, nil)
 	w.SetFile(kind)

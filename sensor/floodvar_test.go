@@ -232,3 +232,58 @@ func BenchmarkFloodSMB1Creates(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/request")
 }
+
+// TestFloodVariantStubs: channels each sending a request whose fragments
+// never end hold the worker's stub budget; the registration after them
+// still gets its stub whole (the oldest calls' stubs are evicted, not the
+// newest call's cut: before, the atexec's SchRpcRegisterTask came out
+// truncated, outcome unknown), and what calls hold never passes the bound.
+func TestFloodVariantStubs(t *testing.T) {
+	const total = 8 << 20
+	lines, w := floodRun(t, flood.Stubs, 24, Options{MaxStubTotal: total})
+	wantAtexec(t, flood.Stubs, lines)
+	s := w.Stats()
+	if s.Evictions[evictCallStub] == 0 || s.Anomalies["dcerpc_stub_evicted"] != s.Evictions[evictCallStub] {
+		t.Errorf("evictions %v, anomalies %v: want call stubs evicted and counted", s.Evictions, s.Anomalies)
+	}
+	if w.stubBytes != 0 {
+		t.Errorf("%d stub bytes still accounted after every call finished", w.stubBytes)
+	}
+	truncated := 0
+	for _, l := range lines {
+		if strings.Contains(l, `"kind":"event"`) && strings.Contains(l, `"fragments":{"request":245`) && strings.Contains(l, `"truncated":true`) {
+			truncated++
+		}
+	}
+	// The newest held their stubs whole to the end: not truncated.
+	if truncated == 0 || truncated == 24 {
+		t.Errorf("%d of the 24 endless requests reported truncated", truncated)
+	}
+}
+
+// TestStubAgeBound: the stub budget is never passed while endless
+// requests stream in, and the age queue stays a small multiple of the
+// calls holding stubs.
+func TestStubAgeBound(t *testing.T) {
+	const total = 4 << 20
+	w := NewWorker(Options{MaxStubTotal: total}, &discardRecorder{}, nil)
+	most, queue := 0, 0
+	err := flood.Generate(flood.Stubs, 16, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		most = max(most, w.stubBytes)
+		queue = max(queue, len(w.stubAge.q)-w.stubAge.head)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	// A call cut as the oldest keeps its tail (stubcut.go) until the
+	// next one evicts it.
+	if most > total+2*stubTail || most < total/2 {
+		t.Errorf("stub bytes held reached %d, bound %d", most, total)
+	}
+	if queue > 2*16+1024 {
+		t.Errorf("age queue reached %d entries for 16 calls", queue)
+	}
+}

@@ -124,6 +124,9 @@ type rpcCall struct {
 	joined   bool     // the request stub was joined from head and tail
 	decoded  bool     // decode ran (floodable may run it before settle)
 	scan     *xmlScan // the task XML dropped between head and tail (xmlscan.go)
+	// stubQueued: in the worker's stubAge; stubGone: its stubs were
+	// evicted for the stub budget, and no more are kept (stubage.go).
+	stubQueued, stubGone bool
 }
 
 // stubBytes is what the call holds against Options.MaxStubTotal: its
@@ -398,12 +401,20 @@ func appendFrame(f []uint64, n uint64) []uint64 {
 	return append(f, n)
 }
 
-func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
+func (r *rpcChannel) appendStub(rc *rpcCall, dst, stub []byte) []byte {
 	env := r.c.env
-	if len(dst)+len(stub) > env.opt.MaxStub || *env.stubBytes+len(stub) > env.opt.MaxStubTotal {
+	call := rc.call
+	if rc.stubGone {
+		return dst
+	}
+	tooLarge := len(dst)+len(stub) > env.opt.MaxStub
+	if !tooLarge && *env.stubBytes+len(stub) > env.opt.MaxStubTotal {
+		r.makeStubRoom(rc, len(stub))
+	}
+	if tooLarge || *env.stubBytes+len(stub) > env.opt.MaxStubTotal {
 		if !call.Truncated {
 			call.Truncated = true
-			if len(dst)+len(stub) > env.opt.MaxStub {
+			if tooLarge {
 				r.c.anomaly("dcerpc_stub_too_large")
 			} else {
 				r.c.anomaly("dcerpc_stub_budget_exhausted")
@@ -412,6 +423,10 @@ func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
 		return dst
 	}
 	*env.stubBytes += len(stub)
+	if len(stub) > 0 && !rc.stubQueued {
+		rc.stubQueued = true
+		env.stubAge.push(r, call.CallID, call.Seq)
+	}
 	return append(dst, stub...)
 }
 
@@ -419,9 +434,12 @@ func (r *rpcChannel) appendStub(dst, stub []byte, call *detect.Call) []byte {
 // its last stubTail bytes.
 func (r *rpcChannel) appendRequestStub(rc *rpcCall, stub []byte, call *detect.Call) {
 	rc.reqTotal += len(stub)
+	if rc.stubGone {
+		return
+	}
 	if !rc.reqCut {
 		n := len(rc.req)
-		rc.req = r.appendStub(rc.req, stub, call)
+		rc.req = r.appendStub(rc, rc.req, stub)
 		if len(rc.req) > n || len(stub) == 0 {
 			return
 		}
@@ -522,7 +540,7 @@ func (r *rpcChannel) response(b []byte, prot pduProtection) {
 	call.ResponseStubLen += len(r.resp.Stub)
 	r.protection(call, prot)
 	if rc.interested && !closed {
-		rc.resp = r.appendStub(rc.resp, r.resp.Stub, call)
+		rc.resp = r.appendStub(rc, rc.resp, r.resp.Stub)
 	}
 	if h.Flags&dissect.PFCLastFrag != 0 {
 		call.Responded = true

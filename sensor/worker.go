@@ -200,6 +200,7 @@ type Worker struct {
 	connOver           bool
 	// stubBytes is what calls in flight hold against MaxStubTotal.
 	stubBytes int
+	stubAge   stubAge
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
