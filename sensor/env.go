@@ -20,6 +20,8 @@ type connEnv struct {
 	stubBytes *int
 	// stubAge orders the calls holding stub bytes (stubage.go).
 	stubAge *stubAge
+	// callAge orders the worker's calls in flight (callcap.go).
+	callAge *callAge
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -58,7 +60,7 @@ type recordSeq interface {
 
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

@@ -287,3 +287,46 @@ func TestStubAgeBound(t *testing.T) {
 		t.Errorf("age queue reached %d entries for 16 calls", queue)
 	}
 }
+
+// TestFloodVariantCallsTotal: channels each holding just under --max-calls
+// unanswered requests stay within the worker's bound on calls in flight
+// (a million of them took 1.1 GB), every request is still reported, and
+// the atexec's registration, one call on its channel, keeps its answer.
+func TestFloodVariantCallsTotal(t *testing.T) {
+	const n, bound = 20000, 2000
+	lines, w := floodRun(t, flood.RPCChannels, n, Options{MaxCallsTotal: bound})
+	wantAtexec(t, flood.RPCChannels, lines)
+	s := w.Stats()
+	if s.Evictions[evictCallInFlight] == 0 || s.Anomalies["dcerpc_too_many_calls_total"] != s.Evictions[evictCallInFlight] {
+		t.Errorf("evictions %v, anomalies %v: want calls in flight evicted and counted", s.Evictions, s.Anomalies)
+	}
+	calls := 0
+	for _, l := range lines {
+		if strings.Contains(l, `"action":"SchRpcHighestVersion"`) {
+			calls++
+		}
+	}
+	if calls != n {
+		t.Errorf("%d SchRpcHighestVersion events, want every request reported (%d)", calls, n)
+	}
+	// Every call in flight is in the queue, with the stale entries of
+	// calls finished since (compacted once they may be half the bound).
+	w = NewWorker(Options{MaxCallsTotal: bound}, &discardRecorder{}, nil)
+	most, queued := 0, 0
+	err := flood.Generate(flood.RPCChannels, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		a := &w.callAge
+		queued = max(queued, a.len())
+		live := 0
+		for i := a.head; i < len(a.q); i++ {
+			if a.q[i].live() != nil {
+				live++
+			}
+		}
+		most = max(most, live)
+		return nil
+	})
+	if err != nil || most > bound || queued > 2*bound {
+		t.Errorf("%d calls in flight at most, %d queued, bound %d (%v)", most, queued, bound, err)
+	}
+}

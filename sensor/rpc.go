@@ -319,6 +319,7 @@ func (r *rpcChannel) request(b []byte, prot pduProtection) {
 		if rc == nil {
 			return
 		}
+		r.admitCall(rc)
 	}
 	call := rc.call
 	call.RequestFragments++

@@ -59,10 +59,14 @@ const (
 
 // Options configures packet processing.
 type Options struct {
-	MaxMessage      int
-	MaxStub         int
-	MaxStubTotal    int
-	MaxCalls        int
+	MaxMessage   int
+	MaxStub      int
+	MaxStubTotal int
+	MaxCalls     int
+	// MaxCallsTotal bounds calls awaiting their response on all of a
+	// worker's channels (default: what 1/8 of the budget pays for at
+	// 1 KiB each; callcap.go).
+	MaxCallsTotal   int
 	MaxFiles        int
 	MaxPending      int
 	IdleTimeout     time.Duration
@@ -116,7 +120,7 @@ func (o *Options) checkBounds(explicit bool) error {
 		v    int
 		flag bool
 	}{{"max-message", o.MaxMessage, true}, {"max-stub", o.MaxStub, true}, {"max stub total", o.MaxStubTotal, false},
-		{"max-calls", o.MaxCalls, true}, {"max-files", o.MaxFiles, true}, {"max pending", o.MaxPending, false},
+		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max pending", o.MaxPending, false},
 		{"max pages total", o.MaxPagesTotal, false}, {"max pages per connection", o.MaxPagesPerConn, false},
 		{"hunt limit", o.HuntLimit, false}, {"max connections", o.MaxConnections, false},
 		{"max-xml", o.Tsch.XMLLimit, true}, {"max flows", o.MaxFlows, false}} {
@@ -146,6 +150,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxMessage, DefaultMaxMessage)
 	def(&o.MaxStub, DefaultMaxStub)
 	def(&o.MaxCalls, DefaultMaxCalls)
+	def(&o.MaxCallsTotal, int(o.MemoryBudget/callShare/callCost))
 	def(&o.MaxFiles, DefaultMaxFiles)
 	def(&o.MaxPending, DefaultMaxPending)
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
@@ -201,6 +206,7 @@ type Worker struct {
 	// stubBytes is what calls in flight hold against MaxStubTotal.
 	stubBytes int
 	stubAge   stubAge
+	callAge   callAge
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
