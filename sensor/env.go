@@ -22,6 +22,8 @@ type connEnv struct {
 	stubAge *stubAge
 	// callAge orders the worker's calls in flight (callcap.go).
 	callAge *callAge
+	// pendAll orders the worker's pending SMB requests (pendcap.go).
+	pendAll *pendAgeAll
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -60,7 +62,7 @@ type recordSeq interface {
 
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

@@ -330,3 +330,34 @@ func TestFloodVariantCallsTotal(t *testing.T) {
 		t.Errorf("%d calls in flight at most, %d queued, bound %d (%v)", most, queued, bound, err)
 	}
 }
+
+// TestFloodVariantPendingTotal: connections each holding just under
+// MaxPending unanswered CREATEs stay within the worker's bound on pending
+// requests, and the atexec among them is reported.
+func TestFloodVariantPendingTotal(t *testing.T) {
+	const n, bound = 20000, 2000
+	lines, w := floodRun(t, flood.CreatesConns, n, Options{MaxPendingTotal: bound})
+	wantAtexec(t, flood.CreatesConns, lines)
+	s := w.Stats()
+	if s.Evictions[evictPendingRequest] == 0 || s.Anomalies["smb_too_many_pending_total"] != s.Evictions[evictPendingRequest] {
+		t.Errorf("evictions %v, anomalies %v: want pending requests evicted and counted", s.Evictions, s.Anomalies)
+	}
+	w = NewWorker(Options{MaxPendingTotal: bound}, &discardRecorder{}, nil)
+	most, queued := 0, 0
+	err := flood.Generate(flood.CreatesConns, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		a := &w.pendAll
+		queued = max(queued, a.len())
+		live := 0
+		for i := a.head; i < len(a.q); i++ {
+			if r := a.q[i]; r.o.pendingLive(r.id, r.seq) {
+				live++
+			}
+		}
+		most = max(most, live)
+		return nil
+	})
+	if err != nil || most > bound || queued > 2*bound {
+		t.Errorf("%d requests pending at most, %d queued, bound %d (%v)", most, queued, bound, err)
+	}
+}

@@ -327,6 +327,7 @@ func (s *smbState) addPending(id uint64, r *smbReq) {
 	s.pending[id] = r
 	s.pendAge.push(id, r.seq)
 	s.pendAge.compact(len(s.pending), s.pendingLive)
+	s.c.env.pendAll.admit(s.c.env, s, id, r.seq)
 	if s.held != nil {
 		s.releaseHeld(id)
 	}

@@ -332,6 +332,7 @@ func (m *smb1State) addPending(key smb1Key, req *smb1Req) {
 	m.pending[key] = req
 	m.pendAge.push(key.id(), req.seq)
 	m.pendAge.compact(len(m.pending), m.pendingLive)
+	s.c.env.pendAll.admit(s.c.env, m, key.id(), req.seq)
 }
 
 // id packs a key into the age queue's id.

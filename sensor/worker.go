@@ -66,9 +66,13 @@ type Options struct {
 	// MaxCallsTotal bounds calls awaiting their response on all of a
 	// worker's channels (default: what 1/8 of the budget pays for at
 	// 1 KiB each; callcap.go).
-	MaxCallsTotal   int
-	MaxFiles        int
-	MaxPending      int
+	MaxCallsTotal int
+	MaxFiles      int
+	MaxPending    int
+	// MaxPendingTotal bounds SMB requests awaiting their response on all
+	// of a worker's connections (default: what 1/8 of the budget pays
+	// for at 256 bytes each; pendcap.go).
+	MaxPendingTotal int
 	IdleTimeout     time.Duration
 	MaxPagesTotal   int
 	MaxPagesPerConn int
@@ -120,7 +124,7 @@ func (o *Options) checkBounds(explicit bool) error {
 		v    int
 		flag bool
 	}{{"max-message", o.MaxMessage, true}, {"max-stub", o.MaxStub, true}, {"max stub total", o.MaxStubTotal, false},
-		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max pending", o.MaxPending, false},
+		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max pending", o.MaxPending, false}, {"max pending total", o.MaxPendingTotal, false},
 		{"max pages total", o.MaxPagesTotal, false}, {"max pages per connection", o.MaxPagesPerConn, false},
 		{"hunt limit", o.HuntLimit, false}, {"max connections", o.MaxConnections, false},
 		{"max-xml", o.Tsch.XMLLimit, true}, {"max flows", o.MaxFlows, false}} {
@@ -153,6 +157,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxCallsTotal, int(o.MemoryBudget/callShare/callCost))
 	def(&o.MaxFiles, DefaultMaxFiles)
 	def(&o.MaxPending, DefaultMaxPending)
+	def(&o.MaxPendingTotal, int(o.MemoryBudget/pendShare/pendCost))
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
 	def(&o.HuntLimit, DefaultHuntLimit)
 	def(&o.MaxConnections, int(min(DefaultMaxConnections, o.MemoryBudget/connShare/connCost)))
@@ -207,6 +212,7 @@ type Worker struct {
 	stubBytes int
 	stubAge   stubAge
 	callAge   callAge
+	pendAll   pendAgeAll
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
