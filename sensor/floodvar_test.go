@@ -313,12 +313,14 @@ func TestFloodVariantCallsTotal(t *testing.T) {
 	// calls finished since (compacted once they may be half the bound).
 	w = NewWorker(Options{MaxCallsTotal: bound}, &discardRecorder{}, nil)
 	most, queued := 0, 0
+	channels := map[*rpcChannel]bool{}
 	err := flood.Generate(flood.RPCChannels, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
 		w.Packet(data, ci, layers.LinkTypeEthernet)
 		a := &w.callAge
 		queued = max(queued, a.len())
 		live := 0
 		for i := a.head; i < len(a.q); i++ {
+			channels[a.q[i].ch] = true
 			if a.q[i].live() != nil {
 				live++
 			}
@@ -328,6 +330,23 @@ func TestFloodVariantCallsTotal(t *testing.T) {
 	})
 	if err != nil || most > bound || queued > 2*bound {
 		t.Errorf("%d calls in flight at most, %d queued, bound %d (%v)", most, queued, bound, err)
+	}
+	// Channels the bound emptied gave back what holding 250 calls took,
+	// and no connection keeps more than 64 record keys.
+	emptied := 0
+	for ch := range channels {
+		if len(ch.calls) == 0 {
+			emptied++
+			if cap(ch.age.q) != 0 {
+				t.Fatalf("an emptied channel keeps an age queue of %d", cap(ch.age.q))
+			}
+		}
+		if len(ch.c.keys) > 64 {
+			t.Fatalf("a connection keeps %d record keys", len(ch.c.keys))
+		}
+	}
+	if emptied == 0 {
+		t.Error("no channel emptied by the bound")
 	}
 }
 
