@@ -88,14 +88,17 @@ func (r *rpcChannel) admitCall(rc *rpcCall) {
 	}
 	env.stats.Evictions[evictCallInFlight]++
 	r.c.anomaly("dcerpc_too_many_calls_total")
+	// Either way the call ended is its channel's oldest, ended as
+	// --max-calls ends one (evictOldest: calls that change nothing join
+	// the channel's flood summary).
 	if len(r.calls) > callFairShare {
-		r.finishOldest()
+		r.evictOldest()
 		return
 	}
 	for a.len() > 0 {
 		ref := a.pop()
 		if old := ref.live(); old != nil && old != rc {
-			ref.ch.finish(old)
+			ref.ch.evictOldest()
 			if len(ref.ch.calls) == 0 {
 				// A channel emptied here is most often one of thousands
 				// gone quiet with its calls unanswered: what it grew to
