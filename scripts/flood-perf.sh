@@ -6,7 +6,12 @@
 # and the atexec alert.
 #
 # usage: scripts/flood-perf.sh [DIR]   (captures are written to DIR, default
-#        /tmp/floods, about 3.5 GB; they are made once and kept)
+#        /tmp/floods, about 8 GB; they are made once and kept)
+#
+# Then the variants (internal/flood/variants.go: the same attacks carried
+# another way) go through scripts/flood-rate.py, each run beside the mirror
+# mix (/tmp/mirror-mix.pcap, MIX to change) in the same minutes: ROUNDS
+# rounds (default 3), medians, rate against the mix's.
 set -eu
 
 dir=${1:-/tmp/floods}
@@ -51,3 +56,34 @@ for f in syn-1m handshake1-1m ooo-1m hsheader-1m bigmsg-500 bigmsg-2000 rpcreq-1
 	alert=$(grep -c '"rule":{"id":"atexec"' "$work/out" || true)
 	printf '%-20s %8s %8s %12.0f %9s  %s / %s\n' "$f" "$pk" "$wall" "$(echo "$pk $wall" | awk '{ print $1 / ($2 > 0 ? $2 : 0.01) }')" "$rss" "$reg" "$alert"
 done
+
+# Variants: the same shapes another tool would send (see internal/flood/variants.go).
+make syn135-1m -kind syn135 -n 1000000
+make syn139-1m -kind syn139 -n 1000000
+make synvlan-1m -kind synvlan -n 1000000
+make syn6-1m -kind syn6 -n 1000000
+make synports-1m -kind synports -n 1000000
+make pipereq-100k -kind pipereq -n 100000
+make ioctlreq-100k -kind ioctlreq -n 100000
+make smb1pipereq-100k -kind smb1pipereq -n 100000
+make rpcreqbatch-100k -kind rpcreqbatch -n 100000
+make rpcchannels-1m -kind rpcchannels -n 1000000
+make rpcchannels-4m -kind rpcchannels -n 4000000
+make createsbatch-200k -kind createsbatch -n 200000
+make createscompound-200k -kind createscompound -n 200000
+make smb1creates-200k -kind smb1creates -n 200000
+make createsconns-1m -kind createsconns -n 1000000
+make createsconns-4m -kind createsconns -n 4000000
+make bigmsg139-2000 -kind bigmsg139 -n 2000
+make bigfrag135-10k -kind bigfrag135 -n 10000
+make bigfragdyn-10k -kind bigfragdyn -n 10000
+make tinyooo-1m -kind tinyooo -n 1000000
+make overlap-500k -kind overlap -n 500000
+make stubs-500 -kind stubs -n 500
+[ -s "${MIX:=/tmp/mirror-mix.pcap}" ] || (cd "$root" && go run ./scripts/mirrormix -o "$MIX")
+"$root/scripts/flood-rate.py" -n "${ROUNDS:-3}" -m "$MIX" "$work/tschsensor" \
+	$(for v in syn135-1m syn139-1m synvlan-1m syn6-1m synports-1m pipereq-100k ioctlreq-100k smb1pipereq-100k \
+		rpcreqbatch-100k rpcchannels-1m rpcchannels-4m createsbatch-200k createscompound-200k smb1creates-200k \
+		createsconns-1m createsconns-4m bigmsg139-2000 bigfrag135-10k bigfragdyn-10k tinyooo-1m overlap-500k stubs-500; do
+		echo "$dir/$v.pcap"
+	done)
