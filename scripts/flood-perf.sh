@@ -6,7 +6,7 @@
 # and the atexec alert.
 #
 # usage: scripts/flood-perf.sh [DIR]   (captures are written to DIR, default
-#        /tmp/floods, about 8 GB; they are made once and kept)
+#        /tmp/floods, about 9 GB; they are made once and kept)
 #
 # Then the variants (internal/flood/variants.go: the same attacks carried
 # another way) go through scripts/flood-rate.py, each run beside the mirror
