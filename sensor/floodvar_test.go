@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -391,4 +392,61 @@ func countCalls(t *testing.T, lines []string, action string) (calls, events int)
 		}
 	}
 	return calls, events
+}
+
+// TestFloodVariantLongNames: unanswered CREATEs of 32,000-character names
+// keep 512 bytes each, not 96 KB (12,000 of them took 1.2 GB), and the
+// atexec among them is reported.
+func TestFloodVariantLongNames(t *testing.T) {
+	const n = 300
+	lines, w := floodRun(t, flood.CreatesLong, n, Options{})
+	wantAtexec(t, flood.CreatesLong, lines)
+	if got := w.Stats().Anomalies["smb_name_too_long"]; got != n {
+		t.Errorf("smb_name_too_long %d, want %d", got, n)
+	}
+	// The names kept, as a pending request holds them.
+	w = NewWorker(Options{}, &discardRecorder{}, nil)
+	c := &conn{w: w, env: &w.env, client: -1}
+	smb := newSMBState(c)
+	c.setApp(smb)
+	err := flood.Generate(flood.CreatesLong, 3, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		if dir, payload := tcpPayload(data); len(payload) > 0 {
+			c.half[dir].feed(c, dir, payload)
+		}
+		return nil
+	})
+	if err != nil || len(smb.pending) != 3 {
+		t.Fatalf("%d pending (%v)", len(smb.pending), err)
+	}
+	for _, r := range smb.pending {
+		if len(r.name) > maxNameBytes || !utf8.ValidString(r.name) || !strings.HasPrefix(r.name, "\u30a2") || !strings.HasSuffix(r.name, "\u30a2") || !strings.Contains(r.name, "…") {
+			t.Fatalf("name kept: %d bytes, valid %v: %.40q", len(r.name), utf8.ValidString(r.name), r.name)
+		}
+	}
+}
+
+// TestBoundName: names at the bound are kept whole, longer ones as head
+// and tail on rune boundaries.
+func TestBoundName(t *testing.T) {
+	w := NewWorker(Options{}, &discardRecorder{}, nil)
+	c := &conn{w: w, env: &w.env, client: -1}
+	for _, name := range []string{
+		strings.Repeat("a", maxNameBytes),
+		strings.Repeat("a", maxNameBytes+1),
+		`Windows\Tasks\` + strings.Repeat("\u00e9", 400) + `.job`,
+		strings.Repeat("\U0001F600", 200),
+	} {
+		got := boundName(c, name)
+		switch {
+		case len(name) <= maxNameBytes && got != name:
+			t.Errorf("%d bytes changed", len(name))
+		case len(got) > maxNameBytes || !utf8.ValidString(got):
+			t.Errorf("%d bytes kept as %d, valid %v", len(name), len(got), utf8.ValidString(got))
+		case len(name) > maxNameBytes && (!strings.HasPrefix(name, got[:10]) || !strings.HasSuffix(name, got[len(got)-8:])):
+			t.Errorf("head or tail lost: %q", got)
+		}
+	}
+	if s := w.Stats(); s.Anomalies["smb_name_too_long"] != 3 {
+		t.Errorf("anomalies %v", s.Anomalies)
+	}
 }

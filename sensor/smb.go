@@ -485,13 +485,13 @@ func (s *smbState) smb2Request(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.c.anomaly("smb2_bad_tree_connect")
 			return
 		}
-		s.addPending(h.MessageID, &smbReq{cmd: h.Command, path: p})
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, path: boundName(s.c, p)})
 	case dissect.SMB2Create:
 		if err := dissect.ParseCreateRequest(msg, &s.create); err != nil {
 			s.c.anomaly("smb2_bad_create")
 			return
 		}
-		s.addPending(h.MessageID, &smbReq{cmd: h.Command, tree: tree, treeID: h.TreeID, name: s.create.Name, options: s.create.CreateOptions})
+		s.addPending(h.MessageID, &smbReq{cmd: h.Command, tree: tree, treeID: h.TreeID, name: boundName(s.c, s.create.Name), options: s.create.CreateOptions})
 		s.lastFile[dir] = creatingFID(h.MessageID)
 	case dissect.SMB2Write:
 		fid, off, n, err := dissect.WriteRequest(msg)

@@ -131,19 +131,19 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 				s.c.anomaly("smb1_bad_tree_connect")
 				continue
 			}
-			op.path = p
+			op.path = boundName(s.c, p)
 		case dissect.SMB1NTCreateAndX:
 			if err := dissect.ParseSMB1NTCreateRequest(msg, h, cmd, &m.create); err != nil {
 				s.c.anomaly("smb1_bad_create")
 				continue
 			}
-			op.name, op.options = m.create.Name, m.create.CreateOptions
+			op.name, op.options = boundName(s.c, m.create.Name), m.create.CreateOptions
 		case dissect.SMB1OpenAndX:
 			if err := dissect.ParseSMB1OpenRequest(msg, h, cmd, &m.create); err != nil {
 				s.c.anomaly("smb1_bad_open")
 				continue
 			}
-			op.name = m.create.Name
+			op.name = boundName(s.c, m.create.Name)
 		case dissect.SMB1WriteAndX:
 			m.writeRequest(msg, h, cmd)
 			continue // the response tells nothing more
@@ -179,7 +179,7 @@ func (m *smb1State) request(msg []byte, h *dissect.SMB1Header) {
 				s.c.anomaly("smb1_bad_delete")
 				continue
 			}
-			op.name = name
+			op.name = boundName(s.c, name)
 		case dissect.SMB1Negotiate, dissect.SMB1TreeDisconnect, dissect.SMB1LogoffAndX:
 		default:
 			continue
