@@ -24,6 +24,8 @@ type connEnv struct {
 	callAge *callAge
 	// pendAll orders the worker's pending SMB requests (pendcap.go).
 	pendAll *pendAgeAll
+	// filesAll orders the worker's open SMB handles (filecap.go).
+	filesAll *fileQueue
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -62,7 +64,7 @@ type recordSeq interface {
 
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, filesAll: &w.filesAll, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

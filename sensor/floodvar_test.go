@@ -11,6 +11,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tschsensor/tschsensor/detect"
+	"github.com/tschsensor/tschsensor/dissect"
 	"github.com/tschsensor/tschsensor/internal/flood"
 )
 
@@ -448,5 +449,64 @@ func TestBoundName(t *testing.T) {
 	}
 	if s := w.Stats(); s.Anomalies["smb_name_too_long"] != 3 {
 		t.Errorf("anomalies %v", s.Anomalies)
+	}
+}
+
+// TestFloodVariantOpens: connections each holding just under --max-files
+// open handles stay within the worker's bound on open handles (2,000,000
+// took 480 MB), and the atexec among them is reported.
+func TestFloodVariantOpens(t *testing.T) {
+	const n, bound = 20000, 2000
+	lines, w := floodRun(t, flood.Opens, n, Options{MaxFilesTotal: bound})
+	wantAtexec(t, flood.Opens, lines)
+	s := w.Stats()
+	if s.Evictions[evictOpenFile] == 0 || s.Anomalies["smb_too_many_files_total"] != s.Evictions[evictOpenFile] {
+		t.Errorf("evictions %v, anomalies %v: want open handles evicted and counted", s.Evictions, s.Anomalies)
+	}
+	w = NewWorker(Options{MaxFilesTotal: bound}, &discardRecorder{}, nil)
+	most, queued := 0, 0
+	err := flood.Generate(flood.Opens, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		a := &w.filesAll
+		queued = max(queued, a.len())
+		live := 0
+		for i := a.head; i < len(a.q); i++ {
+			if a.q[i].live() {
+				live++
+			}
+		}
+		most = max(most, live)
+		return nil
+	})
+	if err != nil || most > bound || queued > 2*bound {
+		t.Errorf("%d handles open at most, %d queued, bound %d (%v)", most, queued, bound, err)
+	}
+}
+
+// TestMaxFilesEvictsOldest: past --max-files the oldest handle is closed
+// for the new one; before, the new one was refused, so handles opened
+// first hid a pipe opened after them.
+func TestMaxFilesEvictsOldest(t *testing.T) {
+	w := NewWorker(Options{MaxFiles: 4}, &discardRecorder{}, nil)
+	c := &conn{w: w, env: &w.env, client: -1}
+	smb := newSMBState(c)
+	ipc := newTree(`\\srv\IPC$`, dissect.ShareTypePipe)
+	disk := newTree(`\\srv\C$`, dissect.ShareTypeDisk)
+	var first *smbFile
+	for i := range 4 {
+		f := smb.openFile(1, dissect.FileID{byte(i)}, 2, disk, "junk.txt", 0, 1)
+		if i == 0 {
+			first = f
+		}
+	}
+	f := smb.openFile(1, dissect.FileID{9}, 1, ipc, "atsvc", 0, 2)
+	if f == nil || f.pipe == nil || smb.files[fileKey{1, dissect.FileID{9}}] != f {
+		t.Fatal("the pipe opened past --max-files is not tracked")
+	}
+	if smb.files[fileKey{1, first.id}] != nil || len(smb.files) != 4 {
+		t.Errorf("%d handles, the oldest still open %v", len(smb.files), smb.files[fileKey{1, first.id}] != nil)
+	}
+	if s := w.Stats(); s.Anomalies["smb_too_many_files"] != 1 || s.Evictions[evictOpenFile] != 1 {
+		t.Errorf("anomalies %v, evictions %v", s.Anomalies, s.Evictions)
 	}
 }

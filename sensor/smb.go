@@ -46,6 +46,8 @@ type smbState struct {
 	keyed bool
 	// pendAge orders pending requests by arrival for eviction.
 	pendAge ageQueue
+	// fileAge orders open handles by opening (filecap.go).
+	fileAge fileQueue
 	pendSeq uint64
 }
 
@@ -831,7 +833,10 @@ func newTree(path string, typ uint8) *smbTree {
 func (s *smbState) openFile(session uint64, fid dissect.FileID, treeID uint32, tree *smbTree, name string, options uint32, frame uint64) *smbFile {
 	if len(s.files) >= s.c.env.opt.MaxFiles {
 		s.c.anomaly("smb_too_many_files")
-		return nil
+		// The oldest handle goes, not the new one (filecap.go).
+		if !s.evictOldestFile(nil) {
+			return nil
+		}
 	}
 	f := &smbFile{name: name, tree: tree, treeID: treeID, session: session, id: fid, firstFrame: frame,
 		deleteOnClose: options&dissect.FileDeleteOnClose != 0}
@@ -839,6 +844,7 @@ func (s *smbState) openFile(session uint64, fid dissect.FileID, treeID uint32, t
 		f.pipe = s.newPipe(f)
 	}
 	s.files[fileKey{session, fid}] = f
+	s.admitFile(f)
 	return f
 }
 

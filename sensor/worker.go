@@ -68,6 +68,10 @@ type Options struct {
 	// 1 KiB each; callcap.go).
 	MaxCallsTotal int
 	MaxFiles      int
+	// MaxFilesTotal bounds open SMB files and pipes on all of a worker's
+	// connections (default: what 1/8 of the budget pays for at 256 bytes
+	// each; filecap.go).
+	MaxFilesTotal int
 	MaxPending    int
 	// MaxPendingTotal bounds SMB requests awaiting their response on all
 	// of a worker's connections (default: what 1/8 of the budget pays
@@ -124,7 +128,7 @@ func (o *Options) checkBounds(explicit bool) error {
 		v    int
 		flag bool
 	}{{"max-message", o.MaxMessage, true}, {"max-stub", o.MaxStub, true}, {"max stub total", o.MaxStubTotal, false},
-		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max pending", o.MaxPending, false}, {"max pending total", o.MaxPendingTotal, false},
+		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max files total", o.MaxFilesTotal, false}, {"max pending", o.MaxPending, false}, {"max pending total", o.MaxPendingTotal, false},
 		{"max pages total", o.MaxPagesTotal, false}, {"max pages per connection", o.MaxPagesPerConn, false},
 		{"hunt limit", o.HuntLimit, false}, {"max connections", o.MaxConnections, false},
 		{"max-xml", o.Tsch.XMLLimit, true}, {"max flows", o.MaxFlows, false}} {
@@ -156,6 +160,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxCalls, DefaultMaxCalls)
 	def(&o.MaxCallsTotal, int(o.MemoryBudget/callShare/callCost))
 	def(&o.MaxFiles, DefaultMaxFiles)
+	def(&o.MaxFilesTotal, int(o.MemoryBudget/fileShare/fileCost))
 	def(&o.MaxPending, DefaultMaxPending)
 	def(&o.MaxPendingTotal, int(o.MemoryBudget/pendShare/pendCost))
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
@@ -213,6 +218,7 @@ type Worker struct {
 	stubAge   stubAge
 	callAge   callAge
 	pendAll   pendAgeAll
+	filesAll  fileQueue
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
