@@ -26,6 +26,8 @@ type connEnv struct {
 	pendAll *pendAgeAll
 	// filesAll orders the worker's open SMB handles (filecap.go).
 	filesAll *fileQueue
+	// treesAll orders the worker's connected SMB trees (filecap.go).
+	treesAll *fileQueue
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -64,7 +66,7 @@ type recordSeq interface {
 
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, filesAll: &w.filesAll, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, filesAll: &w.filesAll, treesAll: &w.treesAll, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

@@ -1,7 +1,7 @@
 package sensor
 
-// Open files and pipes are bounded per connection (MaxFiles) and per worker
-// (MaxFilesTotal). Past a connection's bound its oldest handle is given up
+// Open files and pipes, and connected trees, are bounded per connection
+// (MaxFiles) and per worker (MaxFilesTotal, each). Past a connection's bound its oldest handle is given up
 // (reported as a close would report it) rather than the new one refused: a
 // client that opened MaxFiles handles first would otherwise open
 // \pipe\atsvc unseen. Past the worker's bound (2,000,000 handles over 500
@@ -15,18 +15,38 @@ const (
 	fileShare = 8
 	// fileFairShare is what a connection keeps under pressure.
 	fileFairShare = 8
-	// Eviction reason of a handle past MaxFiles or MaxFilesTotal.
+	// Eviction reasons of a handle or a tree past MaxFiles or
+	// MaxFilesTotal.
 	evictOpenFile = "open_file"
+	evictTree     = "connected_tree"
 )
 
+// fileRef names an open handle, or a connected tree (t set).
 type fileRef struct {
-	s *smbState
-	f *smbFile
+	s  *smbState
+	f  *smbFile
+	t  *smbTree
+	tk treeKey
 }
 
 // live says whether the handle is still open (a handle a CREATE response
-// renamed is found under its new id).
-func (r fileRef) live() bool { return r.s.files[fileKey{r.f.session, r.f.id}] == r.f }
+// renamed is found under its new id), or the tree still connected.
+func (r fileRef) live() bool {
+	if r.t != nil {
+		return r.s.trees[r.tk] == r.t
+	}
+	return r.s.files[fileKey{r.f.session, r.f.id}] == r.f
+}
+
+// drop closes the handle (reported as a close would be) or forgets the
+// tree.
+func (r fileRef) drop() {
+	if r.t != nil {
+		delete(r.s.trees, r.tk)
+		return
+	}
+	r.s.closeFile(r.f, false)
+}
 
 // fileQueue orders open handles by opening, oldest first; entries of
 // handles closed since are skipped and compacted away.
@@ -66,12 +86,12 @@ func (a *fileQueue) compact() {
 	a.q, a.head, a.pushes = out, 0, 0
 }
 
-// oldestExcept pops entries up to the oldest open handle other than keep
-// and returns it.
-func (a *fileQueue) oldestExcept(keep *smbFile) (fileRef, bool) {
+// oldestExcept pops entries up to the oldest open handle or tree other
+// than keep and returns it.
+func (a *fileQueue) oldestExcept(keep fileRef) (fileRef, bool) {
 	for a.len() > 0 {
 		r := a.q[a.head]
-		if r.f == keep {
+		if r.f == keep.f && r.t == keep.t {
 			return fileRef{}, false
 		}
 		a.pop()
@@ -84,42 +104,65 @@ func (a *fileQueue) oldestExcept(keep *smbFile) (fileRef, bool) {
 
 // evictOldestFile closes the connection's oldest handle other than keep.
 func (s *smbState) evictOldestFile(keep *smbFile) bool {
-	r, ok := s.fileAge.oldestExcept(keep)
+	return s.evictOldest(&s.fileAge, fileRef{f: keep}, evictOpenFile)
+}
+
+func (s *smbState) evictOldest(q *fileQueue, keep fileRef, reason string) bool {
+	r, ok := q.oldestExcept(keep)
 	if !ok {
 		return false
 	}
-	s.c.env.stats.Evictions[evictOpenFile]++
-	s.closeFile(r.f, false)
+	s.c.env.stats.Evictions[reason]++
+	r.drop()
 	return true
 }
 
 // admitFile queues a handle just opened and, past the worker's bound,
 // closes one.
 func (s *smbState) admitFile(f *smbFile) {
-	s.fileAge.push(fileRef{s, f})
-	if n := s.fileAge.len(); n > 2*len(s.files)+64 {
-		s.fileAge.compact()
-	}
-	env := s.c.env
-	a := env.filesAll
-	a.push(fileRef{s, f})
-	bound := env.opt.MaxFilesTotal
-	if a.len() <= bound {
-		return
-	}
-	if a.pushes >= bound/2 {
-		a.compact()
-		if a.len() <= bound {
+	s.admit(fileRef{s: s, f: f}, &s.fileAge, len(s.files), s.c.env.filesAll, "smb_too_many_files_total", evictOpenFile)
+}
+
+// addTree records a connected tree; past --max-files trees on the
+// connection its oldest is forgotten for it (it was refused, as handles
+// were), and past the worker's bound one goes as a handle would.
+func (s *smbState) addTree(k treeKey, t *smbTree) {
+	if len(s.trees) >= s.c.env.opt.MaxFiles {
+		s.c.anomaly("smb_too_many_trees")
+		if !s.evictOldest(&s.treeAge, fileRef{}, evictTree) {
 			return
 		}
 	}
-	s.c.anomaly("smb_too_many_files_total")
-	if len(s.files) > fileFairShare {
-		s.evictOldestFile(f)
+	s.trees[k] = t
+	s.admit(fileRef{s: s, t: t, tk: k}, &s.treeAge, len(s.trees), s.c.env.treesAll, "smb_too_many_trees_total", evictTree)
+}
+
+// admit queues r in the connection's queue own (holding n) and the
+// worker's all, and past the worker's bound drops one: the connection's
+// own oldest when it holds more than its fair share, else the worker's.
+func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, anomaly, reason string) {
+	own.push(r)
+	if own.len() > 2*n+64 {
+		own.compact()
+	}
+	all.push(r)
+	bound := s.c.env.opt.MaxFilesTotal
+	if all.len() <= bound {
 		return
 	}
-	if r, ok := a.oldestExcept(f); ok {
-		env.stats.Evictions[evictOpenFile]++
-		r.s.closeFile(r.f, false)
+	if all.pushes >= bound/2 {
+		all.compact()
+		if all.len() <= bound {
+			return
+		}
+	}
+	s.c.anomaly(anomaly)
+	if n > fileFairShare {
+		s.evictOldest(own, r, reason)
+		return
+	}
+	if old, ok := all.oldestExcept(r); ok {
+		s.c.env.stats.Evictions[reason]++
+		old.drop()
 	}
 }

@@ -510,3 +510,33 @@ func TestMaxFilesEvictsOldest(t *testing.T) {
 		t.Errorf("anomalies %v, evictions %v", s.Anomalies, s.Evictions)
 	}
 }
+
+// TestFloodVariantTrees: connections each holding just under --max-files
+// connected trees stay within the worker's bound on trees (2,000,000 took
+// 411 MB), and the atexec among them is reported.
+func TestFloodVariantTrees(t *testing.T) {
+	const n, bound = 20000, 2000
+	lines, w := floodRun(t, flood.Trees, n, Options{MaxFilesTotal: bound})
+	wantAtexec(t, flood.Trees, lines)
+	s := w.Stats()
+	if s.Evictions[evictTree] == 0 || s.Anomalies["smb_too_many_trees_total"] != s.Evictions[evictTree] {
+		t.Errorf("evictions %v, anomalies %v: want trees evicted and counted", s.Evictions, s.Anomalies)
+	}
+	w = NewWorker(Options{MaxFilesTotal: bound}, &discardRecorder{}, nil)
+	most := 0
+	err := flood.Generate(flood.Trees, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		a := &w.treesAll
+		live := 0
+		for i := a.head; i < len(a.q); i++ {
+			if a.q[i].live() {
+				live++
+			}
+		}
+		most = max(most, live)
+		return nil
+	})
+	if err != nil || most > bound {
+		t.Errorf("%d trees at most, bound %d (%v)", most, bound, err)
+	}
+}

@@ -46,9 +46,10 @@ type smbState struct {
 	keyed bool
 	// pendAge orders pending requests by arrival for eviction.
 	pendAge ageQueue
-	// fileAge orders open handles by opening (filecap.go).
-	fileAge fileQueue
-	pendSeq uint64
+	// fileAge and treeAge order open handles and connected trees
+	// (filecap.go).
+	fileAge, treeAge fileQueue
+	pendSeq          uint64
 }
 
 // Bounds of SMB2 responses held for their request.
@@ -598,11 +599,7 @@ func (s *smbState) smb2Response(dir int, msg []byte, h *dissect.SMB2Header) {
 			s.c.anomaly("smb2_bad_tree_connect")
 			return
 		}
-		if len(s.trees) >= s.c.env.opt.MaxFiles {
-			s.c.anomaly("smb_too_many_trees")
-			return
-		}
-		s.trees[treeKey{h.SessionID, h.TreeID}] = newTree(req.path, typ)
+		s.addTree(treeKey{h.SessionID, h.TreeID}, newTree(req.path, typ))
 	case dissect.SMB2TreeDisconnect:
 		delete(s.trees, treeKey{h.SessionID, req.treeID})
 	case dissect.SMB2Create:
@@ -790,9 +787,7 @@ func (s *smbState) learnIPC(session uint64, treeID uint32) *smbTree {
 		return t
 	}
 	t := &smbTree{ipc: true, typ: dissect.ShareTypePipe, learned: true}
-	if len(s.trees) < s.c.env.opt.MaxFiles {
-		s.trees[k] = t
-	}
+	s.addTree(k, t)
 	return t
 }
 

@@ -390,11 +390,7 @@ func (m *smb1State) response(msg []byte, h *dissect.SMB1Header) {
 				s.c.anomaly("smb1_bad_tree_connect")
 				break
 			}
-			if len(s.trees) >= s.c.env.opt.MaxFiles {
-				s.c.anomaly("smb_too_many_trees")
-				break
-			}
-			s.trees[treeKey{uid, uint32(h.TID)}] = newTree(op.path, shareType(svc))
+			s.addTree(treeKey{uid, uint32(h.TID)}, newTree(op.path, shareType(svc)))
 		case dissect.SMB1TreeDisconnect:
 			delete(s.trees, treeKey{uid, uint32(req.tid)})
 		case dissect.SMB1NTCreateAndX, dissect.SMB1OpenAndX:

@@ -69,8 +69,8 @@ type Options struct {
 	MaxCallsTotal int
 	MaxFiles      int
 	// MaxFilesTotal bounds open SMB files and pipes on all of a worker's
-	// connections (default: what 1/8 of the budget pays for at 256 bytes
-	// each; filecap.go).
+	// connections, and connected trees as many (default: what 1/8 of the
+	// budget pays for at 256 bytes each; filecap.go).
 	MaxFilesTotal int
 	MaxPending    int
 	// MaxPendingTotal bounds SMB requests awaiting their response on all
@@ -219,6 +219,7 @@ type Worker struct {
 	callAge   callAge
 	pendAll   pendAgeAll
 	filesAll  fileQueue
+	treesAll  fileQueue
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
