@@ -2,7 +2,9 @@ package dissect
 
 import (
 	"encoding/binary"
+	"unicode"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // NetBIOS session service packet types (RFC 1002 4.3).
@@ -102,9 +104,24 @@ func UTF16String(b []byte) string {
 		}
 		return string(s)
 	}
-	u := make([]uint16, n)
-	for i := range u {
-		u[i] = binary.LittleEndian.Uint16(b[2*i:])
+	// Straight to UTF-8 in one buffer: going through []uint16 and []rune
+	// took five times the name's size per call, and a 32,767-unit name
+	// may come in every CREATE of a flood.
+	out := make([]byte, 0, 3*n)
+	for i := 0; i < n; i++ {
+		r := rune(binary.LittleEndian.Uint16(b[2*i:]))
+		if utf16.IsSurrogate(r) {
+			// A high surrogate and a low one make a pair; anything else
+			// is replaced, as utf16.Decode does.
+			d := unicode.ReplacementChar
+			if r < 0xdc00 && i+1 < n {
+				if d = utf16.DecodeRune(r, rune(binary.LittleEndian.Uint16(b[2*i+2:]))); d != unicode.ReplacementChar {
+					i++
+				}
+			}
+			r = d
+		}
+		out = utf8.AppendRune(out, r)
 	}
-	return string(utf16.Decode(u))
+	return string(out)
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -226,4 +228,33 @@ func FuzzNBSS(f *testing.F) {
 			t.Fatal("input modified")
 		}
 	})
+}
+
+// TestUTF16StringMatchesDecode: the direct decoder gives what
+// utf16.Decode does, on random units rich in surrogates (paired, lone,
+// reversed) and ASCII.
+func TestUTF16StringMatchesDecode(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	pick := []uint16{'a', 0x7f, 0x80, 0xe9, 0x30a2, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0xd83d, 0xde00, 0xfffd, 0xffff, 0}
+	for range 20000 {
+		u := make([]uint16, rnd.IntN(12))
+		for i := range u {
+			if rnd.IntN(4) == 0 {
+				u[i] = uint16(rnd.Uint32())
+			} else {
+				u[i] = pick[rnd.IntN(len(pick))]
+			}
+		}
+		b := make([]byte, 2*len(u))
+		for i, x := range u {
+			b[2*i], b[2*i+1] = byte(x), byte(x>>8)
+		}
+		n := len(u)
+		for n > 0 && u[n-1] == 0 {
+			n--
+		}
+		if got, want := UTF16String(b), string(utf16.Decode(u[:n])); got != want {
+			t.Fatalf("UTF16String(%04x) = %q, want %q", u, got, want)
+		}
+	}
 }
