@@ -1,8 +1,10 @@
 package sensor
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -538,5 +540,25 @@ func TestFloodVariantTrees(t *testing.T) {
 	})
 	if err != nil || most > bound {
 		t.Errorf("%d trees at most, bound %d (%v)", most, bound, err)
+	}
+}
+
+// TestSortFileKeys: handles close in session order, then by id read as
+// big-endian bytes (what the insertion sort it replaced gave).
+func TestSortFileKeys(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	k := make([]fileKey, 5000)
+	for i := range k {
+		k[i].session = uint64(rnd.IntN(4))
+		for j := range k[i].id {
+			k[i].id[j] = byte(rnd.IntN(3))
+		}
+	}
+	sortFileKeys(k)
+	for i := 1; i < len(k); i++ {
+		a, b := k[i-1], k[i]
+		if a.session > b.session || a.session == b.session && bytes.Compare(a.id[:], b.id[:]) > 0 {
+			t.Fatalf("keys %d and %d out of order: %v %v", i-1, i, a, b)
+		}
 	}
 }
