@@ -171,6 +171,9 @@ func TestFloodVariantBuffers(t *testing.T) {
 		{flood.BigMessage139, 40, true},
 		{flood.TinyOutOfOrder, 20000, false},
 		{flood.Overlap, 20000, false},
+		// The start last: taken mid-stream after two early segments, the
+		// rest is before its start.
+		{flood.BigMessageReversed, 40, false},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			lines, w := floodRun(t, tc.kind, tc.n, Options{MemoryBudget: budget})
