@@ -84,10 +84,11 @@ make createslong-12k -kind createslong -n 12000
 make opens-2m -kind opens -n 2000000
 make trees-2m -kind trees -n 2000000
 make bigmsgrev-500 -kind bigmsgrev -n 500
+make sessions-2m -kind sessions -n 2000000
 [ -s "${MIX:=/tmp/mirror-mix.pcap}" ] || (cd "$root" && go run ./scripts/mirrormix -o "$MIX")
 "$root/scripts/flood-rate.py" -n "${ROUNDS:-3}" -m "$MIX" "$work/tschsensor" \
 	$(for v in syn135-1m syn139-1m synvlan-1m syn6-1m synports-1m pipereq-100k ioctlreq-100k smb1pipereq-100k \
 		rpcreqbatch-100k rpcchannels-1m rpcchannels-4m createsbatch-200k createscompound-200k smb1creates-200k \
-		createsconns-1m createsconns-4m createslong-12k opens-2m trees-2m bigmsgrev-500 bigmsg139-2000 bigfrag135-10k bigfragdyn-10k tinyooo-1m overlap-500k stubs-500; do
+		createsconns-1m createsconns-4m createslong-12k opens-2m trees-2m sessions-2m bigmsgrev-500 bigmsg139-2000 bigfrag135-10k bigfragdyn-10k tinyooo-1m overlap-500k stubs-500; do
 		echo "$dir/$v.pcap"
 	done)

@@ -28,6 +28,8 @@ type connEnv struct {
 	filesAll *fileQueue
 	// treesAll orders the worker's connected SMB trees (filecap.go).
 	treesAll *fileQueue
+	// sessionsAll orders the worker's SMB sessions (filecap.go).
+	sessionsAll *fileQueue
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -66,7 +68,7 @@ type recordSeq interface {
 
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, filesAll: &w.filesAll, treesAll: &w.treesAll, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, filesAll: &w.filesAll, treesAll: &w.treesAll, sessionsAll: &w.sessionsAll, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

@@ -40,12 +40,21 @@ func (a *ageQueue) compact(n int, live func(id, seq uint64) bool) {
 		}
 	}
 	clear(a.q[len(out):])
+	if cap(out) > 4*len(out)+256 {
+		// Most of what it held went: give the room back.
+		out = append([]ageItem(nil), out...)
+	}
 	a.q, a.head = out, 0
 }
 
 func (a *ageQueue) shrink() {
-	if a.head > 1024 && a.head > len(a.q)/2 {
+	if a.head > 64 && a.head > len(a.q)/2 {
 		n := copy(a.q, a.q[a.head:])
 		a.q, a.head = a.q[:n], 0
+		if cap(a.q) > 4*n+256 {
+			// Most of what it held went: give the room back (a
+			// connection's queue, thousands of them).
+			a.q = append([]ageItem(nil), a.q...)
+		}
 	}
 }

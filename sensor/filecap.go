@@ -19,19 +19,27 @@ const (
 	// MaxFilesTotal.
 	evictOpenFile = "open_file"
 	evictTree     = "connected_tree"
+	evictSession  = "smb_session"
+	// sessionCost is what a session costs with its setup in progress.
+	sessionCost = 1024
 )
 
-// fileRef names an open handle, or a connected tree (t set).
+// fileRef names an open handle, a connected tree (t set) or a session
+// (ss set).
 type fileRef struct {
 	s  *smbState
 	f  *smbFile
 	t  *smbTree
 	tk treeKey
+	ss *smbSession
 }
 
 // live says whether the handle is still open (a handle a CREATE response
 // renamed is found under its new id), or the tree still connected.
 func (r fileRef) live() bool {
+	if r.ss != nil {
+		return r.s.sessions[r.ss.id] == r.ss
+	}
 	if r.t != nil {
 		return r.s.trees[r.tk] == r.t
 	}
@@ -41,6 +49,10 @@ func (r fileRef) live() bool {
 // drop closes the handle (reported as a close would be) or forgets the
 // tree.
 func (r fileRef) drop() {
+	if r.ss != nil {
+		delete(r.s.sessions, r.ss.id)
+		return
+	}
 	if r.t != nil {
 		delete(r.s.trees, r.tk)
 		return
@@ -67,10 +79,15 @@ func (a *fileQueue) pop() fileRef {
 	r := a.q[a.head]
 	a.q[a.head] = fileRef{}
 	a.head++
-	if a.head > 1024 && a.head > len(a.q)/2 {
+	if a.head > 64 && a.head > len(a.q)/2 {
+		// A connection's queue too, so that one that held a thousand
+		// sessions and holds eight keeps room for eight.
 		n := copy(a.q, a.q[a.head:])
 		clear(a.q[n:])
 		a.q, a.head = a.q[:n], 0
+		if cap(a.q) > 4*n+256 {
+			a.q = append([]fileRef(nil), a.q...)
+		}
 	}
 	return r
 }
@@ -83,7 +100,23 @@ func (a *fileQueue) compact() {
 		}
 	}
 	clear(a.q[len(out):])
+	if cap(out) > 4*len(out)+256 {
+		// Most of what it held went: give the room back.
+		out = append([]fileRef(nil), out...)
+	}
 	a.q, a.head, a.pushes = out, 0, 0
+}
+
+// own returns the queue of r's connection that holds it, and how many
+// of its kind the connection holds.
+func (r fileRef) own() (*fileQueue, int) {
+	switch {
+	case r.ss != nil:
+		return &r.s.sessAge, len(r.s.sessions)
+	case r.t != nil:
+		return &r.s.treeAge, len(r.s.trees)
+	}
+	return &r.s.fileAge, len(r.s.files)
 }
 
 // oldestExcept pops entries up to the oldest open handle or tree other
@@ -91,7 +124,7 @@ func (a *fileQueue) compact() {
 func (a *fileQueue) oldestExcept(keep fileRef) (fileRef, bool) {
 	for a.len() > 0 {
 		r := a.q[a.head]
-		if r.f == keep.f && r.t == keep.t {
+		if r.f == keep.f && r.t == keep.t && r.ss == keep.ss {
 			return fileRef{}, false
 		}
 		a.pop()
@@ -120,7 +153,7 @@ func (s *smbState) evictOldest(q *fileQueue, keep fileRef, reason string) bool {
 // admitFile queues a handle just opened and, past the worker's bound,
 // closes one.
 func (s *smbState) admitFile(f *smbFile) {
-	s.admit(fileRef{s: s, f: f}, &s.fileAge, len(s.files), s.c.env.filesAll, "smb_too_many_files_total", evictOpenFile)
+	s.admit(fileRef{s: s, f: f}, &s.fileAge, len(s.files), s.c.env.filesAll, s.c.env.opt.MaxFilesTotal, "smb_too_many_files_total", evictOpenFile)
 }
 
 // addTree records a connected tree; past --max-files trees on the
@@ -134,19 +167,25 @@ func (s *smbState) addTree(k treeKey, t *smbTree) {
 		}
 	}
 	s.trees[k] = t
-	s.admit(fileRef{s: s, t: t, tk: k}, &s.treeAge, len(s.trees), s.c.env.treesAll, "smb_too_many_trees_total", evictTree)
+	s.admit(fileRef{s: s, t: t, tk: k}, &s.treeAge, len(s.trees), s.c.env.treesAll, s.c.env.opt.MaxFilesTotal, "smb_too_many_trees_total", evictTree)
+}
+
+// admitSession queues a session just created and, past the worker's bound
+// (MaxSessionsTotal: 2,000,000 SESSION_SETUPs of sessions of their own took
+// 1.8 GB), forgets one.
+func (s *smbState) admitSession(ss *smbSession) {
+	s.admit(fileRef{s: s, ss: ss}, &s.sessAge, len(s.sessions), s.c.env.sessionsAll, s.c.env.opt.MaxSessionsTotal, "smb_too_many_sessions_total", evictSession)
 }
 
 // admit queues r in the connection's queue own (holding n) and the
 // worker's all, and past the worker's bound drops one: the connection's
 // own oldest when it holds more than its fair share, else the worker's.
-func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, anomaly, reason string) {
+func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, bound int, anomaly, reason string) {
 	own.push(r)
 	if own.len() > 2*n+64 {
 		own.compact()
 	}
 	all.push(r)
-	bound := s.c.env.opt.MaxFilesTotal
 	if all.len() <= bound {
 		return
 	}
@@ -164,5 +203,10 @@ func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, anoma
 	if old, ok := all.oldestExcept(r); ok {
 		s.c.env.stats.Evictions[reason]++
 		old.drop()
+		// The victim's connection may be idle: its queue is compacted
+		// here or it would keep an entry for everything it ever held.
+		if q, n := old.own(); q.len() > 2*n+64 {
+			q.compact()
+		}
 	}
 }

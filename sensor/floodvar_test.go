@@ -565,3 +565,41 @@ func TestSortFileKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodVariantSessions: SESSION_SETUPs each naming a session of its own
+// stay within the worker's bound on sessions (2,000,000 took 1.8 GB), the
+// connections they came on keep queues the size of what they still hold,
+// and the atexec among them is reported.
+func TestFloodVariantSessions(t *testing.T) {
+	const n, bound = 20000, 2000
+	lines, w := floodRun(t, flood.Sessions, n, Options{MaxSessionsTotal: bound})
+	wantAtexec(t, flood.Sessions, lines)
+	s := w.Stats()
+	if s.Evictions[evictSession] == 0 || s.Anomalies["smb_too_many_sessions_total"] != s.Evictions[evictSession] {
+		t.Errorf("evictions %v, anomalies %v: want sessions evicted and counted", s.Evictions, s.Anomalies)
+	}
+	w = NewWorker(Options{MaxSessionsTotal: bound}, &discardRecorder{}, nil)
+	most := 0
+	conns := map[*smbState]bool{}
+	err := flood.Generate(flood.Sessions, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+		w.Packet(data, ci, layers.LinkTypeEthernet)
+		a := &w.sessionsAll
+		live := 0
+		for i := a.head; i < len(a.q); i++ {
+			conns[a.q[i].s] = true
+			if a.q[i].live() {
+				live++
+			}
+		}
+		most = max(most, live)
+		return nil
+	})
+	if err != nil || most > bound {
+		t.Errorf("%d sessions at most, bound %d (%v)", most, bound, err)
+	}
+	for st := range conns {
+		if held := len(st.sessions); cap(st.sessAge.q) > 4*held+256+64 || cap(st.pendAge.q) > 4*len(st.pending)+256+64 {
+			t.Fatalf("a connection holding %d sessions and %d requests keeps queues of %d and %d", held, len(st.pending), cap(st.sessAge.q), cap(st.pendAge.q))
+		}
+	}
+}

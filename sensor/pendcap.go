@@ -98,18 +98,26 @@ func (a *pendAgeAll) admit(env *connEnv, o pendOwner, id, seq uint64) {
 	}
 }
 
-func (s *smbState) pendingCount() int     { return len(s.pending) }
-func (s *smbState) dropPending(id uint64) { delete(s.pending, id) }
-func (s *smbState) anomaly(name string)   { s.c.anomaly(name) }
+func (s *smbState) pendingCount() int { return len(s.pending) }
+func (s *smbState) dropPending(id uint64) {
+	delete(s.pending, id)
+	// The connection may be idle: its age queue is compacted here or it
+	// would keep an entry for every request it ever sent.
+	s.pendAge.compact(len(s.pending), s.pendingLive)
+}
+func (s *smbState) anomaly(name string) { s.c.anomaly(name) }
 func (s *smbState) dropOldestPending() {
 	if old, ok := s.pendAge.oldest(s.pendingLive); ok {
 		delete(s.pending, old)
 	}
 }
 
-func (m *smb1State) pendingCount() int     { return len(m.pending) }
-func (m *smb1State) dropPending(id uint64) { delete(m.pending, smb1KeyOf(id)) }
-func (m *smb1State) anomaly(name string)   { m.s.c.anomaly(name) }
+func (m *smb1State) pendingCount() int { return len(m.pending) }
+func (m *smb1State) dropPending(id uint64) {
+	delete(m.pending, smb1KeyOf(id))
+	m.pendAge.compact(len(m.pending), m.pendingLive)
+}
+func (m *smb1State) anomaly(name string) { m.s.c.anomaly(name) }
 func (m *smb1State) dropOldestPending() {
 	if old, ok := m.pendAge.oldest(m.pendingLive); ok {
 		delete(m.pending, smb1KeyOf(old))

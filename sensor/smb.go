@@ -50,8 +50,8 @@ type smbState struct {
 	pendAge ageQueue
 	// fileAge and treeAge order open handles and connected trees
 	// (filecap.go).
-	fileAge, treeAge fileQueue
-	pendSeq          uint64
+	fileAge, treeAge, sessAge fileQueue
+	pendSeq                   uint64
 }
 
 // Bounds of SMB2 responses held for their request.
@@ -244,6 +244,7 @@ func (s *smbState) session(id uint64) *smbSession {
 		}
 		ss = &smbSession{id: id}
 		s.sessions[id] = ss
+		s.admitSession(ss)
 	}
 	return ss
 }

@@ -72,7 +72,11 @@ type Options struct {
 	// connections, and connected trees as many (default: what 1/8 of the
 	// budget pays for at 256 bytes each; filecap.go).
 	MaxFilesTotal int
-	MaxPending    int
+	// MaxSessionsTotal bounds SMB sessions on all of a worker's
+	// connections (default: what 1/8 of the budget pays for at 1 KiB
+	// each; filecap.go).
+	MaxSessionsTotal int
+	MaxPending       int
 	// MaxPendingTotal bounds SMB requests awaiting their response on all
 	// of a worker's connections (default: what 1/8 of the budget pays
 	// for at 256 bytes each; pendcap.go).
@@ -128,7 +132,7 @@ func (o *Options) checkBounds(explicit bool) error {
 		v    int
 		flag bool
 	}{{"max-message", o.MaxMessage, true}, {"max-stub", o.MaxStub, true}, {"max stub total", o.MaxStubTotal, false},
-		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max files total", o.MaxFilesTotal, false}, {"max pending", o.MaxPending, false}, {"max pending total", o.MaxPendingTotal, false},
+		{"max-calls", o.MaxCalls, true}, {"max calls total", o.MaxCallsTotal, false}, {"max-files", o.MaxFiles, true}, {"max files total", o.MaxFilesTotal, false}, {"max sessions total", o.MaxSessionsTotal, false}, {"max pending", o.MaxPending, false}, {"max pending total", o.MaxPendingTotal, false},
 		{"max pages total", o.MaxPagesTotal, false}, {"max pages per connection", o.MaxPagesPerConn, false},
 		{"hunt limit", o.HuntLimit, false}, {"max connections", o.MaxConnections, false},
 		{"max-xml", o.Tsch.XMLLimit, true}, {"max flows", o.MaxFlows, false}} {
@@ -161,6 +165,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxCallsTotal, int(o.MemoryBudget/callShare/callCost))
 	def(&o.MaxFiles, DefaultMaxFiles)
 	def(&o.MaxFilesTotal, int(o.MemoryBudget/fileShare/fileCost))
+	def(&o.MaxSessionsTotal, int(o.MemoryBudget/fileShare/sessionCost))
 	def(&o.MaxPending, DefaultMaxPending)
 	def(&o.MaxPendingTotal, int(o.MemoryBudget/pendShare/pendCost))
 	def(&o.MaxPagesPerConn, DefaultMaxPagesPerConn)
@@ -214,12 +219,13 @@ type Worker struct {
 	connHead, connTail *conn
 	connOver           bool
 	// stubBytes is what calls in flight hold against MaxStubTotal.
-	stubBytes int
-	stubAge   stubAge
-	callAge   callAge
-	pendAll   pendAgeAll
-	filesAll  fileQueue
-	treesAll  fileQueue
+	stubBytes   int
+	stubAge     stubAge
+	callAge     callAge
+	pendAll     pendAgeAll
+	filesAll    fileQueue
+	treesAll    fileQueue
+	sessionsAll fileQueue
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
