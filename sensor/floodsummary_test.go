@@ -3,6 +3,7 @@ package sensor
 import (
 	"encoding/binary"
 	"encoding/json"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -257,5 +258,60 @@ func TestFloodSummaries(t *testing.T) {
 				t.Errorf("dcerpc_too_many_calls %d, want %d", got, len(tc.opnums)-maxCalls)
 			}
 		})
+	}
+}
+
+// TestAnsweredChannelsGiveBackRoom: a channel that held many calls at once
+// and had them all answered keeps no more memory than one that held one at
+// a time: thousands of such channels would otherwise each keep room for
+// MaxCalls calls.
+func TestAnsweredChannelsGiveBackRoom(t *testing.T) {
+	const channels, calls = 1000, 200
+	heap := func(pipelined bool) uint64 {
+		w := NewWorker(Options{PanicHook: func(r any) { t.Fatalf("panic: %v", r) }}, &discardRecorder{}, nil)
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		ndr := ocSyntax(t, "8a885d04-1ceb-11c9-9fe8-08002b104860", 2, 0)
+		bind := ocBind(1, 4280, []ocCtxElem{{0, ocSyntax(t, "86d35949-83c9-4044-b424-db363231fd0c", 1, 0), [][]byte{ndr}}})
+		ack := ocBindAck(1, 4280, "49700", []ocResult{{0, 0, ndr}})
+		for i := range channels {
+			c := newTCPConv(49700)
+			c.cport = uint16(10000 + i)
+			send := func(dir int, flags uint8, p []byte) {
+				b, ci := c.frame(dir, flags, p)
+				w.Packet(b, ci, layers.LinkTypeEthernet)
+			}
+			send(0, tcpSYN, nil)
+			send(1, tcpSYN|tcpACK, nil)
+			send(0, tcpACK, nil)
+			send(0, tcpPSH|tcpACK, bind)
+			send(1, tcpPSH|tcpACK, ack)
+			resp := func(id uint32) []byte { return ocResponse(id+2, 0, []byte{6, 0, 1, 0, 0, 0, 0, 0}) }
+			for id := range uint32(calls) {
+				send(0, tcpPSH|tcpACK, ocRequest(id+2, 0, 0, nil, 4096)[0])
+				if !pipelined {
+					send(1, tcpPSH|tcpACK, resp(id))
+				}
+			}
+			for id := range uint32(calls) {
+				if pipelined {
+					send(1, tcpPSH|tcpACK, resp(id))
+				}
+			}
+		}
+		if s := w.Stats(); s.TschCalls != channels*calls {
+			t.Fatalf("%d calls decoded, want %d", s.TschCalls, channels*calls)
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(w)
+		return after.HeapAlloc - before.HeapAlloc
+	}
+	one, many := heap(false), heap(true)
+	t.Logf("%d channels: %d KB with one call at a time, %d KB with %d at once", channels, one>>10, many>>10, calls)
+	if many > one+channels*1024 {
+		t.Errorf("channels that held %d calls at once keep %d B more each than channels that held one", calls, (many-one)/channels)
 	}
 }

@@ -26,6 +26,9 @@ type rpcChannel struct {
 	// offered holds the contexts of binds awaiting their ack, by call id.
 	offered map[uint32][]dissect.ContextElem
 	calls   map[uint32]*rpcCall
+	// callsPeak is the most calls held since calls was made: a Go map
+	// keeps the room it grew to (see untrack).
+	callsPeak int
 
 	auth    rpcAuth
 	hdr     dissect.DCERPCHeader
@@ -506,6 +509,7 @@ func (r *rpcChannel) newCall(pc *presCtx, ctxID, opnum uint16) *rpcCall {
 	}
 	rc := &rpcCall{call: call, drep: r.hdr.DRep, interested: interested || unresolved, unresolved: unresolved}
 	r.calls[r.hdr.CallID] = rc
+	r.callsPeak = max(r.callsPeak, len(r.calls))
 	r.age.push(uint64(r.hdr.CallID), call.Seq)
 	r.age.compact(len(r.calls), r.callLive)
 	return rc
@@ -556,6 +560,22 @@ func (r *rpcChannel) finish(rc *rpcCall) {
 	}
 }
 
+// untrack takes a call off the channel. A channel that held many calls at
+// once (a flood, or a client that pipelines) and holds none now gets a new
+// map and age queue: Go maps keep the room they grew to, and thousands of
+// quiet channels each keeping room for MaxCalls calls held hundreds of MB.
+func (r *rpcChannel) untrack(rc *rpcCall) {
+	if r.calls[rc.call.CallID] == rc {
+		delete(r.calls, rc.call.CallID)
+	}
+	if len(r.calls) == 0 && r.callsPeak > callsKeptRoom {
+		r.calls, r.age, r.callsPeak = make(map[uint32]*rpcCall), ageQueue{}, 0
+	}
+}
+
+// callsKeptRoom is how many calls' room an empty channel may keep.
+const callsKeptRoom = 16
+
 // record hands on a finished call.
 func (r *rpcChannel) record(call *detect.Call) {
 	r.c.env.stats.TschCalls++
@@ -573,9 +593,7 @@ func (r *rpcChannel) record(call *detect.Call) {
 // recorded unresolved, learnt from, or dropped).
 func (r *rpcChannel) settle(rc *rpcCall) bool {
 	call := rc.call
-	if r.calls[call.CallID] == rc {
-		delete(r.calls, call.CallID)
-	}
+	r.untrack(rc)
 	// The stubs leave the worker's budget here, decoded or handed on.
 	*r.c.env.stubBytes -= rc.stubBytes()
 	if rc.reqCut {
@@ -886,9 +904,7 @@ type stubVerdict struct {
 // reported.
 func (r *rpcChannel) joinFlood(s *detect.Call, rc *rpcCall) {
 	call := rc.call
-	if r.calls[call.CallID] == rc {
-		delete(r.calls, call.CallID)
-	}
+	r.untrack(rc)
 	*r.c.env.stubBytes -= rc.stubBytes()
 	r.c.env.seq.dropSeq(call.Seq)
 	f := s.Flood
