@@ -37,54 +37,19 @@ func (c *callRef) live() *rpcCall {
 }
 
 // callAge orders a worker's calls in flight by arrival.
-type callAge struct {
-	q      []callRef
-	head   int
-	pushes int // since the last compaction
-}
+type callAge struct{ boundQueue[callRef] }
 
-func (a *callAge) len() int { return len(a.q) - a.head }
-
-func (a *callAge) pop() callRef {
-	c := a.q[a.head]
-	a.q[a.head] = callRef{}
-	a.head++
-	if a.head > 1024 && a.head > len(a.q)/2 {
-		n := copy(a.q, a.q[a.head:])
-		clear(a.q[n:])
-		a.q, a.head = a.q[:n], 0
-	}
-	return c
-}
-
-func (a *callAge) compact() {
-	out := a.q[:0]
-	for i := a.head; i < len(a.q); i++ {
-		if a.q[i].live() != nil {
-			out = append(out, a.q[i])
-		}
-	}
-	clear(a.q[len(out):])
-	a.q, a.head, a.pushes = out, 0, 0
-}
+func callRefLive(c callRef) bool { return c.live() != nil }
 
 // admitCall queues a new call and, past the worker's bound, ends one:
 // every call in flight is in the queue, so what is live never passes it.
 func (r *rpcChannel) admitCall(rc *rpcCall) {
 	env := r.c.env
 	a := env.callAge
-	a.q = append(a.q, callRef{r, rc.call.CallID, rc.call.Seq})
-	a.pushes++
-	bound := env.opt.MaxCallsTotal
-	if a.len() <= bound {
+	a.push(callRef{r, rc.call.CallID, rc.call.Seq})
+	// Stale entries (calls answered since) may make up the excess.
+	if !a.over(env.opt.MaxCallsTotal, callRefLive, keepRoom) {
 		return
-	}
-	if a.pushes >= bound/2 {
-		// Stale entries (calls answered since) may make up the excess.
-		a.compact()
-		if a.len() <= bound {
-			return
-		}
 	}
 	env.stats.Evictions[evictCallInFlight]++
 	r.c.anomaly("dcerpc_too_many_calls_total")
@@ -96,7 +61,7 @@ func (r *rpcChannel) admitCall(rc *rpcCall) {
 		return
 	}
 	for a.len() > 0 {
-		ref := a.pop()
+		ref := a.take(keepRoom)
 		if old := ref.live(); old != nil && old != rc {
 			// A channel emptied here is most often one of thousands gone
 			// quiet with its calls unanswered: untrack gives back what it

@@ -61,51 +61,10 @@ func (r fileRef) drop() {
 }
 
 // fileQueue orders open handles by opening, oldest first; entries of
-// handles closed since are skipped and compacted away.
-type fileQueue struct {
-	q      []fileRef
-	head   int
-	pushes int
-}
-
-func (a *fileQueue) len() int { return len(a.q) - a.head }
-
-func (a *fileQueue) push(r fileRef) {
-	a.q = append(a.q, r)
-	a.pushes++
-}
-
-func (a *fileQueue) pop() fileRef {
-	r := a.q[a.head]
-	a.q[a.head] = fileRef{}
-	a.head++
-	if a.head > 64 && a.head > len(a.q)/2 {
-		// A connection's queue too, so that one that held a thousand
-		// sessions and holds eight keeps room for eight.
-		n := copy(a.q, a.q[a.head:])
-		clear(a.q[n:])
-		a.q, a.head = a.q[:n], 0
-		if cap(a.q) > 4*n+256 {
-			a.q = append([]fileRef(nil), a.q...)
-		}
-	}
-	return r
-}
-
-func (a *fileQueue) compact() {
-	out := a.q[:0]
-	for i := a.head; i < len(a.q); i++ {
-		if a.q[i].live() {
-			out = append(out, a.q[i])
-		}
-	}
-	clear(a.q[len(out):])
-	if cap(out) > 4*len(out)+256 {
-		// Most of what it held went: give the room back.
-		out = append([]fileRef(nil), out...)
-	}
-	a.q, a.head, a.pushes = out, 0, 0
-}
+// handles closed since are skipped and compacted away. A connection's
+// queues are lean (thousands of them), and so, as they always were, are
+// the worker's.
+type fileQueue struct{ boundQueue[fileRef] }
 
 // own returns the queue of r's connection that holds it, and how many
 // of its kind the connection holds.
@@ -127,7 +86,7 @@ func (a *fileQueue) oldestExcept(keep fileRef) (fileRef, bool) {
 		if r.f == keep.f && r.t == keep.t && r.ss == keep.ss {
 			return fileRef{}, false
 		}
-		a.pop()
+		a.take(giveRoom)
 		if r.live() {
 			return r, true
 		}
@@ -183,17 +142,11 @@ func (s *smbState) admitSession(ss *smbSession) {
 func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, bound int, anomaly, reason string) {
 	own.push(r)
 	if own.len() > 2*n+64 {
-		own.compact()
+		own.compact(fileRef.live, giveRoom)
 	}
 	all.push(r)
-	if all.len() <= bound {
+	if !all.over(bound, fileRef.live, giveRoom) {
 		return
-	}
-	if all.pushes >= bound/2 {
-		all.compact()
-		if all.len() <= bound {
-			return
-		}
 	}
 	s.c.anomaly(anomaly)
 	if n > fileFairShare {
@@ -206,7 +159,7 @@ func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, bound
 		// The victim's connection may be idle: its queue is compacted
 		// here or it would keep an entry for everything it ever held.
 		if q, n := old.own(); q.len() > 2*n+64 {
-			q.compact()
+			q.compact(fileRef.live, giveRoom)
 		}
 	}
 }

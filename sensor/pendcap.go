@@ -36,52 +36,17 @@ type pendRef struct {
 }
 
 // pendAgeAll orders a worker's pending requests by arrival.
-type pendAgeAll struct {
-	q      []pendRef
-	head   int
-	pushes int
-}
+type pendAgeAll struct{ boundQueue[pendRef] }
 
-func (a *pendAgeAll) len() int { return len(a.q) - a.head }
-
-func (a *pendAgeAll) pop() pendRef {
-	r := a.q[a.head]
-	a.q[a.head] = pendRef{}
-	a.head++
-	if a.head > 1024 && a.head > len(a.q)/2 {
-		n := copy(a.q, a.q[a.head:])
-		clear(a.q[n:])
-		a.q, a.head = a.q[:n], 0
-	}
-	return r
-}
-
-func (a *pendAgeAll) compact() {
-	out := a.q[:0]
-	for i := a.head; i < len(a.q); i++ {
-		if r := a.q[i]; r.o.pendingLive(r.id, r.seq) {
-			out = append(out, r)
-		}
-	}
-	clear(a.q[len(out):])
-	a.q, a.head, a.pushes = out, 0, 0
-}
+func pendRefLive(r pendRef) bool { return r.o.pendingLive(r.id, r.seq) }
 
 // admit queues a new pending request of o and, past the worker's bound,
 // drops one: every pending request is in the queue, so what is live never
 // passes it.
 func (a *pendAgeAll) admit(env *connEnv, o pendOwner, id, seq uint64) {
-	a.q = append(a.q, pendRef{o, id, seq})
-	a.pushes++
-	bound := env.opt.MaxPendingTotal
-	if a.len() <= bound {
+	a.push(pendRef{o, id, seq})
+	if !a.over(env.opt.MaxPendingTotal, pendRefLive, keepRoom) {
 		return
-	}
-	if a.pushes >= bound/2 {
-		a.compact()
-		if a.len() <= bound {
-			return
-		}
 	}
 	env.stats.Evictions[evictPendingRequest]++
 	o.anomaly("smb_too_many_pending_total")
@@ -90,7 +55,7 @@ func (a *pendAgeAll) admit(env *connEnv, o pendOwner, id, seq uint64) {
 		return
 	}
 	for a.len() > 0 {
-		r := a.pop()
+		r := a.take(keepRoom)
 		if (r.o != o || r.id != id || r.seq != seq) && r.o.pendingLive(r.id, r.seq) {
 			r.o.dropPending(r.id)
 			return

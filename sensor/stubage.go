@@ -13,8 +13,7 @@ const evictCallStub = "call_stub"
 // some. Entries name a call by channel, id and sequence number, so a call
 // that finished since is skipped, and the queue keeps no stub alive.
 type stubAge struct {
-	q    []stubItem
-	head int
+	fifo[stubItem]
 	// live is how many entries were live at the last compaction.
 	live int
 }
@@ -26,8 +25,8 @@ type stubItem struct {
 }
 
 func (a *stubAge) push(ch *rpcChannel, id uint32, seq uint64) {
-	a.q = append(a.q, stubItem{ch, id, seq})
-	if n := len(a.q) - a.head; n > 1024 && n > 2*a.live+1024 {
+	a.put(stubItem{ch, id, seq})
+	if n := a.len(); n > 1024 && n > 2*a.live+1024 {
 		a.compact()
 	}
 }
@@ -49,32 +48,19 @@ func (a *stubAge) oldest() (*stubItem, *rpcCall) {
 		if rc := it.call(); rc != nil {
 			return it, rc
 		}
-		a.q[a.head] = stubItem{}
-		a.head++
+		a.skip()
 	}
 	a.q, a.head = a.q[:0], 0
 	return nil, nil
 }
 
-func (a *stubAge) pop() {
-	a.q[a.head] = stubItem{}
-	a.head++
-	if a.head > 1024 && a.head > len(a.q)/2 {
-		n := copy(a.q, a.q[a.head:])
-		clear(a.q[n:])
-		a.q, a.head = a.q[:n], 0
-	}
-}
+func (a *stubAge) pop() { a.take(keepRoom) }
+
+func stubItemLive(it stubItem) bool { return it.call() != nil }
 
 func (a *stubAge) compact() {
-	out := a.q[:0]
-	for i := a.head; i < len(a.q); i++ {
-		if a.q[i].call() != nil {
-			out = append(out, a.q[i])
-		}
-	}
-	clear(a.q[len(out):])
-	a.q, a.head, a.live = out, 0, len(out)
+	a.filter(stubItemLive, keepRoom)
+	a.live = len(a.q)
 }
 
 // makeStubRoom gives up the stubs of the oldest calls until n more bytes
