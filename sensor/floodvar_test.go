@@ -245,9 +245,7 @@ func TestFloodVariantStubs(t *testing.T) {
 	lines, w := floodRun(t, flood.Stubs, 24, Options{MaxStubTotal: total})
 	wantAtexec(t, flood.Stubs, lines)
 	s := w.Stats()
-	if s.Evictions[evictCallStub] == 0 || s.Anomalies["dcerpc_stub_evicted"] != s.Evictions[evictCallStub] {
-		t.Errorf("evictions %v, anomalies %v: want call stubs evicted and counted", s.Evictions, s.Anomalies)
-	}
+	wantEvicted(t, s, evictCallStub, "dcerpc_stub_evicted")
 	if w.stubBytes != 0 {
 		t.Errorf("%d stub bytes still accounted after every call finished", w.stubBytes)
 	}
@@ -296,37 +294,19 @@ func TestStubAgeBound(t *testing.T) {
 // the atexec's registration, one call on its channel, keeps its answer.
 func TestFloodVariantCallsTotal(t *testing.T) {
 	const n, bound = 20000, 2000
-	lines, w := floodRun(t, flood.RPCChannels, n, Options{MaxCallsTotal: bound})
-	wantAtexec(t, flood.RPCChannels, lines)
-	s := w.Stats()
-	if s.Evictions[evictCallInFlight] == 0 || s.Anomalies["dcerpc_too_many_calls_total"] != s.Evictions[evictCallInFlight] {
-		t.Errorf("evictions %v, anomalies %v: want calls in flight evicted and counted", s.Evictions, s.Anomalies)
-	}
+	channels := map[*rpcChannel]bool{}
+	// Every call in flight is in the queue, with the stale entries of
+	// calls finished since (compacted once they may be half the bound).
+	lines := floodWorkerBound(t, flood.RPCChannels, n, bound, Options{MaxCallsTotal: bound}, evictCallInFlight, "dcerpc_too_many_calls_total",
+		func(w *Worker) (int, int) {
+			return scanQueue(&w.callAge.fifo, func(c callRef) bool {
+				channels[c.ch] = true
+				return c.live() != nil
+			})
+		})
 	// Ended as --max-calls ends them: the flood's in summaries.
 	if calls, events := countCalls(t, lines, "SchRpcHighestVersion"); calls != n || events > n/5 {
 		t.Errorf("SchRpcHighestVersion: %d events for %d calls, want %d calls in summaries", events, calls, n)
-	}
-	// Every call in flight is in the queue, with the stale entries of
-	// calls finished since (compacted once they may be half the bound).
-	w = NewWorker(Options{MaxCallsTotal: bound}, &discardRecorder{}, nil)
-	most, queued := 0, 0
-	channels := map[*rpcChannel]bool{}
-	err := flood.Generate(flood.RPCChannels, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
-		w.Packet(data, ci, layers.LinkTypeEthernet)
-		a := &w.callAge
-		queued = max(queued, a.len())
-		live := 0
-		for i := a.head; i < len(a.q); i++ {
-			channels[a.q[i].ch] = true
-			if a.q[i].live() != nil {
-				live++
-			}
-		}
-		most = max(most, live)
-		return nil
-	})
-	if err != nil || most > bound || queued > 2*bound {
-		t.Errorf("%d calls in flight at most, %d queued, bound %d (%v)", most, queued, bound, err)
 	}
 	// Channels the bound emptied gave back what holding 250 calls took,
 	// and no connection keeps more than 64 record keys.
@@ -352,30 +332,55 @@ func TestFloodVariantCallsTotal(t *testing.T) {
 // requests, and the atexec among them is reported.
 func TestFloodVariantPendingTotal(t *testing.T) {
 	const n, bound = 20000, 2000
-	lines, w := floodRun(t, flood.CreatesConns, n, Options{MaxPendingTotal: bound})
-	wantAtexec(t, flood.CreatesConns, lines)
-	s := w.Stats()
-	if s.Evictions[evictPendingRequest] == 0 || s.Anomalies["smb_too_many_pending_total"] != s.Evictions[evictPendingRequest] {
-		t.Errorf("evictions %v, anomalies %v: want pending requests evicted and counted", s.Evictions, s.Anomalies)
+	floodWorkerBound(t, flood.CreatesConns, n, bound, Options{MaxPendingTotal: bound}, evictPendingRequest, "smb_too_many_pending_total",
+		func(w *Worker) (int, int) {
+			return scanQueue(&w.pendAll.fifo, func(r pendRef) bool { return r.o.pendingLive(r.id, r.seq) })
+		})
+}
+
+// wantEvicted wants something evicted for reason, each eviction counted
+// as the anomaly.
+func wantEvicted(t *testing.T, s *Stats, reason, anomaly string) {
+	t.Helper()
+	if s.Evictions[reason] == 0 || s.Anomalies[anomaly] != s.Evictions[reason] {
+		t.Errorf("evictions %v, anomalies %v: want %s evicted and counted as %s", s.Evictions, s.Anomalies, reason, anomaly)
 	}
-	w = NewWorker(Options{MaxPendingTotal: bound}, &discardRecorder{}, nil)
+}
+
+// floodWorkerBound runs a flood meant to pass one of the worker's bounds:
+// the atexec among it must be reported and what the bound gave up counted
+// (reason, anomaly). It then runs the flood again, a packet at a time, and
+// scan, which returns how long the worker's queue for the bound is and how
+// many of its entries are live, must never find more than bound live nor
+// a queue longer than twice the bound. It returns the first run's events.
+func floodWorkerBound(t *testing.T, kind string, n, bound int, opt Options, reason, anomaly string, scan func(*Worker) (queued, live int)) []string {
+	t.Helper()
+	lines, w := floodRun(t, kind, n, opt)
+	wantAtexec(t, kind, lines)
+	wantEvicted(t, w.Stats(), reason, anomaly)
+	w = NewWorker(opt, &discardRecorder{}, nil)
 	most, queued := 0, 0
-	err := flood.Generate(flood.CreatesConns, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+	err := flood.Generate(kind, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
 		w.Packet(data, ci, layers.LinkTypeEthernet)
-		a := &w.pendAll
-		queued = max(queued, a.len())
-		live := 0
-		for i := a.head; i < len(a.q); i++ {
-			if r := a.q[i]; r.o.pendingLive(r.id, r.seq) {
-				live++
-			}
-		}
-		most = max(most, live)
+		q, live := scan(w)
+		most, queued = max(most, live), max(queued, q)
 		return nil
 	})
 	if err != nil || most > bound || queued > 2*bound {
-		t.Errorf("%d requests pending at most, %d queued, bound %d (%v)", most, queued, bound, err)
+		t.Errorf("%s: %d live at most, %d queued, bound %d (%v)", kind, most, queued, bound, err)
 	}
+	return lines
+}
+
+// scanQueue returns how long a queue is and how many of its entries are
+// live.
+func scanQueue[T any](a *fifo[T], live func(T) bool) (queued, n int) {
+	for _, x := range a.q[a.head:] {
+		if live(x) {
+			n++
+		}
+	}
+	return a.len(), n
 }
 
 // countCalls counts the calls of an operation the events report, those in
@@ -462,30 +467,8 @@ func TestBoundName(t *testing.T) {
 // took 480 MB), and the atexec among them is reported.
 func TestFloodVariantOpens(t *testing.T) {
 	const n, bound = 20000, 2000
-	lines, w := floodRun(t, flood.Opens, n, Options{MaxFilesTotal: bound})
-	wantAtexec(t, flood.Opens, lines)
-	s := w.Stats()
-	if s.Evictions[evictOpenFile] == 0 || s.Anomalies["smb_too_many_files_total"] != s.Evictions[evictOpenFile] {
-		t.Errorf("evictions %v, anomalies %v: want open handles evicted and counted", s.Evictions, s.Anomalies)
-	}
-	w = NewWorker(Options{MaxFilesTotal: bound}, &discardRecorder{}, nil)
-	most, queued := 0, 0
-	err := flood.Generate(flood.Opens, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
-		w.Packet(data, ci, layers.LinkTypeEthernet)
-		a := &w.filesAll
-		queued = max(queued, a.len())
-		live := 0
-		for i := a.head; i < len(a.q); i++ {
-			if a.q[i].live() {
-				live++
-			}
-		}
-		most = max(most, live)
-		return nil
-	})
-	if err != nil || most > bound || queued > 2*bound {
-		t.Errorf("%d handles open at most, %d queued, bound %d (%v)", most, queued, bound, err)
-	}
+	floodWorkerBound(t, flood.Opens, n, bound, Options{MaxFilesTotal: bound}, evictOpenFile, "smb_too_many_files_total",
+		func(w *Worker) (int, int) { return scanQueue(&w.filesAll.fifo, fileRef.live) })
 }
 
 // TestMaxFilesEvictsOldest: past --max-files the oldest handle is closed
@@ -521,29 +504,8 @@ func TestMaxFilesEvictsOldest(t *testing.T) {
 // 411 MB), and the atexec among them is reported.
 func TestFloodVariantTrees(t *testing.T) {
 	const n, bound = 20000, 2000
-	lines, w := floodRun(t, flood.Trees, n, Options{MaxFilesTotal: bound})
-	wantAtexec(t, flood.Trees, lines)
-	s := w.Stats()
-	if s.Evictions[evictTree] == 0 || s.Anomalies["smb_too_many_trees_total"] != s.Evictions[evictTree] {
-		t.Errorf("evictions %v, anomalies %v: want trees evicted and counted", s.Evictions, s.Anomalies)
-	}
-	w = NewWorker(Options{MaxFilesTotal: bound}, &discardRecorder{}, nil)
-	most := 0
-	err := flood.Generate(flood.Trees, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
-		w.Packet(data, ci, layers.LinkTypeEthernet)
-		a := &w.treesAll
-		live := 0
-		for i := a.head; i < len(a.q); i++ {
-			if a.q[i].live() {
-				live++
-			}
-		}
-		most = max(most, live)
-		return nil
-	})
-	if err != nil || most > bound {
-		t.Errorf("%d trees at most, bound %d (%v)", most, bound, err)
-	}
+	floodWorkerBound(t, flood.Trees, n, bound, Options{MaxFilesTotal: bound}, evictTree, "smb_too_many_trees_total",
+		func(w *Worker) (int, int) { return scanQueue(&w.treesAll.fifo, fileRef.live) })
 }
 
 // TestSortFileKeys: handles close in session order, then by id read as
@@ -572,31 +534,14 @@ func TestSortFileKeys(t *testing.T) {
 // and the atexec among them is reported.
 func TestFloodVariantSessions(t *testing.T) {
 	const n, bound = 20000, 2000
-	lines, w := floodRun(t, flood.Sessions, n, Options{MaxSessionsTotal: bound})
-	wantAtexec(t, flood.Sessions, lines)
-	s := w.Stats()
-	if s.Evictions[evictSession] == 0 || s.Anomalies["smb_too_many_sessions_total"] != s.Evictions[evictSession] {
-		t.Errorf("evictions %v, anomalies %v: want sessions evicted and counted", s.Evictions, s.Anomalies)
-	}
-	w = NewWorker(Options{MaxSessionsTotal: bound}, &discardRecorder{}, nil)
-	most := 0
 	conns := map[*smbState]bool{}
-	err := flood.Generate(flood.Sessions, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
-		w.Packet(data, ci, layers.LinkTypeEthernet)
-		a := &w.sessionsAll
-		live := 0
-		for i := a.head; i < len(a.q); i++ {
-			conns[a.q[i].s] = true
-			if a.q[i].live() {
-				live++
-			}
-		}
-		most = max(most, live)
-		return nil
-	})
-	if err != nil || most > bound {
-		t.Errorf("%d sessions at most, bound %d (%v)", most, bound, err)
-	}
+	floodWorkerBound(t, flood.Sessions, n, bound, Options{MaxSessionsTotal: bound}, evictSession, "smb_too_many_sessions_total",
+		func(w *Worker) (int, int) {
+			return scanQueue(&w.sessionsAll.fifo, func(r fileRef) bool {
+				conns[r.s] = true
+				return r.live()
+			})
+		})
 	for st := range conns {
 		if held := len(st.sessions); cap(st.sessAge.q) > 4*held+256+64 || cap(st.pendAge.q) > 4*len(st.pending)+256+64 {
 			t.Fatalf("a connection holding %d sessions and %d requests keeps queues of %d and %d", held, len(st.pending), cap(st.sessAge.q), cap(st.pendAge.q))
