@@ -112,22 +112,7 @@ func TestFloodUnansweredRequests(t *testing.T) {
 		}
 		// Every request is reported: one event each for those still waiting at the
 		// end, the evicted ones in a summary (floodsummary_test.go).
-		calls, events := 0, 0
-		for _, l := range lines {
-			if !strings.Contains(l, `"action":"SchRpcHighestVersion"`) {
-				continue
-			}
-			var e floodEvent
-			if err := json.Unmarshal([]byte(l), &e); err != nil {
-				t.Fatal(err)
-			}
-			events++
-			if f := e.DCERPC.Flood; f != nil {
-				calls += f.Calls
-			} else {
-				calls++
-			}
-		}
+		calls, events := countCalls(t, lines, "SchRpcHighestVersion")
 		if calls != n || events != 64+1 {
 			t.Errorf("SchRpcHighestVersion: %d events for %d calls, want %d calls in %d events", events, calls, n, 64+1)
 		}
@@ -209,9 +194,13 @@ func TestFloodBigMessages(t *testing.T) {
 
 // BenchmarkFloodRPCRequests: 10,000 unanswered requests on one channel
 // through worker, resolver and detector (no output).
-func BenchmarkFloodRPCRequests(b *testing.B) {
+func BenchmarkFloodRPCRequests(b *testing.B) { benchFlood(b, flood.RPCRequests, 10000) }
+
+// benchFlood runs n requests of a flood through worker, resolver and
+// detector (no output).
+func benchFlood(b *testing.B, kind string, n int) {
 	var pkts []plPacket
-	err := flood.Generate(flood.RPCRequests, 10000, nil, func(ci gopacket.CaptureInfo, data []byte) error {
+	err := flood.Generate(kind, n, nil, func(ci gopacket.CaptureInfo, data []byte) error {
 		pkts = append(pkts, plPacket{append([]byte(nil), data...), ci, layers.LinkTypeEthernet})
 		return nil
 	})
@@ -228,7 +217,7 @@ func BenchmarkFloodRPCRequests(b *testing.B) {
 		w.Flush()
 		det.Flush()
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/request")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/request")
 }
 
 // TestLargeRegistration: a SchRpcRegisterTask whose XML is padded past

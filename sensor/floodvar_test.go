@@ -12,7 +12,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/tschsensor/tschsensor/detect"
 	"github.com/tschsensor/tschsensor/dissect"
 	"github.com/tschsensor/tschsensor/internal/flood"
 )
@@ -213,27 +212,7 @@ func TestBudgetIdleBufferEvicted(t *testing.T) {
 
 // BenchmarkFloodSMB1Creates: 10,000 unanswered NT_CREATE_ANDX through a
 // worker.
-func BenchmarkFloodSMB1Creates(b *testing.B) {
-	var pkts []plPacket
-	err := flood.Generate(flood.SMB1Creates, 10000, nil, func(ci gopacket.CaptureInfo, data []byte) error {
-		pkts = append(pkts, plPacket{append([]byte(nil), data...), ci, layers.LinkTypeEthernet})
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		det := detect.New(detect.Options{}, func(*detect.Event) {})
-		w := NewWorker(Options{}, NewResolver(directRecorder{det}), nil)
-		for i := range pkts {
-			w.Packet(pkts[i].data, pkts[i].ci, pkts[i].link)
-		}
-		w.Flush()
-		det.Flush()
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10000), "ns/request")
-}
+func BenchmarkFloodSMB1Creates(b *testing.B) { benchFlood(b, flood.SMB1Creates, 10000) }
 
 // TestFloodVariantStubs: channels each sending a request whose fragments
 // never end hold the worker's stub budget; the registration after them
