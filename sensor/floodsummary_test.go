@@ -278,13 +278,7 @@ func TestAnsweredChannelsGiveBackRoom(t *testing.T) {
 		for i := range channels {
 			c := newTCPConv(49700)
 			c.cport = uint16(10000 + i)
-			send := func(dir int, flags uint8, p []byte) {
-				b, ci := c.frame(dir, flags, p)
-				w.Packet(b, ci, layers.LinkTypeEthernet)
-			}
-			send(0, tcpSYN, nil)
-			send(1, tcpSYN|tcpACK, nil)
-			send(0, tcpACK, nil)
+			send := c.handshake(w)
 			send(0, tcpPSH|tcpACK, bind)
 			send(1, tcpPSH|tcpACK, ack)
 			resp := func(id uint32) []byte { return ocResponse(id+2, 0, []byte{6, 0, 1, 0, 0, 0, 0, 0}) }

@@ -191,13 +191,7 @@ func TestHalfOpenFlowsCostNoConnection(t *testing.T) {
 func TestFlowPickedUpAfterEPMAnswer(t *testing.T) {
 	w := NewWorker(Options{}, &discardRecorder{}, nil)
 	c := newTCPConv(49700)
-	send := func(dir int, flags uint8, p []byte) {
-		b, ci := c.frame(dir, flags, p)
-		w.Packet(b, ci, layers.LinkTypeEthernet)
-	}
-	send(0, tcpSYN, nil)
-	send(1, tcpSYN|tcpACK, nil)
-	send(0, tcpACK, nil)
+	send := c.handshake(w)
 	send(0, tcpPSH|tcpACK, []byte("not a DCE-RPC header"))
 	if w.Stats().Flow.Flows[verdictIgnored] != 1 {
 		t.Fatalf("flows %v: want the flow ignored", w.Stats().Flow.Flows)

@@ -146,6 +146,19 @@ func newTCPConv(sport uint16) *tcpConv {
 // tcpPSH completes the flags of flowgate.go for test segments.
 const tcpPSH = 0x08
 
+// handshake sends c's three-way handshake to w and returns what sends
+// its further segments.
+func (c *tcpConv) handshake(w *Worker) func(dir int, flags uint8, p []byte) {
+	send := func(dir int, flags uint8, p []byte) {
+		b, ci := c.frame(dir, flags, p)
+		w.Packet(b, ci, layers.LinkTypeEthernet)
+	}
+	send(0, tcpSYN, nil)
+	send(1, tcpSYN|tcpACK, nil)
+	send(0, tcpACK, nil)
+	return send
+}
+
 // frame returns one frame from direction dir (it reuses its buffer).
 func (c *tcpConv) frame(dir int, flags uint8, payload []byte) ([]byte, gopacket.CaptureInfo) {
 	n := 14 + 20 + 20 + len(payload)
