@@ -49,16 +49,7 @@ func (g *gen) handshake(c [4]byte, p, dp uint16) (uint32, uint32) {
 // SMB2 SESSION_SETUP (a message a sensor must have whole to read the
 // authentication in it), interleaved segment by segment.
 func (g *gen) bigMessages(n int) {
-	msg := nbss(nil, messageSize)
-	msg = smb2Header(msg, 1, 1) // SESSION_SETUP
-	body := make([]byte, 24)
-	binary.LittleEndian.PutUint16(body[0:], 25)
-	binary.LittleEndian.PutUint16(body[12:], 64+24)
-	binary.LittleEndian.PutUint16(body[14:], 0xffff)
-	msg = append(msg, body...)
-	for len(msg) < 4+messageSize-unsent {
-		msg = append(msg, byte(len(msg)))
-	}
+	msg := bigSessionSetup()
 	seq := make([]uint32, n)
 	for i := range n {
 		seq[i], _ = g.handshake(client(i), sport(i), 445)
@@ -70,6 +61,22 @@ func (g *gen) bigMessages(n int) {
 			seq[i] += uint32(end - off)
 		}
 	}
+}
+
+// bigSessionSetup is an SMB2 SESSION_SETUP announcing messageSize bytes
+// (NBSS header included), all but the last unsent of them.
+func bigSessionSetup() []byte {
+	msg := nbss(nil, messageSize)
+	msg = smb2Header(msg, 1, 1) // SESSION_SETUP
+	body := make([]byte, 24)
+	binary.LittleEndian.PutUint16(body[0:], 25)
+	binary.LittleEndian.PutUint16(body[12:], 64+24)
+	binary.LittleEndian.PutUint16(body[14:], 0xffff)
+	msg = append(msg, body...)
+	for len(msg) < 4+messageSize-unsent {
+		msg = append(msg, byte(len(msg)))
+	}
+	return msg
 }
 
 // ITaskSchedulerService and NDR, as they appear in a bind (GUIDs in their
@@ -115,33 +122,9 @@ func RunStub() []byte { return append([]byte(nil), runStub...) }
 func (g *gen) rpcRequests(n int, opnum uint16, stub []byte) {
 	c, p, dp := [4]byte{10, 66, 250, 1}, uint16(50000), uint16(49667)
 	cs, ss := g.handshake(c, p, dp)
-	bind := rpcHeader(nil, 11, 1)
-	bind = binary.LittleEndian.AppendUint16(bind, 4280)
-	bind = binary.LittleEndian.AppendUint16(bind, 4280)
-	bind = binary.LittleEndian.AppendUint32(bind, 0)
-	bind = append(bind, 1, 0, 0, 0)
-	bind = append(bind, 0, 0, 1, 0) // context 0, one transfer syntax
-	bind = append(bind, uuidTsch...)
-	bind = append(bind, 1, 0, 0, 0)
-	bind = append(bind, uuidNDR...)
-	bind = append(bind, 2, 0, 0, 0)
-	setFragLen(bind)
+	bind, ack := bindPDUs("49667\x00")
 	g.tcp(c, server(), p, dp, cs, ss, flagACK|flagPSH, bind)
 	cs += uint32(len(bind))
-	ack := rpcHeader(nil, 12, 1)
-	ack = binary.LittleEndian.AppendUint16(ack, 4280)
-	ack = binary.LittleEndian.AppendUint16(ack, 4280)
-	ack = binary.LittleEndian.AppendUint32(ack, 0x1234)
-	ack = binary.LittleEndian.AppendUint16(ack, 6)
-	ack = append(ack, "49667\x00"...)
-	for len(ack)%4 != 0 {
-		ack = append(ack, 0)
-	}
-	ack = append(ack, 1, 0, 0, 0)
-	ack = append(ack, 0, 0, 0, 0)
-	ack = append(ack, uuidNDR...)
-	ack = append(ack, 2, 0, 0, 0)
-	setFragLen(ack)
 	g.tcp(server(), c, dp, p, ss, cs, flagACK|flagPSH, ack)
 	ss += uint32(len(ack))
 	var seg []byte
@@ -158,6 +141,18 @@ func (g *gen) rpcRequests(n int, opnum uint16, stub []byte) {
 	}
 }
 
+// smb2Create is a CREATE request opening name for reading.
+func smb2Create(msgID uint64, name []byte) []byte {
+	m := smb2Header(nil, 5, msgID)
+	body := make([]byte, 56)
+	binary.LittleEndian.PutUint16(body[0:], 57)
+	binary.LittleEndian.PutUint32(body[24:], 0x00120089) // read access
+	binary.LittleEndian.PutUint32(body[36:], 1)          // open
+	binary.LittleEndian.PutUint16(body[44:], 64+56)
+	binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
+	return append(append(m, body...), name...)
+}
+
 // creates: one SMB2 connection with n CREATE requests never answered.
 func (g *gen) creates(n int) {
 	c, p := [4]byte{10, 66, 251, 1}, uint16(50001)
@@ -165,17 +160,7 @@ func (g *gen) creates(n int) {
 	name := []byte{'a', 0, '.', 0, 't', 0, 'x', 0, 't', 0}
 	var seg []byte
 	for i := range n {
-		l := 64 + 56 + len(name)
-		seg = nbss(seg, l)
-		seg = smb2Header(seg, 5, uint64(10+i))
-		body := make([]byte, 56)
-		binary.LittleEndian.PutUint16(body[0:], 57)
-		binary.LittleEndian.PutUint32(body[24:], 0x00120089) // read access
-		binary.LittleEndian.PutUint32(body[36:], 1)          // open
-		binary.LittleEndian.PutUint16(body[44:], 64+56)
-		binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
-		seg = append(seg, body...)
-		seg = append(seg, name...)
+		seg = append(seg, withNBSS(smb2Create(uint64(10+i), name))...)
 		if (i+1)%createsPerSegment == 0 || i == n-1 {
 			g.tcp(c, server(), p, 445, cs, ss, flagACK|flagPSH, seg)
 			cs += uint32(len(seg))

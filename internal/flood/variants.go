@@ -215,10 +215,14 @@ func smb2Response(msg []byte) []byte {
 	return msg
 }
 
+// atsvcAddr is the secondary address the flood's binds are acked with.
+const atsvcAddr = "\\PIPE\\atsvc\x00\x00"
+
 var pipeFID = []byte("\x11\x00\x00\x00\x00\x00\x00\x00\x22\x00\x00\x00\x00\x00\x00\x00")
 
-// bindPDUs are the bind to ITaskSchedulerService (call 1) and its ack.
-func bindPDUs() (bind, ack []byte) {
+// bindPDUs are the bind to ITaskSchedulerService (call 1) and its ack
+// naming secAddr.
+func bindPDUs(secAddr string) (bind, ack []byte) {
 	bind = rpcHeader(nil, 11, 1)
 	bind = le16(bind, 4280)
 	bind = le16(bind, 4280)
@@ -234,8 +238,8 @@ func bindPDUs() (bind, ack []byte) {
 	ack = le16(ack, 4280)
 	ack = le16(ack, 4280)
 	ack = le32(ack, 0x1234)
-	ack = le16(ack, 13)
-	ack = append(ack, "\\PIPE\\atsvc\x00\x00"...)
+	ack = le16(ack, uint16(len(secAddr)))
+	ack = append(ack, secAddr...)
 	for len(ack)%4 != 0 {
 		ack = append(ack, 0)
 	}
@@ -265,18 +269,23 @@ func smb2Write(msgID uint64, data []byte) []byte {
 	return append(m, data...)
 }
 
-// pipeRequests: \pipe\atsvc over SMB2, bound, then n requests never
-// answered, each in a WRITE (answered) or a transceive IOCTL.
-func (g *gen) pipeRequests(n int, ioctl bool) {
-	k := g.open([4]byte{10, 66, 252, 1}, 50002, 445)
-	path := utf16le(`\\10.99.0.1\IPC$`)
-	m := smb2Header(nil, 3, 1)
+// smb2TreeConnect is a TREE_CONNECT request for path (tree id 0).
+func smb2TreeConnect(msgID uint64, path []byte) []byte {
+	m := smb2Header(nil, 3, msgID)
 	binary.LittleEndian.PutUint32(m[36:], 0)
 	m = le16(m, 9)
 	m = le16(m, 0)
 	m = le16(m, 64+8)
 	m = le16(m, uint16(len(path)))
-	k.send(withNBSS(append(m, path...)))
+	return append(m, path...)
+}
+
+// pipeRequests: \pipe\atsvc over SMB2, bound, then n requests never
+// answered, each in a WRITE (answered) or a transceive IOCTL.
+func (g *gen) pipeRequests(n int, ioctl bool) {
+	k := g.open([4]byte{10, 66, 252, 1}, 50002, 445)
+	path := utf16le(`\\10.99.0.1\IPC$`)
+	k.send(withNBSS(smb2TreeConnect(1, path)))
 	r := smb2Response(smb2Header(nil, 3, 1))
 	r = le16(r, 16)
 	r = append(r, 2, 0)                                  // pipe share
@@ -285,7 +294,7 @@ func (g *gen) pipeRequests(n int, ioctl bool) {
 	k.answer(withNBSS(r))
 
 	name := utf16le("atsvc")
-	m = smb2Header(nil, 5, 2)
+	m := smb2Header(nil, 5, 2)
 	body := make([]byte, 56)
 	binary.LittleEndian.PutUint16(body[0:], 57)
 	binary.LittleEndian.PutUint32(body[24:], 0x0012019f)
@@ -302,7 +311,7 @@ func (g *gen) pipeRequests(n int, ioctl bool) {
 	copy(cr[64:], pipeFID)
 	k.answer(withNBSS(append(append(r, cr...), 0)))
 
-	bind, ack := bindPDUs()
+	bind, ack := bindPDUs(atsvcAddr)
 	k.send(withNBSS(smb2Write(3, bind)))
 	k.answer(withNBSS(writeResponse(3, len(bind))))
 	m = smb2Header(nil, 8, 4)
@@ -459,7 +468,7 @@ func (g *gen) smb1PipeRequests(n int) {
 		r = append(r, 0, 0, 0, 0)
 		k.answer(withNBSS(le16(r, 0)))
 	}
-	bind, ack := bindPDUs()
+	bind, ack := bindPDUs(atsvcAddr)
 	write(3, bind)
 	m := smb1Header(0x2e, 1, 4, false, 12)
 	m = andx(m)
@@ -500,7 +509,7 @@ func (g *gen) smb1Creates(n int) {
 // rpcRequestsPer is rpcRequests with per requests in each segment.
 func (g *gen) rpcRequestsPer(n, per int) {
 	k := g.open([4]byte{10, 66, 250, 2}, 50005, 49667)
-	bind, ack := bindPDUs()
+	bind, ack := bindPDUs(atsvcAddr)
 	k.send(bind)
 	k.answer(ack)
 	var seg []byte
@@ -520,14 +529,7 @@ func (g *gen) createsPer(n, per int, compound bool) {
 	name := utf16le("a.txt")
 	var seg, msg []byte
 	for i := range n {
-		m := smb2Header(nil, 5, uint64(10+i))
-		body := make([]byte, 56)
-		binary.LittleEndian.PutUint16(body[0:], 57)
-		binary.LittleEndian.PutUint32(body[24:], 0x00120089)
-		binary.LittleEndian.PutUint32(body[36:], 1)
-		binary.LittleEndian.PutUint16(body[44:], 64+56)
-		binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
-		m = append(append(m, body...), name...)
+		m := smb2Create(uint64(10+i), name)
 		last := (i+1)%per == 0 || i == n-1
 		if !compound {
 			seg = append(seg, withNBSS(m)...)
@@ -554,16 +556,7 @@ func (g *gen) createsPer(n, per int, compound bool) {
 // bigMessagesOn is bigMessages on port 139, each connection first
 // requesting an NBSS session (answered).
 func (g *gen) bigMessagesOn(n int, dp uint16) {
-	msg := nbss(nil, messageSize)
-	msg = smb2Header(msg, 1, 1)
-	body := make([]byte, 24)
-	binary.LittleEndian.PutUint16(body[0:], 25)
-	binary.LittleEndian.PutUint16(body[12:], 64+24)
-	binary.LittleEndian.PutUint16(body[14:], 0xffff)
-	msg = append(msg, body...)
-	for len(msg) < 4+messageSize-unsent {
-		msg = append(msg, byte(len(msg)))
-	}
+	msg := bigSessionSetup()
 	// Session request: called and calling names, 34 bytes each
 	// (RFC 1002 4.3.2, first-level encoded "*SMBSERVER" and "CLIENT").
 	req := []byte{0x81, 0, 0, 68}
@@ -653,7 +646,7 @@ func (g *gen) overlap(n int) {
 
 // rpcChannels: n requests over channels of 250, each channel bound first.
 func (g *gen) rpcChannels(n int) {
-	bind, ack := bindPDUs()
+	bind, ack := bindPDUs(atsvcAddr)
 	for i := 0; i*250 < n; i++ {
 		k := g.open(client(i), sport(i), 49667)
 		k.send(bind)
@@ -678,14 +671,7 @@ func (g *gen) createsConns(n int) {
 		var seg []byte
 		m := min(4000, n-i*4000)
 		for j := range m {
-			c := smb2Header(nil, 5, uint64(10+j))
-			body := make([]byte, 56)
-			binary.LittleEndian.PutUint16(body[0:], 57)
-			binary.LittleEndian.PutUint32(body[24:], 0x00120089)
-			binary.LittleEndian.PutUint32(body[36:], 1)
-			binary.LittleEndian.PutUint16(body[44:], 64+56)
-			binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
-			seg = append(seg, withNBSS(append(append(c, body...), name...))...)
+			seg = append(seg, withNBSS(smb2Create(uint64(10+j), name))...)
 			if (j+1)%10 == 0 || j == m-1 {
 				k.send(seg)
 				seg = seg[:0]
@@ -698,7 +684,7 @@ func (g *gen) createsConns(n int) {
 // one SchRpcRegisterTask request that never ends, interleaved.
 func (g *gen) stubs(n int) {
 	const frags, stub = 245, 4256
-	bind, ack := bindPDUs()
+	bind, ack := bindPDUs(atsvcAddr)
 	ks := make([]*conn, n)
 	for i := range n {
 		ks[i] = g.open(client(i), sport(i), 49667)
@@ -731,14 +717,7 @@ func (g *gen) createsLong(n int) {
 	for i := 0; i*4000 < n; i++ {
 		k := g.open(client(i), sport(i), 445)
 		for j := range min(4000, n-i*4000) {
-			c := smb2Header(nil, 5, uint64(10+j))
-			body := make([]byte, 56)
-			binary.LittleEndian.PutUint16(body[0:], 57)
-			binary.LittleEndian.PutUint32(body[24:], 0x00120089)
-			binary.LittleEndian.PutUint32(body[36:], 1)
-			binary.LittleEndian.PutUint16(body[44:], 64+56)
-			binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
-			msg := withNBSS(append(append(c, body...), name...))
+			msg := withNBSS(smb2Create(uint64(10+j), name))
 			for off := 0; off < len(msg); off += segment {
 				k.send(msg[off:min(off+segment, len(msg))])
 			}
@@ -755,14 +734,7 @@ func (g *gen) opens(n int) {
 		m := min(4000, n-i*4000)
 		for j := range m {
 			id := uint64(10 + j)
-			c := smb2Header(nil, 5, id)
-			body := make([]byte, 56)
-			binary.LittleEndian.PutUint16(body[0:], 57)
-			binary.LittleEndian.PutUint32(body[24:], 0x00120089)
-			binary.LittleEndian.PutUint32(body[36:], 1)
-			binary.LittleEndian.PutUint16(body[44:], 64+56)
-			binary.LittleEndian.PutUint16(body[46:], uint16(len(name)))
-			req = append(req, withNBSS(append(append(c, body...), name...))...)
+			req = append(req, withNBSS(smb2Create(id, name))...)
 			r := smb2Response(smb2Header(nil, 5, id))
 			cr := make([]byte, 88)
 			binary.LittleEndian.PutUint16(cr[0:], 89)
@@ -791,13 +763,7 @@ func (g *gen) trees(n int) {
 		m := min(4000, n-i*4000)
 		for j := range m {
 			id := uint64(10 + j)
-			c := smb2Header(nil, 3, id)
-			binary.LittleEndian.PutUint32(c[36:], 0)
-			c = le16(c, 9)
-			c = le16(c, 0)
-			c = le16(c, 64+8)
-			c = le16(c, uint16(len(path)))
-			req = append(req, withNBSS(append(c, path...))...)
+			req = append(req, withNBSS(smb2TreeConnect(id, path))...)
 			r := smb2Response(smb2Header(nil, 3, id))
 			binary.LittleEndian.PutUint32(r[36:], uint32(100+j))
 			r = le16(r, 16)
@@ -816,16 +782,7 @@ func (g *gen) trees(n int) {
 // bigMessagesReversed: n connections to 445 each sending all but the last
 // bytes of a 1 MiB SESSION_SETUP, segments in reverse order, interleaved.
 func (g *gen) bigMessagesReversed(n int) {
-	msg := nbss(nil, messageSize)
-	msg = smb2Header(msg, 1, 1)
-	body := make([]byte, 24)
-	binary.LittleEndian.PutUint16(body[0:], 25)
-	binary.LittleEndian.PutUint16(body[12:], 64+24)
-	binary.LittleEndian.PutUint16(body[14:], 0xffff)
-	msg = append(msg, body...)
-	for len(msg) < 4+messageSize-unsent {
-		msg = append(msg, byte(len(msg)))
-	}
+	msg := bigSessionSetup()
 	ks := make([]*conn, n)
 	for i := range n {
 		ks[i] = g.open(client(i), sport(i), 445)
