@@ -644,40 +644,46 @@ func (g *gen) overlap(n int) {
 	}
 }
 
-// rpcChannels: n requests over channels of 250, each channel bound first.
-func (g *gen) rpcChannels(n int) {
-	bind, ack := bindPDUs(atsvcAddr)
-	for i := 0; i*250 < n; i++ {
-		k := g.open(client(i), sport(i), 49667)
-		k.send(bind)
-		k.answer(ack)
-		var seg []byte
-		m := min(250, n-i*250)
+// perConn spreads n units over connections of size to dp, each started
+// by start (if any): unit(i, j) is the j-th of connection i, a request
+// and its answer (if any); they go batch to a segment each way.
+func (g *gen) perConn(n, size, batch int, dp uint16, start func(k *conn), unit func(i, j int) (req, resp []byte)) {
+	for i := 0; i*size < n; i++ {
+		k := g.open(client(i), sport(i), dp)
+		if start != nil {
+			start(k)
+		}
+		var req, resp []byte
+		m := min(size, n-i*size)
 		for j := range m {
-			seg = append(seg, highestVersion(uint32(2+j))...)
-			if (j+1)%60 == 0 || j == m-1 {
-				k.send(seg)
-				seg = seg[:0]
+			q, r := unit(i, j)
+			req, resp = append(req, q...), append(resp, r...)
+			if (j+1)%batch == 0 || j == m-1 {
+				k.send(req)
+				if len(resp) > 0 {
+					k.answer(resp)
+				}
+				req, resp = req[:0], resp[:0]
 			}
 		}
 	}
 }
 
+// rpcChannels: n requests over channels of 250, each channel bound first.
+func (g *gen) rpcChannels(n int) {
+	bind, ack := bindPDUs(atsvcAddr)
+	g.perConn(n, 250, 60, 49667, func(k *conn) {
+		k.send(bind)
+		k.answer(ack)
+	}, func(_, j int) ([]byte, []byte) { return highestVersion(uint32(2 + j)), nil })
+}
+
 // createsConns: n CREATEs over connections of 4,000.
 func (g *gen) createsConns(n int) {
 	name := utf16le("a.txt")
-	for i := 0; i*4000 < n; i++ {
-		k := g.open(client(i), sport(i), 445)
-		var seg []byte
-		m := min(4000, n-i*4000)
-		for j := range m {
-			seg = append(seg, withNBSS(smb2Create(uint64(10+j), name))...)
-			if (j+1)%10 == 0 || j == m-1 {
-				k.send(seg)
-				seg = seg[:0]
-			}
-		}
-	}
+	g.perConn(n, 4000, 10, 445, nil, func(_, j int) ([]byte, []byte) {
+		return withNBSS(smb2Create(uint64(10+j), name)), nil
+	})
 }
 
 // stubs: n bound channels, each sending 245 fragments (1 MiB of stub) of
@@ -728,55 +734,33 @@ func (g *gen) createsLong(n int) {
 // opens: n CREATEs answered with a handle each over connections of 4,000.
 func (g *gen) opens(n int) {
 	name := utf16le("a.txt")
-	for i := 0; i*4000 < n; i++ {
-		k := g.open(client(i), sport(i), 445)
-		var req, resp []byte
-		m := min(4000, n-i*4000)
-		for j := range m {
-			id := uint64(10 + j)
-			req = append(req, withNBSS(smb2Create(id, name))...)
-			r := smb2Response(smb2Header(nil, 5, id))
-			cr := make([]byte, 88)
-			binary.LittleEndian.PutUint16(cr[0:], 89)
-			binary.LittleEndian.PutUint32(cr[4:], 1)
-			binary.LittleEndian.PutUint64(cr[8:], 0x01d9000000000000) // a creation time: a disk file
-			binary.LittleEndian.PutUint32(cr[56:], 0x20)              // archive
-			binary.LittleEndian.PutUint64(cr[64:], id)
-			binary.LittleEndian.PutUint64(cr[72:], uint64(i))
-			resp = append(resp, withNBSS(append(append(r, cr...), 0))...)
-			if (j+1)%10 == 0 || j == m-1 {
-				k.send(req)
-				k.answer(resp)
-				req, resp = req[:0], resp[:0]
-			}
-		}
-	}
+	g.perConn(n, 4000, 10, 445, nil, func(i, j int) ([]byte, []byte) {
+		id := uint64(10 + j)
+		r := smb2Response(smb2Header(nil, 5, id))
+		cr := make([]byte, 88)
+		binary.LittleEndian.PutUint16(cr[0:], 89)
+		binary.LittleEndian.PutUint32(cr[4:], 1)
+		binary.LittleEndian.PutUint64(cr[8:], 0x01d9000000000000) // a creation time: a disk file
+		binary.LittleEndian.PutUint32(cr[56:], 0x20)              // archive
+		binary.LittleEndian.PutUint64(cr[64:], id)
+		binary.LittleEndian.PutUint64(cr[72:], uint64(i))
+		return withNBSS(smb2Create(id, name)), withNBSS(append(append(r, cr...), 0))
+	})
 }
 
 // trees: n TREE_CONNECTs answered over connections of 4,000, each with a
 // tree id of its own.
 func (g *gen) trees(n int) {
 	path := utf16le(`\\10.99.0.1\share`)
-	for i := 0; i*4000 < n; i++ {
-		k := g.open(client(i), sport(i), 445)
-		var req, resp []byte
-		m := min(4000, n-i*4000)
-		for j := range m {
-			id := uint64(10 + j)
-			req = append(req, withNBSS(smb2TreeConnect(id, path))...)
-			r := smb2Response(smb2Header(nil, 3, id))
-			binary.LittleEndian.PutUint32(r[36:], uint32(100+j))
-			r = le16(r, 16)
-			r = append(r, 1, 0) // disk share
-			r = append(r, make([]byte, 12)...)
-			resp = append(resp, withNBSS(r)...)
-			if (j+1)%10 == 0 || j == m-1 {
-				k.send(req)
-				k.answer(resp)
-				req, resp = req[:0], resp[:0]
-			}
-		}
-	}
+	g.perConn(n, 4000, 10, 445, nil, func(_, j int) ([]byte, []byte) {
+		id := uint64(10 + j)
+		r := smb2Response(smb2Header(nil, 3, id))
+		binary.LittleEndian.PutUint32(r[36:], uint32(100+j))
+		r = le16(r, 16)
+		r = append(r, 1, 0) // disk share
+		r = append(r, make([]byte, 12)...)
+		return withNBSS(smb2TreeConnect(id, path)), withNBSS(r)
+	})
 }
 
 // bigMessagesReversed: n connections to 445 each sending all but the last
@@ -805,25 +789,16 @@ func (g *gen) sessions(n int) {
 		0xa0, byte(0x1e + len(ntlm)), 0x30, byte(0x1c + len(ntlm)),
 		0xa0, 0x0e, 0x30, 0x0c, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x0a,
 		0xa2, byte(2 + len(ntlm)), 0x04, byte(len(ntlm))}, ntlm...)
-	for i := 0; i*1000 < n; i++ {
-		k := g.open(client(i), sport(i), 445)
-		var seg []byte
-		m := min(1000, n-i*1000)
-		for j := range m {
-			c := smb2Header(nil, 1, uint64(1+j))
-			binary.LittleEndian.PutUint64(c[40:], uint64(0x1000+j))
-			c = le16(c, 25)
-			c = append(c, 0, 1) // flags, signing enabled
-			c = le32(c, 0)      // capabilities
-			c = le32(c, 0)      // channel
-			c = le16(c, 64+24)
-			c = le16(c, uint16(len(blob)))
-			c = append(c, make([]byte, 8)...) // previous session
-			seg = append(seg, withNBSS(append(c, blob...))...)
-			if (j+1)%10 == 0 || j == m-1 {
-				k.send(seg)
-				seg = seg[:0]
-			}
-		}
-	}
+	g.perConn(n, 1000, 10, 445, nil, func(_, j int) ([]byte, []byte) {
+		c := smb2Header(nil, 1, uint64(1+j))
+		binary.LittleEndian.PutUint64(c[40:], uint64(0x1000+j))
+		c = le16(c, 25)
+		c = append(c, 0, 1) // flags, signing enabled
+		c = le32(c, 0)      // capabilities
+		c = le32(c, 0)      // channel
+		c = le16(c, 64+24)
+		c = le16(c, uint16(len(blob)))
+		c = append(c, make([]byte, 8)...) // previous session
+		return withNBSS(append(c, blob...)), nil
+	})
 }
