@@ -41,33 +41,17 @@ type callAge struct{ boundQueue[callRef] }
 
 func callRefLive(c callRef) bool { return c.live() != nil }
 
-// admitCall queues a new call and, past the worker's bound, ends one:
-// every call in flight is in the queue, so what is live never passes it.
+// admitCall queues a new call and, past the worker's bound, ends one.
+// Either way the call ended is its channel's oldest, ended as --max-calls
+// ends one (evictOldest: calls that change nothing join the channel's
+// flood summary); a channel emptied so, most often one of thousands gone
+// quiet with its calls unanswered, gives back what it grew to hold them
+// (untrack: 300 MB for 16,000 of them).
 func (r *rpcChannel) admitCall(rc *rpcCall) {
 	env := r.c.env
-	a := env.callAge
-	a.push(callRef{r, rc.call.CallID, rc.call.Seq})
-	// Stale entries (calls answered since) may make up the excess.
-	if !a.over(env.opt.MaxCallsTotal, callRefLive, keepRoom) {
-		return
-	}
-	env.stats.Evictions[evictCallInFlight]++
-	r.c.anomaly("dcerpc_too_many_calls_total")
-	// Either way the call ended is its channel's oldest, ended as
-	// --max-calls ends one (evictOldest: calls that change nothing join
-	// the channel's flood summary).
-	if len(r.calls) > callFairShare {
-		r.evictOldest()
-		return
-	}
-	for a.len() > 0 {
-		ref := a.take(keepRoom)
-		if old := ref.live(); old != nil && old != rc {
-			// A channel emptied here is most often one of thousands gone
-			// quiet with its calls unanswered: untrack gives back what it
-			// grew to hold them (300 MB for 16,000 of them).
-			ref.ch.evictOldest()
-			return
-		}
+	if admitBounded(&env.callAge.boundQueue, callRef{r, rc.call.CallID, rc.call.Seq}, env.opt.MaxCallsTotal, callRefLive, keepRoom,
+		len(r.calls), callFairShare, r.evictOldest, func(old callRef) { old.ch.evictOldest() }) {
+		env.stats.Evictions[evictCallInFlight]++
+		r.c.anomaly("dcerpc_too_many_calls_total")
 	}
 }

@@ -103,6 +103,33 @@ func (a *boundQueue[T]) over(bound int, live func(T) bool, lean bool) bool {
 	return true
 }
 
+// admitBounded is the worker-wide bound every kind shares (calls in flight,
+// pending requests, handles, trees, sessions): x, of which its owner (a
+// channel or a connection) now holds mine, is queued, and past bound live
+// entries room is made without letting one owner push the others out: an
+// owner holding more than fair gives up its own oldest (dropOwn), one
+// holding fewer the worker's oldest live entry other than x (drop). x, the
+// newest, is never taken off the queue. It reports whether the bound was
+// passed.
+func admitBounded[T comparable](a *boundQueue[T], x T, bound int, live func(T) bool, lean bool,
+	mine, fair int, dropOwn func(), drop func(T)) bool {
+	a.push(x)
+	if !a.over(bound, live, lean) {
+		return false
+	}
+	if mine > fair {
+		dropOwn()
+		return true
+	}
+	for a.len() > 0 && a.q[a.head] != x {
+		if y := a.take(lean); live(y) {
+			drop(y)
+			break
+		}
+	}
+	return true
+}
+
 func (a *boundQueue[T]) compact(live func(T) bool, lean bool) {
 	a.filter(live, lean)
 	a.pushes = 0

@@ -137,23 +137,13 @@ func (s *smbState) admitSession(ss *smbSession) {
 }
 
 // admit queues r in the connection's queue own (holding n) and the
-// worker's all, and past the worker's bound drops one: the connection's
-// own oldest when it holds more than its fair share, else the worker's.
+// worker's all, and past the worker's bound drops one (admitBounded).
 func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, bound int, anomaly, reason string) {
 	own.push(r)
 	if own.len() > 2*n+64 {
 		own.compact(fileRef.live, giveRoom)
 	}
-	all.push(r)
-	if !all.over(bound, fileRef.live, giveRoom) {
-		return
-	}
-	s.c.anomaly(anomaly)
-	if n > fileFairShare {
-		s.evictOldest(own, r, reason)
-		return
-	}
-	if old, ok := all.oldestExcept(r); ok {
+	dropOld := func(old fileRef) {
 		s.c.env.stats.Evictions[reason]++
 		old.drop()
 		// The victim's connection may be idle: its queue is compacted
@@ -161,5 +151,9 @@ func (s *smbState) admit(r fileRef, own *fileQueue, n int, all *fileQueue, bound
 		if q, n := old.own(); q.len() > 2*n+64 {
 			q.compact(fileRef.live, giveRoom)
 		}
+	}
+	if admitBounded(&all.boundQueue, r, bound, fileRef.live, giveRoom, n, fileFairShare,
+		func() { s.evictOldest(own, r, reason) }, dropOld) {
+		s.c.anomaly(anomaly)
 	}
 }

@@ -41,25 +41,12 @@ type pendAgeAll struct{ boundQueue[pendRef] }
 func pendRefLive(r pendRef) bool { return r.o.pendingLive(r.id, r.seq) }
 
 // admit queues a new pending request of o and, past the worker's bound,
-// drops one: every pending request is in the queue, so what is live never
-// passes it.
+// drops one (admitBounded).
 func (a *pendAgeAll) admit(env *connEnv, o pendOwner, id, seq uint64) {
-	a.push(pendRef{o, id, seq})
-	if !a.over(env.opt.MaxPendingTotal, pendRefLive, keepRoom) {
-		return
-	}
-	env.stats.Evictions[evictPendingRequest]++
-	o.anomaly("smb_too_many_pending_total")
-	if o.pendingCount() > pendFairShare {
-		o.dropOldestPending()
-		return
-	}
-	for a.len() > 0 {
-		r := a.take(keepRoom)
-		if (r.o != o || r.id != id || r.seq != seq) && r.o.pendingLive(r.id, r.seq) {
-			r.o.dropPending(r.id)
-			return
-		}
+	if admitBounded(&a.boundQueue, pendRef{o, id, seq}, env.opt.MaxPendingTotal, pendRefLive, keepRoom,
+		o.pendingCount(), pendFairShare, o.dropOldestPending, func(r pendRef) { r.o.dropPending(r.id) }) {
+		env.stats.Evictions[evictPendingRequest]++
+		o.anomaly("smb_too_many_pending_total")
 	}
 }
 
