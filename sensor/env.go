@@ -18,18 +18,8 @@ type connEnv struct {
 	stats *Stats
 	// stubBytes is what the calls in flight hold against opt.MaxStubTotal.
 	stubBytes *int
-	// stubAge orders the calls holding stub bytes (stubage.go).
-	stubAge *stubAge
-	// callAge orders the worker's calls in flight (callcap.go).
-	callAge *callAge
-	// pendAll orders the worker's pending SMB requests (pendcap.go).
-	pendAll *pendAgeAll
-	// filesAll orders the worker's open SMB handles (filecap.go).
-	filesAll *fileQueue
-	// treesAll orders the worker's connected SMB trees (filecap.go).
-	treesAll *fileQueue
-	// sessionsAll orders the worker's SMB sessions (filecap.go).
-	sessionsAll *fileQueue
+	// workerBounds orders what the worker bounds across its connections.
+	*workerBounds
 	// mem accounts what framers buffer against the memory budget.
 	mem msgBudget
 	epm *EPMTable
@@ -66,9 +56,22 @@ type recordSeq interface {
 	dropSeq(seq uint64)
 }
 
+// workerBounds holds, in arrival order, what a worker bounds across all its
+// connections: calls holding stub bytes (stubage.go), calls in flight
+// (callcap.go), pending SMB requests (pendcap.go), open handles, connected
+// trees and sessions (filecap.go).
+type workerBounds struct {
+	stubAge     stubAge
+	callAge     callAge
+	pendAll     pendAgeAll
+	filesAll    fileQueue
+	treesAll    fileQueue
+	sessionsAll fileQueue
+}
+
 // newConnEnv is the worker's environment for its connections.
 func (w *Worker) newConnEnv() connEnv {
-	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, stubAge: &w.stubAge, callAge: &w.callAge, pendAll: &w.pendAll, filesAll: &w.filesAll, treesAll: &w.treesAll, sessionsAll: &w.sessionsAll, mem: w, epm: w.epm,
+	return connEnv{opt: &w.opt, stats: &w.stats, stubBytes: &w.stubBytes, workerBounds: &w.workerBounds, mem: w, epm: w.epm,
 		keys: workerKeys{w}, rec: w.rec, seq: w, file: &w.file}
 }
 

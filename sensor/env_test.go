@@ -51,7 +51,7 @@ func feedEnvOnly(t *testing.T, path string) (*collect, *Stats, *soloBudget) {
 	mem := &soloBudget{}
 	stubs := 0
 	file := filepath.Base(path)
-	env := connEnv{opt: &opt, stats: &st, stubBytes: &stubs, stubAge: new(stubAge), callAge: new(callAge), pendAll: new(pendAgeAll), filesAll: new(fileQueue), treesAll: new(fileQueue), sessionsAll: new(fileQueue), mem: mem, epm: NewEPMTable(0, 0), rec: rec,
+	env := connEnv{opt: &opt, stats: &st, stubBytes: &stubs, workerBounds: new(workerBounds), mem: mem, epm: NewEPMTable(0, 0), rec: rec,
 		seq: &soloSeq{}, file: &file, keys: newSessionKeyStore(maxSharedSessionKeys)}
 	type tuple struct {
 		a, b netip.AddrPort

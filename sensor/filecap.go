@@ -112,7 +112,7 @@ func (s *smbState) evictOldest(q *fileQueue, keep fileRef, reason string) bool {
 // admitFile queues a handle just opened and, past the worker's bound,
 // closes one.
 func (s *smbState) admitFile(f *smbFile) {
-	s.admit(fileRef{s: s, f: f}, &s.fileAge, len(s.files), s.c.env.filesAll, s.c.env.opt.MaxFilesTotal, "smb_too_many_files_total", evictOpenFile)
+	s.admit(fileRef{s: s, f: f}, &s.fileAge, len(s.files), &s.c.env.filesAll, s.c.env.opt.MaxFilesTotal, "smb_too_many_files_total", evictOpenFile)
 }
 
 // addTree records a connected tree; past --max-files trees on the
@@ -126,14 +126,14 @@ func (s *smbState) addTree(k treeKey, t *smbTree) {
 		}
 	}
 	s.trees[k] = t
-	s.admit(fileRef{s: s, t: t, tk: k}, &s.treeAge, len(s.trees), s.c.env.treesAll, s.c.env.opt.MaxFilesTotal, "smb_too_many_trees_total", evictTree)
+	s.admit(fileRef{s: s, t: t, tk: k}, &s.treeAge, len(s.trees), &s.c.env.treesAll, s.c.env.opt.MaxFilesTotal, "smb_too_many_trees_total", evictTree)
 }
 
 // admitSession queues a session just created and, past the worker's bound
 // (MaxSessionsTotal: 2,000,000 SESSION_SETUPs of sessions of their own took
 // 1.8 GB), forgets one.
 func (s *smbState) admitSession(ss *smbSession) {
-	s.admit(fileRef{s: s, ss: ss}, &s.sessAge, len(s.sessions), s.c.env.sessionsAll, s.c.env.opt.MaxSessionsTotal, "smb_too_many_sessions_total", evictSession)
+	s.admit(fileRef{s: s, ss: ss}, &s.sessAge, len(s.sessions), &s.c.env.sessionsAll, s.c.env.opt.MaxSessionsTotal, "smb_too_many_sessions_total", evictSession)
 }
 
 // admit queues r in the connection's queue own (holding n) and the

@@ -219,13 +219,8 @@ type Worker struct {
 	connHead, connTail *conn
 	connOver           bool
 	// stubBytes is what calls in flight hold against MaxStubTotal.
-	stubBytes   int
-	stubAge     stubAge
-	callAge     callAge
-	pendAll     pendAgeAll
-	filesAll    fileQueue
-	treesAll    fileQueue
-	sessionsAll fileQueue
+	stubBytes int
+	workerBounds
 	// smbKeys are SMB3 session keys shared by the connections (channels)
 	// of a session, and by the workers of one replay or capture (see
 	// keystore.go); keyWait, when set, waits until the other workers have
