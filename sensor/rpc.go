@@ -583,6 +583,12 @@ func (r *rpcChannel) record(call *detect.Call) {
 		r.c.env.stats.TschCalls += uint64(call.Flood.Calls - 1)
 		r.c.env.stats.TschSummarised += uint64(call.Flood.Calls - 1)
 	}
+	r.hand(call)
+}
+
+// hand keys a call, tells it from equal ones of the connection, and hands
+// it on.
+func (r *rpcChannel) hand(call *detect.Call) {
 	call.Key = detect.CallKey(call)
 	call.Dup = r.c.disambiguate(call.Key)
 	r.c.env.rec.Call(call)
@@ -611,9 +617,7 @@ func (r *rpcChannel) settle(rc *rpcCall) bool {
 				if !call.Encrypted || call.Decrypted {
 					call.Stubs = &detect.RawStubs{Request: rc.req, Response: rc.resp, DRep: rc.drep}
 				}
-				call.Key = detect.CallKey(call)
-				call.Dup = r.c.disambiguate(call.Key)
-				r.c.env.rec.Call(call)
+				r.hand(call)
 				return false
 			}
 			r.c.anomaly("dcerpc_call_unknown_context")

@@ -940,16 +940,10 @@ func (s *smbState) closeFile(f *smbFile, ok bool) {
 }
 
 func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
-	env := s.c.env
-	env.stats.FileOps++
+	s.c.env.stats.FileOps++
 	ctx := detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: f.session, Tree: f.tree.path,
 		FileID: s.fileIDString(f.id)}
-	var user *detect.Identity
-	if ss := s.sessions[f.session]; ss != nil {
-		user = ss.user
-	}
-	fo := &detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(), SMB: ctx, Op: op, Path: f.name,
-		Share: f.tree.share, Bytes: n, User: user, PcapFile: *env.file, Frames: []uint64{f.firstFrame, s.c.frame}, Seq: env.seq.nextSeq()}
+	fo := &detect.FileOp{SMB: ctx, Op: op, Path: f.name, Share: f.tree.share, Bytes: n, Frames: []uint64{f.firstFrame, s.c.frame}}
 	if op == "write" {
 		fo.Data = f.head
 		// The Task Scheduler would load this file as a task: one it could
@@ -961,8 +955,7 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 			}
 		}
 	}
-	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
-	env.rec.File(fo)
+	s.hand(fo)
 }
 
 // logoff tells the detector that an SMB session ended (MS-SMB2 3.3.5.6: the
@@ -970,14 +963,19 @@ func (s *smbState) fileOp(f *smbFile, op string, n uint64) {
 // AtExec chain still waiting for its output file on that session is
 // complete. The record is not a file operation and is not counted as one.
 func (s *smbState) logoff(session uint64) {
+	s.hand(&detect.FileOp{SMB: detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: session},
+		Op: detect.FileOpLogoff, Frames: []uint64{s.c.frame}})
+}
+
+// hand fills in what an SMB record takes from its connection and session
+// (capture time, endpoints, user, file, sequence number, disambiguator)
+// and hands it on.
+func (s *smbState) hand(fo *detect.FileOp) {
 	env := s.c.env
-	var user *detect.Identity
-	if ss := s.sessions[session]; ss != nil {
-		user = ss.user
+	if ss := s.sessions[fo.SMB.SessionID]; ss != nil {
+		fo.User = ss.user
 	}
-	fo := &detect.FileOp{Time: s.c.ci.Timestamp, Endpoints: s.c.endpoints(),
-		SMB: detect.SMBContext{Version: s.version, Dialect: s.dialectName(), SessionID: session},
-		Op:  detect.FileOpLogoff, User: user, PcapFile: *env.file, Frames: []uint64{s.c.frame}, Seq: env.seq.nextSeq()}
+	fo.Time, fo.Endpoints, fo.PcapFile, fo.Seq = s.c.ci.Timestamp, s.c.endpoints(), *env.file, env.seq.nextSeq()
 	fo.Dup = s.c.disambiguate(detect.FileKey(fo))
 	env.rec.File(fo)
 }
