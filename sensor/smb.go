@@ -323,9 +323,7 @@ func (s *smbState) addPending(id uint64, r *smbReq) {
 	if len(s.pending) >= s.c.env.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
 		// The oldest requests are the most likely to be lost for good.
-		if old, ok := s.pendAge.oldest(s.pendingLive); ok {
-			delete(s.pending, old)
-		}
+		s.dropOldestPending()
 	}
 	r.frame = s.c.frame
 	s.pendSeq++

@@ -323,9 +323,7 @@ func (m *smb1State) addPending(key smb1Key, req *smb1Req) {
 	if len(m.pending) >= s.c.env.opt.MaxPending {
 		s.c.anomaly("smb_too_many_pending")
 		// The oldest request is the most likely to have lost its response.
-		if old, ok := m.pendAge.oldest(m.pendingLive); ok {
-			delete(m.pending, smb1KeyOf(old))
-		}
+		m.dropOldestPending()
 	}
 	m.seq++
 	req.seq = m.seq
